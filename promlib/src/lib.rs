@@ -1,0 +1,11 @@
+//! Prometheus semantics shared by every promshard binary: labels, the
+//! prometheus.yml model, relabeling, discovery, target labels, exposition
+//! parsing and the one-target scrape.
+
+pub mod config;
+pub mod duration;
+pub mod labels;
+pub mod relabel;
+pub mod secret;
+pub mod discovery;
+pub mod targets;
