@@ -3,9 +3,11 @@
 //! parsing and the one-target scrape.
 
 pub mod config;
+pub mod discovery;
 pub mod duration;
+pub mod exposition;
 pub mod labels;
 pub mod relabel;
+pub mod scrape;
 pub mod secret;
-pub mod discovery;
 pub mod targets;
