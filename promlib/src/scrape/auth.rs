@@ -16,22 +16,10 @@ use super::error::ScrapeError;
 #[derive(Clone, Debug)]
 pub(crate) enum AuthSource {
     None,
-    Basic {
-        username: String,
-        password: Secret,
-    },
-    BasicFile {
-        username: String,
-        path: PathBuf,
-    },
-    Credentials {
-        kind: String,
-        credentials: Secret,
-    },
-    CredentialsFile {
-        kind: String,
-        path: PathBuf,
-    },
+    Basic { username: String, password: Secret },
+    BasicFile { username: String, path: PathBuf },
+    Credentials { kind: String, credentials: Secret },
+    CredentialsFile { kind: String, path: PathBuf },
 }
 
 /// `path` as Prometheus resolves it: relative to the config's directory.
@@ -63,7 +51,10 @@ impl AuthSource {
                 None => AuthSource::Basic {
                     username: b.username.clone(),
                     password: Secret::new(
-                        b.password.as_ref().map(|p| p.expose().trim()).unwrap_or_default(),
+                        b.password
+                            .as_ref()
+                            .map(|p| p.expose().trim())
+                            .unwrap_or_default(),
                     ),
                 },
             };
@@ -126,7 +117,8 @@ impl AuthSource {
 
 fn basic(username: &str, password: &str) -> String {
     use base64::Engine as _;
-    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
+    let encoded =
+        base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
     format!("Basic {encoded}")
 }
 

@@ -103,7 +103,11 @@ impl ScrapeClient {
     }
 
     /// Scrapes `url` once; `timeout` bounds the whole request, body included.
-    pub async fn scrape(&self, url: &str, timeout: Duration) -> Result<ScrapeResponse, ScrapeError> {
+    pub async fn scrape(
+        &self,
+        url: &str,
+        timeout: Duration,
+    ) -> Result<ScrapeResponse, ScrapeError> {
         let mut buf = BytesMut::new();
         self.scrape_into(url, timeout, &mut buf).await
     }

@@ -126,7 +126,10 @@ mod tests {
             code: 500,
             status: "500 Internal Server Error".into(),
         };
-        assert_eq!(e.to_string(), "server returned HTTP status 500 Internal Server Error");
+        assert_eq!(
+            e.to_string(),
+            "server returned HTTP status 500 Internal Server Error"
+        );
         assert_eq!(e.url(), "http://h/metrics");
     }
 }

@@ -38,6 +38,9 @@ mod tests {
 
     #[test]
     fn user_agent_names_promshard_and_version() {
-        assert_eq!(user_agent(), format!("promshard/{}", env!("CARGO_PKG_VERSION")));
+        assert_eq!(
+            user_agent(),
+            format!("promshard/{}", env!("CARGO_PKG_VERSION"))
+        );
     }
 }

@@ -15,4 +15,6 @@ mod tls;
 
 pub use client::{ScrapeClient, ScrapeResponse};
 pub use error::{ClientError, ScrapeError};
-pub use headers::{ACCEPT_HEADER, ACCEPT_ENCODING_HEADER, TIMEOUT_HEADER, format_timeout_seconds, user_agent};
+pub use headers::{
+    ACCEPT_ENCODING_HEADER, ACCEPT_HEADER, TIMEOUT_HEADER, format_timeout_seconds, user_agent,
+};

@@ -38,10 +38,11 @@ pub(crate) fn client_config(
             algorithms: provider.signature_verification_algorithms,
         })
     } else {
-        let roots = match read_pem_source(cfg.ca.as_deref(), cfg.ca_file.as_deref(), "ca", base_dir)? {
-            Some((pem, origin)) => Arc::new(roots_from_pem(&pem, &origin)?),
-            None => system_roots(),
-        };
+        let roots =
+            match read_pem_source(cfg.ca.as_deref(), cfg.ca_file.as_deref(), "ca", base_dir)? {
+                Some((pem, origin)) => Arc::new(roots_from_pem(&pem, &origin)?),
+                None => system_roots(),
+            };
         let webpki = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
             .build()
             .map_err(|e| ClientError::Tls(e.to_string()))?;
@@ -49,14 +50,24 @@ pub(crate) fn client_config(
             Some(name) => {
                 let name = ServerName::try_from(name.to_string())
                     .map_err(|e| ClientError::Tls(format!("invalid server_name {name:?}: {e}")))?;
-                Arc::new(ServerNameOverride { inner: webpki, name })
+                Arc::new(ServerNameOverride {
+                    inner: webpki,
+                    name,
+                })
             }
             None => webpki,
         }
     };
-    let builder = builder.dangerous().with_custom_certificate_verifier(verifier);
+    let builder = builder
+        .dangerous()
+        .with_custom_certificate_verifier(verifier);
 
-    let cert = read_pem_source(cfg.cert.as_deref(), cfg.cert_file.as_deref(), "cert", base_dir)?;
+    let cert = read_pem_source(
+        cfg.cert.as_deref(),
+        cfg.cert_file.as_deref(),
+        "cert",
+        base_dir,
+    )?;
     let key_inline = cfg.key.as_ref().map(|k| k.expose());
     let key = read_pem_source(key_inline, cfg.key_file.as_deref(), "key", base_dir)?;
     let mut config = match (cert, key) {
@@ -98,7 +109,9 @@ fn protocol_versions(
             Some("TLS11") => Ok(Some(11)),
             Some("TLS12") => Ok(Some(12)),
             Some("TLS13") => Ok(Some(13)),
-            Some(other) => Err(ClientError::Tls(format!("unknown TLS version {other:?} in {field}"))),
+            Some(other) => Err(ClientError::Tls(format!(
+                "unknown TLS version {other:?} in {field}"
+            ))),
         }
     }
     let min = parse(cfg.min_version.as_deref(), "min_version")?.unwrap_or(12);
@@ -293,4 +306,3 @@ impl ServerCertVerifier for SkipVerify {
         self.algorithms.supported_schemes()
     }
 }
-
