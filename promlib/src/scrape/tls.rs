@@ -124,9 +124,7 @@ fn protocol_versions(
         out.push(&rustls::version::TLS13);
     }
     if out.is_empty() {
-        return Err(ClientError::Tls(format!(
-            "no TLS version between min_version and max_version is supported (rustls speaks TLS12 and TLS13)"
-        )));
+        return Err(ClientError::Tls("no TLS version between min_version and max_version is supported (rustls speaks TLS12 and TLS13)".to_string()));
     }
     Ok(out)
 }
