@@ -27,6 +27,8 @@ struct Seen {
     client_cert: bool,
     /// TLS only: the negotiated ALPN protocol.
     alpn: Option<String>,
+    /// The request body (read by Content-Length).
+    body: String,
 }
 
 type Log = Arc<Mutex<Vec<Seen>>>;
@@ -55,11 +57,20 @@ fn handle(stream: &mut (impl Read + Write), log: &Log, h: &Handler, tls: (bool, 
     let Some((request_line, headers)) = read_head(stream) else {
         return;
     };
+    let len: usize = headers
+        .get("content-length")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0u8; len.min(1 << 20)];
+    if stream.read_exact(&mut body).is_err() {
+        return;
+    }
     let seen = Seen {
         request_line,
         headers,
         client_cert: tls.0,
         alpn: tls.1,
+        body: String::from_utf8_lossy(&body).to_string(),
     };
     log.lock().unwrap().push(seen.clone());
     h(&seen, stream);
@@ -666,15 +677,121 @@ async fn secrets_never_in_debug() {
     assert!(dbg.contains("<secret>"), "{dbg}");
 }
 
+fn oauth2_config(token_url: String) -> promshard_promlib::config::OAuth2 {
+    promshard_promlib::config::OAuth2 {
+        client_id: "my id".into(),
+        client_secret: Some(Secret::new("s&cret")),
+        scopes: vec!["read".into(), "write".into()],
+        token_url,
+        endpoint_params: [("audience".to_string(), "prom".to_string())].into(),
+        ..Default::default()
+    }
+}
+
+fn token_server(expires_in: u64) -> (SocketAddr, Log) {
+    let n = Arc::new(Mutex::new(0u32));
+    serve(move |_, w| {
+        let mut n = n.lock().unwrap();
+        *n += 1;
+        let body = format!(
+            r#"{{"access_token":"tok{n}","token_type":"bearer","expires_in":{expires_in}}}"#
+        );
+        respond(
+            w,
+            "200 OK",
+            &[("Content-Type", "application/json")],
+            body.as_bytes(),
+        );
+    })
+}
+
 #[tokio::test]
-async fn oauth2_is_refused_at_build() {
+async fn oauth2_client_credentials_token_is_fetched_and_cached() {
+    let (tokens, token_log) = token_server(3600);
     let dir = tempfile::tempdir().unwrap();
     let http = HttpClientConfig {
-        oauth2: Some(Default::default()),
+        oauth2: Some(oauth2_config(format!("http://{tokens}/token"))),
         ..Default::default()
     };
-    let err = ScrapeClient::from_http_config(&http, dir.path(), 0).unwrap_err();
-    assert!(matches!(err, ClientError::OAuth2NotSupported));
+    let (addr, log) = serve(ok_text("a 1\n"));
+    let c = client(&http, dir.path(), 0);
+    c.scrape(&url(addr), T).await.unwrap();
+    assert_eq!(auth_header(&log).as_deref(), Some("Bearer tok1"));
+    c.scrape(&url(addr), T).await.unwrap();
+    assert_eq!(
+        auth_header(&log).as_deref(),
+        Some("Bearer tok1"),
+        "token cached"
+    );
+    let reqs = token_log.lock().unwrap().clone();
+    assert_eq!(reqs.len(), 1);
+    let req = &reqs[0];
+    assert_eq!(req.request_line, "POST /token HTTP/1.1");
+    assert_eq!(
+        req.headers["content-type"],
+        "application/x-www-form-urlencoded"
+    );
+    // Client id and secret query-escaped, then basic auth (x/oauth2's style).
+    assert_eq!(
+        req.headers["authorization"],
+        format!("Basic {}", b64("my+id:s%26cret"))
+    );
+    assert_eq!(
+        req.body,
+        "grant_type=client_credentials&scope=read+write&audience=prom"
+    );
+}
+
+#[tokio::test]
+async fn oauth2_token_refetched_near_expiry_and_on_secret_change() {
+    // expires_in 5 s is within x/oauth2's 10 s expiry delta: never reused.
+    let (tokens, token_log) = token_server(5);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("secret"), "one").unwrap();
+    let mut cfg = oauth2_config(format!("http://{tokens}/token"));
+    cfg.client_secret = None;
+    cfg.client_secret_file = Some("secret".into());
+    let http = HttpClientConfig {
+        oauth2: Some(cfg),
+        ..Default::default()
+    };
+    let (addr, log) = serve(ok_text("a 1\n"));
+    let c = client(&http, dir.path(), 0);
+    c.scrape(&url(addr), T).await.unwrap();
+    c.scrape(&url(addr), T).await.unwrap();
+    assert_eq!(auth_header(&log).as_deref(), Some("Bearer tok2"));
+    std::fs::write(dir.path().join("secret"), "two").unwrap();
+    c.scrape(&url(addr), T).await.unwrap();
+    let reqs = token_log.lock().unwrap().clone();
+    assert_eq!(reqs.len(), 3);
+    assert_eq!(
+        reqs[2].headers["authorization"],
+        format!("Basic {}", b64("my+id:two"))
+    );
+}
+
+#[tokio::test]
+async fn oauth2_token_error_fails_the_scrape() {
+    let (tokens, _) =
+        serve(|_, w| respond(w, "401 Unauthorized", &[], br#"{"error":"invalid_client"}"#));
+    let dir = tempfile::tempdir().unwrap();
+    let http = HttpClientConfig {
+        oauth2: Some(oauth2_config(format!("http://{tokens}/token"))),
+        ..Default::default()
+    };
+    let (addr, log) = serve(ok_text("a 1\n"));
+    let err = client(&http, dir.path(), 0)
+        .scrape(&url(addr), T)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ScrapeError::OAuth2 { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("cannot fetch token: 401 Unauthorized"),
+        "{msg}"
+    );
+    assert!(!msg.contains("s&cret"), "{msg}");
+    assert!(log.lock().unwrap().is_empty());
 }
 
 // ---------------------------------------------------------------------------

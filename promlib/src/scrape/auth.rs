@@ -1,21 +1,24 @@
 //! The `Authorization` header of a scrape, chosen as Prometheus'
-//! round-tripper chain does (outermost wins: basic_auth, then
+//! round-tripper chain does (outermost wins: oauth2, basic_auth, then
 //! bearer_token / bearer_token_file, then authorization). `*_file` paths are
 //! re-read on every scrape so that rotated credentials take effect.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use reqwest::header::HeaderValue;
 
 use crate::config::HttpClientConfig;
 use crate::secret::Secret;
 
-use super::error::ScrapeError;
+use super::error::{ClientError, ScrapeError};
+use super::oauth2::OAuth2Source;
 
 /// Where the credentials of a job come from.
 #[derive(Clone, Debug)]
 pub(crate) enum AuthSource {
     None,
+    OAuth2(Arc<OAuth2Source>),
     Basic { username: String, password: Secret },
     BasicFile { username: String, path: PathBuf },
     Credentials { kind: String, credentials: Secret },
@@ -41,7 +44,19 @@ fn kind_or_bearer(kind: &str) -> String {
 }
 
 impl AuthSource {
-    pub(crate) fn from_config(http: &HttpClientConfig, base_dir: &Path) -> AuthSource {
+    pub(crate) fn from_config(
+        http: &HttpClientConfig,
+        base_dir: &Path,
+    ) -> Result<AuthSource, ClientError> {
+        if let Some(o) = &http.oauth2 {
+            return Ok(AuthSource::OAuth2(Arc::new(OAuth2Source::new(
+                o, base_dir,
+            )?)));
+        }
+        Ok(Self::from_static_config(http, base_dir))
+    }
+
+    fn from_static_config(http: &HttpClientConfig, base_dir: &Path) -> AuthSource {
         if let Some(b) = &http.basic_auth {
             return match b.password_file.as_deref().filter(|f| !f.is_empty()) {
                 Some(f) => AuthSource::BasicFile {
@@ -93,6 +108,7 @@ impl AuthSource {
     pub(crate) async fn header(&self, url: &str) -> Result<Option<HeaderValue>, ScrapeError> {
         let value = match self {
             AuthSource::None => return Ok(None),
+            AuthSource::OAuth2(o) => return o.header(url).await.map(Some),
             AuthSource::Basic { username, password } => basic(username, password.expose()),
             AuthSource::BasicFile { username, path } => {
                 let pw = read_trimmed(path, "basic auth password", url).await?;

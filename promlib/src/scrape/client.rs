@@ -61,9 +61,6 @@ impl ScrapeClient {
         base_dir: &Path,
         body_size_limit: u64,
     ) -> Result<Self, ClientError> {
-        if http.oauth2.is_some() {
-            return Err(ClientError::OAuth2NotSupported);
-        }
         let tls = tls::client_config(&http.tls_config, base_dir, http.enable_http2)?;
         let redirect = if http.follow_redirects {
             reqwest::redirect::Policy::limited(MAX_REDIRECTS)
@@ -91,7 +88,7 @@ impl ScrapeClient {
             .map_err(|e| ClientError::Build(error_chain(&e)))?;
         Ok(ScrapeClient {
             http: http_client,
-            auth: AuthSource::from_config(http, base_dir),
+            auth: AuthSource::from_config(http, base_dir)?,
             body_size_limit,
             user_agent: user_agent(),
         })

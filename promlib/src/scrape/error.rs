@@ -26,8 +26,6 @@ pub enum ClientError {
     Tls(String),
     #[error("invalid proxy_url {url:?}: {reason}")]
     Proxy { url: String, reason: String },
-    #[error("oauth2 is not supported yet by promshard")]
-    OAuth2NotSupported,
     #[error("building the HTTP client: {0}")]
     Build(String),
 }
@@ -46,6 +44,9 @@ pub enum ScrapeError {
         path: PathBuf,
         reason: String,
     },
+    /// The oauth2 token could not be had.
+    #[error("Get {url:?}: oauth2: {reason}")]
+    OAuth2 { url: String, reason: String },
     /// Connecting, TLS, sending, or reading the response failed.
     #[error("Get {url:?}: {reason}")]
     Request { url: String, reason: String },
@@ -72,6 +73,7 @@ impl ScrapeError {
             ScrapeError::InvalidUrl { url, .. }
             | ScrapeError::CredentialsFile { url, .. }
             | ScrapeError::Request { url, .. }
+            | ScrapeError::OAuth2 { url, .. }
             | ScrapeError::Timeout { url }
             | ScrapeError::Status { url, .. }
             | ScrapeError::BodySizeLimit { url, .. } => url,

@@ -11,6 +11,7 @@ mod auth;
 mod client;
 mod error;
 mod headers;
+mod oauth2;
 mod tls;
 
 pub use client::{ScrapeClient, ScrapeResponse};
