@@ -22,7 +22,10 @@ use promshard_promlib::secret::Secret;
 #[derive(Clone, Debug)]
 struct Seen {
     request_line: String,
+    /// Lower-cased names.
     headers: HashMap<String, String>,
+    /// Header names as sent, in order.
+    raw_names: Vec<String>,
     /// TLS only: the client presented a certificate.
     client_cert: bool,
     /// TLS only: the negotiated ALPN protocol.
@@ -34,7 +37,7 @@ struct Seen {
 type Log = Arc<Mutex<Vec<Seen>>>;
 type Handler = dyn Fn(&Seen, &mut dyn Write) + Send + Sync;
 
-fn read_head(r: &mut dyn Read) -> Option<(String, HashMap<String, String>)> {
+fn read_head(r: &mut dyn Read) -> Option<(String, Vec<(String, String)>)> {
     let mut data = Vec::new();
     let mut byte = [0u8; 1];
     while !data.ends_with(b"\r\n\r\n") {
@@ -48,15 +51,20 @@ fn read_head(r: &mut dyn Read) -> Option<(String, HashMap<String, String>)> {
     let request_line = lines.next()?.to_string();
     let headers = lines
         .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
         .collect();
     Some((request_line, headers))
 }
 
 fn handle(stream: &mut (impl Read + Write), log: &Log, h: &Handler, tls: (bool, Option<String>)) {
-    let Some((request_line, headers)) = read_head(stream) else {
+    let Some((request_line, raw)) = read_head(stream) else {
         return;
     };
+    let raw_names = raw.iter().map(|(k, _)| k.clone()).collect();
+    let headers: HashMap<String, String> = raw
+        .into_iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v))
+        .collect();
     let len: usize = headers
         .get("content-length")
         .and_then(|l| l.parse().ok())
@@ -68,6 +76,7 @@ fn handle(stream: &mut (impl Read + Write), log: &Log, h: &Handler, tls: (bool, 
     let seen = Seen {
         request_line,
         headers,
+        raw_names,
         client_cert: tls.0,
         alpn: tls.1,
         body: String::from_utf8_lossy(&body).to_string(),
@@ -226,6 +235,19 @@ async fn sends_prometheus_headers_and_returns_body() {
     );
     assert_eq!(h["x-prometheus-scrape-timeout-seconds"], "1.5");
     assert!(!h.contains_key("authorization"));
+    // Exactly the headers Prometheus 2.42 sends, with Go's canonical case.
+    let mut names = seen.raw_names.clone();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "Accept",
+            "Accept-Encoding",
+            "Host",
+            "User-Agent",
+            "X-Prometheus-Scrape-Timeout-Seconds"
+        ]
+    );
 
     c.scrape(&url(addr), Duration::from_secs(10)).await.unwrap();
     assert_eq!(

@@ -72,6 +72,9 @@ impl ScrapeClient {
             .no_proxy()
             .redirect(redirect)
             .tls_backend_preconfigured(tls)
+            // Go writes canonical header names; some exporters compare
+            // names case-sensitively.
+            .http1_title_case_headers()
             .gzip(true);
         if !http.enable_http2 {
             builder = builder.http1_only();
