@@ -1,0 +1,227 @@
+//! [`ScrapeClient`]: one job's HTTP client and the scrape of one URL.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use reqwest::header::{ACCEPT, ACCEPT_ENCODING, AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
+
+use crate::config::{HttpClientConfig, ScrapeConfig};
+
+use super::auth::AuthSource;
+use super::error::{ClientError, ScrapeError, error_chain, redact_url};
+use super::headers::{
+    ACCEPT_ENCODING_HEADER, ACCEPT_HEADER, TIMEOUT_HEADER, format_timeout_seconds, user_agent,
+};
+use super::tls;
+
+/// Redirects Go's `http.Client` follows before giving up.
+const MAX_REDIRECTS: usize = 10;
+
+/// The most memory reserved up front from a `Content-Length` hint; the
+/// buffer still grows past it as the body arrives (up to the limit).
+const MAX_PREALLOCATION: u64 = 16 << 20;
+
+/// One job's scrape client: built once from the job's `HttpClientConfig`,
+/// shared by all its targets (it is cheap to clone and `Send + Sync`).
+#[derive(Clone, Debug)]
+pub struct ScrapeClient {
+    http: reqwest::Client,
+    auth: AuthSource,
+    /// 0 = no limit.
+    body_size_limit: u64,
+    user_agent: String,
+}
+
+/// A successful scrape.
+#[derive(Clone, Debug)]
+pub struct ScrapeResponse {
+    /// The decompressed body.
+    pub body: Bytes,
+    /// The `Content-Type` header ("" when absent), for
+    /// `exposition::Format::from_content_type`.
+    pub content_type: String,
+    /// From sending the request to the end of the body.
+    pub duration: Duration,
+    /// Decompressed body size in bytes (`body.len()`).
+    pub body_size: usize,
+}
+
+impl ScrapeClient {
+    /// The client of a scrape job. Relative `*_file` paths are resolved
+    /// against `base_dir` (the directory of the config file).
+    pub fn new(cfg: &ScrapeConfig, base_dir: &Path) -> Result<Self, ClientError> {
+        let limit = cfg.body_size_limit.map(|b| b.0).unwrap_or(0);
+        Self::from_http_config(&cfg.http, base_dir, limit)
+    }
+
+    /// The client for explicit HTTP settings; `body_size_limit` 0 = none.
+    pub fn from_http_config(
+        http: &HttpClientConfig,
+        base_dir: &Path,
+        body_size_limit: u64,
+    ) -> Result<Self, ClientError> {
+        let tls = tls::client_config(&http.tls_config, base_dir, http.enable_http2)?;
+        let redirect = if http.follow_redirects {
+            reqwest::redirect::Policy::limited(MAX_REDIRECTS)
+        } else {
+            reqwest::redirect::Policy::none()
+        };
+        // Prometheus reads no proxy from the environment: only proxy_url.
+        let mut builder = reqwest::Client::builder()
+            .no_proxy()
+            .redirect(redirect)
+            .tls_backend_preconfigured(tls)
+            // Go writes canonical header names; some exporters compare
+            // names case-sensitively.
+            .http1_title_case_headers()
+            .gzip(true);
+        if !http.enable_http2 {
+            builder = builder.http1_only();
+        }
+        if let Some(proxy_url) = http.proxy_url.as_deref().filter(|s| !s.is_empty()) {
+            let proxy = reqwest::Proxy::all(proxy_url).map_err(|e| ClientError::Proxy {
+                url: redact_url(proxy_url),
+                reason: error_chain(&e),
+            })?;
+            builder = builder.proxy(proxy);
+        }
+        let http_client = builder
+            .build()
+            .map_err(|e| ClientError::Build(error_chain(&e)))?;
+        Ok(ScrapeClient {
+            http: http_client,
+            auth: AuthSource::from_config(http, base_dir)?,
+            body_size_limit,
+            user_agent: user_agent(),
+        })
+    }
+
+    /// The body size limit in bytes (0 = none).
+    pub fn body_size_limit(&self) -> u64 {
+        self.body_size_limit
+    }
+
+    /// Scrapes `url` once; `timeout` bounds the whole request, body included.
+    pub async fn scrape(
+        &self,
+        url: &str,
+        timeout: Duration,
+    ) -> Result<ScrapeResponse, ScrapeError> {
+        let mut buf = BytesMut::new();
+        self.scrape_into(url, timeout, &mut buf).await
+    }
+
+    /// As [`scrape`](Self::scrape), reading into `buf`: once the returned
+    /// body is dropped, the next scrape into the same `buf` reuses its
+    /// allocation. `buf` is cleared first.
+    pub async fn scrape_into(
+        &self,
+        url: &str,
+        timeout: Duration,
+        buf: &mut BytesMut,
+    ) -> Result<ScrapeResponse, ScrapeError> {
+        let shown = redact_url(url);
+        let start = Instant::now();
+        buf.clear();
+        let outcome = tokio::time::timeout(timeout, self.fetch(url, &shown, timeout, buf)).await;
+        match outcome {
+            Err(_elapsed) => {
+                buf.clear();
+                Err(ScrapeError::Timeout { url: shown })
+            }
+            Ok(Err(e)) => {
+                buf.clear();
+                Err(e)
+            }
+            Ok(Ok(content_type)) => {
+                let body = buf.split().freeze();
+                Ok(ScrapeResponse {
+                    body_size: body.len(),
+                    body,
+                    content_type,
+                    duration: start.elapsed(),
+                })
+            }
+        }
+    }
+
+    /// Sends the request and reads the body into `buf`; returns the
+    /// Content-Type.
+    async fn fetch(
+        &self,
+        url: &str,
+        shown: &str,
+        timeout: Duration,
+        buf: &mut BytesMut,
+    ) -> Result<String, ScrapeError> {
+        let parsed = reqwest::Url::parse(url).map_err(|e| ScrapeError::InvalidUrl {
+            url: shown.to_string(),
+            reason: e.to_string(),
+        })?;
+        let mut req = self
+            .http
+            .get(parsed)
+            .header(USER_AGENT, &self.user_agent)
+            .header(ACCEPT, ACCEPT_HEADER)
+            .header(ACCEPT_ENCODING, ACCEPT_ENCODING_HEADER)
+            .header(TIMEOUT_HEADER, format_timeout_seconds(timeout));
+        if let Some(auth) = self.auth.header(shown).await? {
+            req = req.header(AUTHORIZATION, auth);
+        }
+        let mut resp = req.send().await.map_err(|e| request_error(shown, e))?;
+
+        let status = resp.status();
+        if status != reqwest::StatusCode::OK {
+            let text = match status.canonical_reason() {
+                Some(reason) => format!("{} {reason}", status.as_str()),
+                None => status.as_str().to_string(),
+            };
+            return Err(ScrapeError::Status {
+                url: shown.to_string(),
+                code: status.as_u16(),
+                status: text,
+            });
+        }
+        let content_type = resp
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+
+        let limit = self.body_size_limit;
+        // A Content-Length hint (absent for gzip, which reqwest decodes),
+        // never trusted past the limit or MAX_PREALLOCATION.
+        if let Some(hint) = resp.content_length() {
+            let mut hint = hint.min(MAX_PREALLOCATION);
+            if limit > 0 {
+                hint = hint.min(limit);
+            }
+            buf.reserve(usize::try_from(hint).unwrap_or(0));
+        }
+        while let Some(chunk) = resp.chunk().await.map_err(|e| request_error(shown, e))? {
+            let total = buf.len() as u64 + chunk.len() as u64;
+            // Prometheus reads at most `limit` bytes and fails when it got
+            // them all, so a body of exactly `limit` bytes fails too.
+            if limit > 0 && total >= limit {
+                return Err(ScrapeError::BodySizeLimit {
+                    url: shown.to_string(),
+                    limit,
+                });
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        Ok(content_type)
+    }
+}
+
+fn request_error(shown: &str, e: reqwest::Error) -> ScrapeError {
+    // reqwest puts the URL into its own message; drop it (it may carry a
+    // password) and keep the causes.
+    let e = e.without_url();
+    ScrapeError::Request {
+        url: shown.to_string(),
+        reason: error_chain(&e),
+    }
+}
