@@ -1,0 +1,7 @@
+//! The scrape engine of one shard.
+//!
+//! Data path: scrape loops -> sample pipeline (parse, target labels,
+//! metric relabeling, limits, staleness, synthetic series) -> [`series`]
+//! batches -> WAL -> remote-write queues.
+
+pub mod series;
