@@ -4,7 +4,11 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "promshard", version, about = "Horizontally sharded Prometheus scraping")]
+#[command(
+    name = "promshard",
+    version,
+    about = "Horizontally sharded Prometheus scraping"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -29,7 +33,10 @@ fn main() -> Result<()> {
         Command::Check(CheckCommand::Config { files }) => {
             for f in files {
                 promshard_promlib::config::load_file(&f)?;
-                println!("SUCCESS: {} is valid prometheus config file syntax", f.display());
+                println!(
+                    "SUCCESS: {} is valid prometheus config file syntax",
+                    f.display()
+                );
             }
             Ok(())
         }

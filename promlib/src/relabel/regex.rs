@@ -1,4 +1,25 @@
 //! Regexes with Go RE2 semantics, fully anchored as Prometheus anchors them.
+//!
+//! Prometheus compiles relabel regexes with Go's `regexp` package. Rust's
+//! `regex` crate is close but not equal, so [`Regex::new`] first parses the
+//! pattern with Go's grammar (rejecting what Go rejects) and rewrites it into
+//! an equivalent Rust pattern:
+//!
+//! | Go                         | Rust pattern emitted                     |
+//! |----------------------------|------------------------------------------|
+//! | `\d` `\w` `\s` (ASCII)     | `[0-9]` `[0-9A-Za-z_]` `[\t\n\f\r ]`     |
+//! | `\D` `\W` `\S`             | the negated ASCII classes                |
+//! | `\b` `\B` (ASCII)          | `(?-u:\b)` `(?-u:\B)`                    |
+//! | `\Q...\E`                  | each character as an escaped literal     |
+//! | octal `\123`, `\0`         | `\x{53}`, `\x{0}`                        |
+//! | literal `{` (not a repeat) | `\x{7b}`                                 |
+//! | `\<` `\>` (literals in Go) | `\x{3c}` `\x{3e}`                        |
+//! | `[a&&b]`, `[a[b]` (Go: literals) | escaped literals, no set operations |
+//! | `\p{^Greek}`               | `\P{Greek}`                              |
+//!
+//! Go errors that Rust would accept are reported: repeat counts above 1000,
+//! nested repetition operators (`a**`), `(?<name>...)`, flags other than
+//! `imsU`, a lone `\1` (backreference), `\C`, `\Z`, unknown POSIX classes.
 
 use std::fmt;
 
@@ -6,7 +27,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A relabel regex that does not compile.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid regex {pattern:?}: {reason}")]
+#[error("error parsing regexp: {reason}")]
 pub struct RegexError {
     pub pattern: String,
     pub reason: String,
@@ -18,19 +39,32 @@ pub struct RegexError {
 pub struct Regex {
     original: String,
     compiled: regex::Regex,
+    /// True only for the value built by [`Regex::default`]: Prometheus
+    /// compares the default regex by identity (a `regex: (.*)` written in
+    /// the config is not "the default" for `keepequal`/`dropequal`).
+    implicit_default: bool,
 }
+
+/// Go's limit on `{n,m}` counts.
+const MAX_REPEAT: u32 = 1000;
 
 impl Regex {
     /// Compiles `pattern` with Go RE2 semantics, anchored at both ends.
     pub fn new(pattern: &str) -> Result<Self, RegexError> {
-        let anchored = format!("^(?:{pattern})$");
-        let compiled = regex::Regex::new(&anchored).map_err(|e| RegexError {
+        let err = |reason: String| RegexError {
             pattern: pattern.to_string(),
-            reason: e.to_string(),
-        })?;
+            reason,
+        };
+        let translated = translate(pattern).map_err(err)?;
+        let anchored = format!("^(?:{translated})$");
+        let compiled = regex::RegexBuilder::new(&anchored)
+            .size_limit(64 << 20)
+            .build()
+            .map_err(|e| err(format!("{e}")))?;
         Ok(Regex {
             original: pattern.to_string(),
             compiled,
+            implicit_default: false,
         })
     }
 
@@ -43,12 +77,27 @@ impl Regex {
     pub fn compiled(&self) -> &regex::Regex {
         &self.compiled
     }
+
+    /// Whether the whole of `s` matches.
+    pub fn is_match(&self, s: &str) -> bool {
+        self.compiled.is_match(s)
+    }
+
+    /// Whether this is the implicit default (the rule did not set `regex`).
+    pub fn is_implicit_default(&self) -> bool {
+        self.implicit_default
+    }
 }
 
 impl Default for Regex {
     /// Prometheus' default relabel regex: `(.*)`.
     fn default() -> Self {
-        Regex::new("(.*)").expect("the default regex compiles")
+        let compiled = regex::Regex::new("^(?:(.*))$").expect("a constant regex compiles");
+        Regex {
+            original: "(.*)".to_string(),
+            compiled,
+            implicit_default: true,
+        }
     }
 }
 
@@ -64,6 +113,12 @@ impl fmt::Debug for Regex {
     }
 }
 
+impl fmt::Display for Regex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.original)
+    }
+}
+
 impl Serialize for Regex {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&self.original)
@@ -72,7 +127,579 @@ impl Serialize for Regex {
 
 impl<'de> Deserialize<'de> for Regex {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
+        // Prometheus: `regex:` with a null value is the empty regex.
+        let s = Option::<String>::deserialize(d)?.unwrap_or_default();
         Regex::new(&s).map_err(serde::de::Error::custom)
     }
+}
+
+/// Rewrites a Go RE2 pattern into a Rust `regex` pattern with the same
+/// meaning; `Err` carries Go's error text.
+pub(crate) fn translate(pattern: &str) -> Result<String, String> {
+    Translator {
+        chars: pattern.chars().collect(),
+        pos: 0,
+        out: String::with_capacity(pattern.len() * 2),
+        names: Vec::new(),
+        depth: 0,
+    }
+    .run()
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Prev {
+    /// Start of the pattern, after `(` or `|`: nothing to repeat.
+    Start,
+    /// After something repeatable.
+    Atom,
+    /// After a repetition operator.
+    Repeat,
+}
+
+struct Translator {
+    chars: Vec<char>,
+    pos: usize,
+    out: String,
+    names: Vec<String>,
+    depth: usize,
+}
+
+const PERL_D: &str = "0-9";
+const PERL_W: &str = "0-9A-Za-z_";
+const PERL_S: &str = "\\t\\n\\x0C\\r ";
+
+const POSIX_NAMES: [&str; 14] = [
+    "alnum", "alpha", "ascii", "blank", "cntrl", "digit", "graph", "lower", "print", "punct",
+    "space", "upper", "word", "xdigit",
+];
+
+/// Go's `unicode.Categories` keys (Go 1.19, Unicode 13).
+const GO_CATEGORIES: [&str; 37] = [
+    "C", "Cc", "Cf", "Co", "Cs", "L", "Ll", "Lm", "Lo", "Lt", "Lu", "M", "Mc", "Me", "Mn", "N",
+    "Nd", "Nl", "No", "P", "Pc", "Pd", "Pe", "Pf", "Pi", "Po", "Ps", "S", "Sc", "Sk", "Sm", "So",
+    "Z", "Zl", "Zp", "Zs", "Any",
+];
+
+impl Translator {
+    fn peek(&self) -> Option<char> {
+        self.chars.get(self.pos).copied()
+    }
+
+    fn peek_at(&self, off: usize) -> Option<char> {
+        self.chars.get(self.pos + off).copied()
+    }
+
+    fn rest_from(&self, off: usize) -> String {
+        self.chars[(self.pos + off).min(self.chars.len())..]
+            .iter()
+            .collect()
+    }
+
+    fn run(mut self) -> Result<String, String> {
+        let mut prev = Prev::Start;
+        while let Some(c) = self.peek() {
+            match c {
+                '|' => {
+                    self.pos += 1;
+                    self.out.push('|');
+                    prev = Prev::Start;
+                }
+                '(' => {
+                    self.group_open()?;
+                    prev = Prev::Start;
+                }
+                ')' => {
+                    if self.depth == 0 {
+                        return Err(format!("unexpected ): `{}`", self.whole()));
+                    }
+                    self.depth -= 1;
+                    self.pos += 1;
+                    self.out.push(')');
+                    prev = Prev::Atom;
+                }
+                '*' | '+' | '?' => {
+                    let op_start = self.pos;
+                    self.pos += 1;
+                    let mut op = c.to_string();
+                    if self.peek() == Some('?') {
+                        self.pos += 1;
+                        op.push('?');
+                    }
+                    self.check_repeat(prev, op_start)?;
+                    self.out.push_str(&op);
+                    prev = Prev::Repeat;
+                }
+                '{' => {
+                    if let Some((min, max, len)) = self.parse_repeat() {
+                        let op_start = self.pos;
+                        let text: String = self.chars[self.pos..self.pos + len].iter().collect();
+                        self.pos += len;
+                        let mut op = text.clone();
+                        if self.peek() == Some('?') {
+                            self.pos += 1;
+                            op.push('?');
+                        }
+                        self.check_repeat(prev, op_start)?;
+                        let bad = match (min, max) {
+                            (None, _) | (_, Some(None)) => true,
+                            (Some(a), Some(Some(b))) => a > MAX_REPEAT || b > MAX_REPEAT || a > b,
+                            (Some(a), None) => a > MAX_REPEAT,
+                        };
+                        if bad {
+                            return Err(format!("invalid repeat count: `{text}`"));
+                        }
+                        self.out.push_str(&op);
+                        prev = Prev::Repeat;
+                    } else {
+                        self.pos += 1;
+                        push_literal(&mut self.out, '{');
+                        prev = Prev::Atom;
+                    }
+                }
+                '^' | '$' | '.' => {
+                    self.pos += 1;
+                    self.out.push(c);
+                    prev = Prev::Atom;
+                }
+                '[' => {
+                    self.class()?;
+                    prev = Prev::Atom;
+                }
+                '\\' => {
+                    if self.top_escape()? {
+                        prev = Prev::Atom;
+                    }
+                }
+                _ => {
+                    self.pos += 1;
+                    push_literal(&mut self.out, c);
+                    prev = Prev::Atom;
+                }
+            }
+        }
+        if self.depth > 0 {
+            return Err(format!("missing closing ): `{}`", self.whole()));
+        }
+        Ok(self.out)
+    }
+
+    fn whole(&self) -> String {
+        self.chars.iter().collect()
+    }
+
+    fn check_repeat(&self, prev: Prev, op_start: usize) -> Result<(), String> {
+        let op: String = self.chars[op_start..self.pos].iter().collect();
+        match prev {
+            Prev::Start => Err(format!("missing argument to repetition operator: `{op}`")),
+            Prev::Repeat => {
+                // Go reports the previous operator together with this one.
+                let mut s = op_start;
+                while s > 0 && matches!(self.chars[s - 1], '*' | '+' | '?' | '}') {
+                    s -= 1;
+                    if self.chars[s] == '}' {
+                        while s > 0 && self.chars[s] != '{' {
+                            s -= 1;
+                        }
+                    }
+                }
+                let text: String = self.chars[s..self.pos].iter().collect();
+                Err(format!("invalid nested repetition operator: `{text}`"))
+            }
+            Prev::Atom => Ok(()),
+        }
+    }
+
+    /// At `{`: `{n}`, `{n,}` or `{n,m}` (Go's parseRepeat). Returns
+    /// (min, max, length): a count `None` did not fit (Go: ≥ 1e8); max
+    /// `None` means `{n,}`; `{n}` has max = min.
+    #[allow(clippy::type_complexity)]
+    fn parse_repeat(&self) -> Option<(Option<u32>, Option<Option<u32>>, usize)> {
+        let mut i = 1;
+        let (min, n) = self.parse_int(i)?;
+        i += n;
+        let max = if self.peek_at(i) == Some(',') {
+            i += 1;
+            if self.peek_at(i) == Some('}') {
+                None
+            } else {
+                let (m, n) = self.parse_int(i)?;
+                i += n;
+                Some(m)
+            }
+        } else {
+            Some(min)
+        };
+        if self.peek_at(i) != Some('}') {
+            return None;
+        }
+        Some((min, max, i + 1))
+    }
+
+    /// Digits at `off` without a leading zero (Go's parseInt); returns the
+    /// value (None when ≥ 1e8) and the digit count.
+    fn parse_int(&self, off: usize) -> Option<(Option<u32>, usize)> {
+        let mut n = 0;
+        while self.peek_at(off + n).is_some_and(|c| c.is_ascii_digit()) {
+            n += 1;
+        }
+        if n == 0 {
+            return None;
+        }
+        if n >= 2 && self.peek_at(off) == Some('0') {
+            return None;
+        }
+        let text: String = self.chars[self.pos + off..self.pos + off + n]
+            .iter()
+            .collect();
+        let v = text.parse::<u32>().ok().filter(|v| *v < 100_000_000);
+        Some((v, n))
+    }
+
+    fn group_open(&mut self) -> Result<(), String> {
+        self.pos += 1;
+        if self.peek() != Some('?') {
+            self.depth += 1;
+            self.out.push('(');
+            return Ok(());
+        }
+        // (?P<name>re)
+        if self.peek_at(1) == Some('P') && self.peek_at(2) == Some('<') {
+            let start = self.pos + 3;
+            let Some(end) = self.chars[start..].iter().position(|c| *c == '>') else {
+                return Err(format!("invalid named capture: `(?{}`", self.rest_from(0)));
+            };
+            let name: String = self.chars[start..start + end].iter().collect();
+            if name.is_empty() || !name.chars().all(|c| c == '_' || c.is_ascii_alphanumeric()) {
+                return Err(format!("invalid named capture: `(?P<{name}>`"));
+            }
+            if self.names.contains(&name) {
+                return Err(format!("duplicate capture group name: `{name}`"));
+            }
+            self.out.push_str(&format!("(?P<{name}>"));
+            self.names.push(name);
+            self.pos = start + end + 1;
+            self.depth += 1;
+            return Ok(());
+        }
+        // Flags: (?flags) or (?flags:re), flags from imsU with one '-'.
+        let mut i = 1;
+        let mut seen_minus = false;
+        let mut flags_after_minus = 0;
+        let mut any = false;
+        loop {
+            let Some(c) = self.peek_at(i) else {
+                return Err(format!("missing closing ): `{}`", self.whole()));
+            };
+            match c {
+                'i' | 'm' | 's' | 'U' => {
+                    any = true;
+                    if seen_minus {
+                        flags_after_minus += 1;
+                    }
+                }
+                '-' if !seen_minus => seen_minus = true,
+                ':' | ')' => {
+                    if !any || (seen_minus && flags_after_minus == 0) {
+                        return Err(self.perl_syntax_error(i));
+                    }
+                    let text: String = self.chars[self.pos - 1..=self.pos + i].iter().collect();
+                    self.out.push_str(&text);
+                    self.pos += i + 1;
+                    if c == ':' {
+                        self.depth += 1;
+                    }
+                    return Ok(());
+                }
+                _ => return Err(self.perl_syntax_error(i)),
+            }
+            i += 1;
+        }
+    }
+
+    fn perl_syntax_error(&self, upto: usize) -> String {
+        let end = (self.pos + upto + 1).min(self.chars.len());
+        let text: String = self.chars[self.pos - 1..end].iter().collect();
+        format!("invalid or unsupported Perl syntax: `{text}`")
+    }
+
+    /// An escape outside a class. Returns whether it produced an atom.
+    fn top_escape(&mut self) -> Result<bool, String> {
+        let Some(c) = self.peek_at(1) else {
+            return Err("trailing backslash at end of expression: ``".to_string());
+        };
+        match c {
+            'A' => self.emit_escape(2, "\\A"),
+            'z' => self.emit_escape(2, "\\z"),
+            'b' => self.emit_escape(2, "(?-u:\\b)"),
+            'B' => self.emit_escape(2, "(?-u:\\B)"),
+            'd' => self.emit_escape(2, "[0-9]"),
+            'D' => self.emit_escape(2, "[^0-9]"),
+            'w' => self.emit_escape(2, "[0-9A-Za-z_]"),
+            'W' => self.emit_escape(2, "[^0-9A-Za-z_]"),
+            's' => self.emit_escape(2, "[\\t\\n\\x0C\\r ]"),
+            'S' => self.emit_escape(2, "[^\\t\\n\\x0C\\r ]"),
+            'Q' => {
+                self.pos += 2;
+                let mut any = false;
+                while let Some(ch) = self.peek() {
+                    if ch == '\\' && self.peek_at(1) == Some('E') {
+                        self.pos += 2;
+                        break;
+                    }
+                    // Go: a backslash inside \Q..\E is literal, even `\\`.
+                    push_literal(&mut self.out, ch);
+                    any = true;
+                    self.pos += 1;
+                }
+                return Ok(any);
+            }
+            'p' | 'P' => {
+                let class = self.unicode_class()?;
+                self.out.push_str(&class);
+            }
+            _ => {
+                self.pos += 1;
+                let ch = self.escape_char()?;
+                push_literal(&mut self.out, ch);
+            }
+        }
+        Ok(true)
+    }
+
+    fn emit_escape(&mut self, len: usize, rust: &str) {
+        self.pos += len;
+        self.out.push_str(rust);
+    }
+
+    /// At `\p` or `\P`: returns the Rust class text.
+    fn unicode_class(&mut self) -> Result<String, String> {
+        let negated = self.peek_at(1) == Some('P');
+        let start = self.pos;
+        let name: String;
+        match self.peek_at(2) {
+            Some('{') => {
+                let Some(end) = self.chars[self.pos + 3..].iter().position(|c| *c == '}') else {
+                    return Err(format!(
+                        "invalid character class range: `{}`",
+                        self.rest_from(0)
+                    ));
+                };
+                name = self.chars[self.pos + 3..self.pos + 3 + end]
+                    .iter()
+                    .collect();
+                self.pos += 3 + end + 1;
+            }
+            Some(c) => {
+                name = c.to_string();
+                self.pos += 3;
+            }
+            None => {
+                return Err(format!(
+                    "invalid character class range: `{}`",
+                    self.rest_from(0)
+                ));
+            }
+        }
+        let (neg, bare) = match name.strip_prefix('^') {
+            Some(b) => (!negated, b.to_string()),
+            None => (negated, name.clone()),
+        };
+        let known = GO_CATEGORIES.contains(&bare.as_str()) || is_go_script_name(&bare);
+        let rust = format!("\\{}{{{}}}", if neg { 'P' } else { 'p' }, bare);
+        if !known || regex_syntax::Parser::new().parse(&rust).is_err() {
+            let text: String = self.chars[start..self.pos].iter().collect();
+            return Err(format!("invalid character class range: `{text}`"));
+        }
+        Ok(rust)
+    }
+
+    /// After the backslash of a single-character escape (Go's
+    /// parseEscape): octal, `\x`, the C escapes, escaped punctuation.
+    fn escape_char(&mut self) -> Result<char, String> {
+        let esc_start = self.pos - 1;
+        let invalid = |t: &Translator, len: usize| {
+            let end = (esc_start + len).min(t.chars.len());
+            let text: String = t.chars[esc_start..end].iter().collect();
+            format!("invalid escape sequence: `{text}`")
+        };
+        let Some(c) = self.peek() else {
+            return Err("trailing backslash at end of expression: ``".to_string());
+        };
+        self.pos += 1;
+        let is_oct = |c: Option<char>| c.is_some_and(|c| ('0'..='7').contains(&c));
+        match c {
+            '1'..='7' if !is_oct(self.peek()) => Err(invalid(self, 2)),
+            '0'..='7' => {
+                let mut v = c as u32 - '0' as u32;
+                for _ in 0..2 {
+                    if !is_oct(self.peek()) {
+                        break;
+                    }
+                    v = v * 8 + (self.chars[self.pos] as u32 - '0' as u32);
+                    self.pos += 1;
+                }
+                char::from_u32(v).ok_or_else(|| invalid(self, 2))
+            }
+            'x' => {
+                if self.peek() == Some('{') {
+                    let mut v: u32 = 0;
+                    let mut n = 0;
+                    let mut i = 1;
+                    while let Some(h) = self.peek_at(i).and_then(|c| c.to_digit(16)) {
+                        v = v.saturating_mul(16).saturating_add(h);
+                        n += 1;
+                        i += 1;
+                    }
+                    if n == 0 || self.peek_at(i) != Some('}') || v > 0x10FFFF {
+                        return Err(invalid(self, i + 2));
+                    }
+                    self.pos += i + 1;
+                    char::from_u32(v).ok_or_else(|| invalid(self, 2))
+                } else {
+                    let h1 = self.peek().and_then(|c| c.to_digit(16));
+                    let h2 = self.peek_at(1).and_then(|c| c.to_digit(16));
+                    match (h1, h2) {
+                        (Some(a), Some(b)) => {
+                            self.pos += 2;
+                            char::from_u32(a * 16 + b).ok_or_else(|| invalid(self, 4))
+                        }
+                        _ => Err(invalid(self, 4)),
+                    }
+                }
+            }
+            'a' => Ok('\x07'),
+            'f' => Ok('\x0C'),
+            'n' => Ok('\n'),
+            'r' => Ok('\r'),
+            't' => Ok('\t'),
+            'v' => Ok('\x0B'),
+            c if c.is_ascii() && !c.is_ascii_alphanumeric() => Ok(c),
+            _ => Err(invalid(self, 2)),
+        }
+    }
+
+    /// A bracketed class, Go's parseClass.
+    fn class(&mut self) -> Result<(), String> {
+        let class_start = self.pos;
+        self.pos += 1;
+        let mut out = String::from("[");
+        if self.peek() == Some('^') {
+            self.pos += 1;
+            out.push('^');
+        }
+        let missing = |t: &Translator| {
+            let text: String = t.chars[class_start..].iter().collect();
+            format!("missing closing ]: `{text}`")
+        };
+        let mut first = true;
+        loop {
+            match self.peek() {
+                None => return Err(missing(self)),
+                Some(']') if !first => {
+                    self.pos += 1;
+                    break;
+                }
+                _ => {}
+            }
+            first = false;
+            // POSIX [:name:]
+            if self.peek() == Some('[') && self.peek_at(1) == Some(':') {
+                let rest = &self.chars[self.pos + 2..];
+                if let Some(end) = rest.windows(2).position(|w| w == [':', ']']) {
+                    let name: String = rest[..end].iter().collect();
+                    let bare = name.strip_prefix('^').unwrap_or(&name);
+                    if !POSIX_NAMES.contains(&bare) {
+                        let text: String = self.chars[self.pos..self.pos + 2 + end + 2]
+                            .iter()
+                            .collect();
+                        return Err(format!("invalid character class range: `{text}`"));
+                    }
+                    out.push_str(&format!("[:{name}:]"));
+                    self.pos += 2 + end + 2;
+                    continue;
+                }
+            }
+            if self.peek() == Some('\\') {
+                match self.peek_at(1) {
+                    Some('p' | 'P') => {
+                        let c = self.unicode_class()?;
+                        out.push_str(&c);
+                        continue;
+                    }
+                    Some(c @ ('d' | 'D' | 'w' | 'W' | 's' | 'S')) => {
+                        let set = match c.to_ascii_lowercase() {
+                            'd' => PERL_D,
+                            'w' => PERL_W,
+                            _ => PERL_S,
+                        };
+                        if c.is_ascii_uppercase() {
+                            out.push_str(&format!("[^{set}]"));
+                        } else {
+                            out.push_str(set);
+                        }
+                        self.pos += 2;
+                        continue;
+                    }
+                    _ => {}
+                }
+            }
+            let range_start = self.pos;
+            let lo = self.class_char().ok_or_else(|| missing(self))??;
+            let mut hi = lo;
+            if self.peek() == Some('-') && self.peek_at(1).is_some_and(|c| c != ']') {
+                self.pos += 1;
+                hi = self.class_char().ok_or_else(|| missing(self))??;
+                if hi < lo {
+                    let text: String = self.chars[range_start..self.pos].iter().collect();
+                    return Err(format!("invalid character class range: `{text}`"));
+                }
+            }
+            push_class_char(&mut out, lo);
+            if hi != lo {
+                out.push('-');
+                push_class_char(&mut out, hi);
+            }
+        }
+        out.push(']');
+        self.out.push_str(&out);
+        Ok(())
+    }
+
+    /// One character in a class; `None` at the end of the pattern.
+    fn class_char(&mut self) -> Option<Result<char, String>> {
+        let c = self.peek()?;
+        if c == '\\' {
+            if self.peek_at(1).is_none() {
+                return None;
+            }
+            self.pos += 1;
+            return Some(self.escape_char());
+        }
+        self.pos += 1;
+        Some(Ok(c))
+    }
+}
+
+fn push_literal(out: &mut String, c: char) {
+    if c.is_alphanumeric() || c == '_' {
+        out.push(c);
+    } else {
+        out.push_str(&format!("\\x{{{:x}}}", c as u32));
+    }
+}
+
+fn push_class_char(out: &mut String, c: char) {
+    push_literal(out, c)
+}
+
+/// Whether `name` has the shape of a Go `unicode.Scripts` key
+/// (`Greek`, `Old_Italic`, `Nko`...). Rust then checks it exists.
+fn is_go_script_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_uppercase())
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !name.contains("__")
+        && name
+            .split('_')
+            .all(|w| w.chars().next().is_some_and(|c| c.is_ascii_uppercase()))
 }
