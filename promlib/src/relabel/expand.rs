@@ -1,5 +1,7 @@
 //! Go's `Regexp.Expand`: `$1`, `${1}`, `$name`, `${name}`, `$$`.
 
+use super::Regex;
+
 /// Expands `template` with the groups of `caps` (a match of `re` in
 /// `src`), exactly as Go's `Regexp.ExpandString`:
 ///
@@ -12,7 +14,7 @@
 ///   participate expands to nothing;
 /// - a malformed reference (`$` followed by nothing usable, `${` without
 ///   `}`) keeps the `$` literally.
-pub fn expand(template: &str, re: &regex::Regex, caps: &regex::Captures<'_>) -> String {
+pub fn expand(template: &str, re: &Regex, caps: &regex::Captures<'_>) -> String {
     let mut out = String::with_capacity(template.len());
     let mut rest = template;
     while let Some(i) = rest.find('$') {
@@ -37,9 +39,10 @@ pub fn expand(template: &str, re: &regex::Regex, caps: &regex::Captures<'_>) -> 
             None => {
                 // Go takes the first participating group with that name.
                 let hit = re
-                    .capture_names()
+                    .group_names()
+                    .iter()
                     .enumerate()
-                    .filter(|(_, n)| *n == Some(name))
+                    .filter(|(_, n)| n.as_deref() == Some(name))
                     .find_map(|(i, _)| caps.get(i));
                 if let Some(m) = hit {
                     out.push_str(m.as_str());

@@ -28,7 +28,8 @@ fn set(lset: &mut Labels, name: &str, value: &str) {
 
 fn apply(mut lset: Labels, rule: &RelabelConfig) -> Option<Labels> {
     let val = joined_value(&lset, rule);
-    let re = rule.regex.compiled();
+    let regex = &rule.regex;
+    let re = regex.compiled();
     match rule.action {
         Action::Drop => {
             if re.is_match(&val) {
@@ -54,13 +55,13 @@ fn apply(mut lset: Labels, rule: &RelabelConfig) -> Option<Labels> {
             let Some(caps) = re.captures(&val) else {
                 return Some(lset);
             };
-            let target = expand(&rule.target_label, re, &caps);
+            let target = expand(&rule.target_label, regex, &caps);
             if !is_valid_label_name(&target) {
                 // 2.42 deletes the target_label as written (not expanded).
                 lset.remove(&rule.target_label);
                 return Some(lset);
             }
-            let res = expand(&rule.replacement, re, &caps);
+            let res = expand(&rule.replacement, regex, &caps);
             if res.is_empty() {
                 lset.remove(&rule.target_label);
                 return Some(lset);
@@ -87,7 +88,7 @@ fn apply(mut lset: Labels, rule: &RelabelConfig) -> Option<Labels> {
             let snapshot = lset.clone();
             for l in snapshot.iter() {
                 if let Some(caps) = re.captures(&l.name) {
-                    let name = expand(&rule.replacement, re, &caps);
+                    let name = expand(&rule.replacement, regex, &caps);
                     set(&mut lset, &name, &l.value);
                 }
             }

@@ -39,6 +39,8 @@ pub struct RegexError {
 pub struct Regex {
     original: String,
     compiled: regex::Regex,
+    /// Go's name of each capture group by index (0: the whole match).
+    group_names: Vec<Option<String>>,
     /// True only for the value built by [`Regex::default`]: Prometheus
     /// compares the default regex by identity (a `regex: (.*)` written in
     /// the config is not "the default" for `keepequal`/`dropequal`).
@@ -55,15 +57,17 @@ impl Regex {
             pattern: pattern.to_string(),
             reason,
         };
-        let translated = translate(pattern).map_err(err)?;
-        let anchored = format!("^(?:{translated})$");
-        let compiled = regex::RegexBuilder::new(&anchored)
+        // Go parses the anchored text as one pattern, so a pattern can
+        // interact with the anchors (`a)|(b`, an unterminated `\Q`).
+        let (translated, group_names) = translate(&format!("^(?:{pattern})$")).map_err(err)?;
+        let compiled = regex::RegexBuilder::new(&translated)
             .size_limit(64 << 20)
             .build()
             .map_err(|e| err(format!("{e}")))?;
         Ok(Regex {
             original: pattern.to_string(),
             compiled,
+            group_names,
             implicit_default: false,
         })
     }
@@ -76,6 +80,11 @@ impl Regex {
     /// The compiled, anchored regex.
     pub fn compiled(&self) -> &regex::Regex {
         &self.compiled
+    }
+
+    /// Go's name of each capture group by index (0: the whole match).
+    pub fn group_names(&self) -> &[Option<String>] {
+        &self.group_names
     }
 
     /// Whether the whole of `s` matches.
@@ -96,6 +105,7 @@ impl Default for Regex {
         Regex {
             original: "(.*)".to_string(),
             compiled,
+            group_names: vec![None, None],
             implicit_default: true,
         }
     }
@@ -134,36 +144,53 @@ impl<'de> Deserialize<'de> for Regex {
 }
 
 /// Rewrites a Go RE2 pattern into a Rust `regex` pattern with the same
-/// meaning; `Err` carries Go's error text.
-pub(crate) fn translate(pattern: &str) -> Result<String, String> {
-    Translator {
+/// meaning. Returns the Rust pattern and the Go name of every capture group
+/// (index 0 = the whole match); `Err` carries Go's error text.
+///
+/// Named groups are emitted unnamed: Go allows names Rust rejects (`1`,
+/// duplicates), and [`super::expand`] resolves names with the returned table.
+pub(crate) fn translate(pattern: &str) -> Result<(String, Vec<Option<String>>), String> {
+    let mut t = Translator {
         chars: pattern.chars().collect(),
         pos: 0,
         out: String::with_capacity(pattern.len() * 2),
-        names: Vec::new(),
-        depth: 0,
-    }
-    .run()
+        names: vec![None],
+        frames: vec![Frame::default()],
+    };
+    t.run()?;
+    Ok((t.out, t.names))
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Prev {
-    /// Start of the pattern, after `(` or `|`: nothing to repeat.
-    Start,
-    /// After something repeatable.
-    Atom,
-    /// After a repetition operator.
-    Repeat,
+/// One open group while parsing: tracks what a repetition operator would
+/// apply to and the largest repeat product inside (Go's `repeatIsValid`).
+#[derive(Default)]
+struct Frame {
+    /// The weight of the last complete item (what a repeat applies to);
+    /// `None`: nothing to repeat (start of group or after `|`).
+    last: Option<u64>,
+    /// The largest weight among earlier items of the group.
+    max: u64,
+}
+
+impl Frame {
+    fn push_item(&mut self, weight: u64) {
+        if let Some(w) = self.last.take() {
+            self.max = self.max.max(w);
+        }
+        self.last = Some(weight);
+    }
+    fn weight(&self) -> u64 {
+        self.max.max(self.last.unwrap_or(1)).max(1)
+    }
 }
 
 struct Translator {
     chars: Vec<char>,
     pos: usize,
     out: String,
-    names: Vec<String>,
-    depth: usize,
+    names: Vec<Option<String>>,
+    frames: Vec<Frame>,
 }
-
 const PERL_D: &str = "0-9";
 const PERL_W: &str = "0-9A-Za-z_";
 const PERL_S: &str = "\\t\\n\\x0C\\r ";
@@ -195,118 +222,139 @@ impl Translator {
             .collect()
     }
 
-    fn run(mut self) -> Result<String, String> {
-        let mut prev = Prev::Start;
+    fn frame(&mut self) -> &mut Frame {
+        self.frames
+            .last_mut()
+            .expect("the outer frame is never popped")
+    }
+
+    fn atom(&mut self) {
+        self.frame().push_item(1);
+    }
+
+    fn run(&mut self) -> Result<(), String> {
+        // Start of the previous token if it was a repetition operator.
+        let mut last_repeat: Option<usize> = None;
         while let Some(c) = self.peek() {
+            let mut repeat: Option<usize> = None;
             match c {
                 '|' => {
                     self.pos += 1;
                     self.out.push('|');
-                    prev = Prev::Start;
+                    let f = self.frame();
+                    if let Some(w) = f.last.take() {
+                        f.max = f.max.max(w);
+                    }
                 }
-                '(' => {
-                    self.group_open()?;
-                    prev = Prev::Start;
-                }
+                '(' => self.group_open()?,
                 ')' => {
-                    if self.depth == 0 {
+                    if self.frames.len() == 1 {
                         return Err(format!("unexpected ): `{}`", self.whole()));
                     }
-                    self.depth -= 1;
+                    let inner = self.frames.pop().expect("checked above");
                     self.pos += 1;
                     self.out.push(')');
-                    prev = Prev::Atom;
+                    self.frame().push_item(inner.weight());
                 }
                 '*' | '+' | '?' => {
-                    let op_start = self.pos;
+                    let start = self.pos;
                     self.pos += 1;
-                    let mut op = c.to_string();
-                    if self.peek() == Some('?') {
-                        self.pos += 1;
-                        op.push('?');
-                    }
-                    self.check_repeat(prev, op_start)?;
-                    self.out.push_str(&op);
-                    prev = Prev::Repeat;
+                    self.repeat_op(start, last_repeat, None)?;
+                    repeat = Some(start);
                 }
-                '{' => {
-                    if let Some((min, max, len)) = self.parse_repeat() {
-                        let op_start = self.pos;
-                        let text: String = self.chars[self.pos..self.pos + len].iter().collect();
+                '{' => match self.parse_repeat() {
+                    Some((min, max, len)) => {
+                        let start = self.pos;
+                        let text: String = self.chars[start..start + len].iter().collect();
                         self.pos += len;
-                        let mut op = text.clone();
-                        if self.peek() == Some('?') {
-                            self.pos += 1;
-                            op.push('?');
-                        }
-                        self.check_repeat(prev, op_start)?;
-                        let bad = match (min, max) {
-                            (None, _) | (_, Some(None)) => true,
-                            (Some(a), Some(Some(b))) => a > MAX_REPEAT || b > MAX_REPEAT || a > b,
-                            (Some(a), None) => a > MAX_REPEAT,
+                        let (min, max) = match (min, max) {
+                            (Some(a), None) if a <= MAX_REPEAT => (a, None),
+                            (Some(a), Some(Some(b)))
+                                if a <= MAX_REPEAT && b <= MAX_REPEAT && a <= b =>
+                            {
+                                (a, Some(b))
+                            }
+                            _ => return Err(format!("invalid repeat count: `{text}`")),
                         };
-                        if bad {
-                            return Err(format!("invalid repeat count: `{text}`"));
-                        }
-                        self.out.push_str(&op);
-                        prev = Prev::Repeat;
-                    } else {
+                        self.repeat_op(start, last_repeat, Some((min, max)))?;
+                        repeat = Some(start);
+                    }
+                    None => {
                         self.pos += 1;
                         push_literal(&mut self.out, '{');
-                        prev = Prev::Atom;
+                        self.atom();
                     }
-                }
+                },
                 '^' | '$' | '.' => {
                     self.pos += 1;
                     self.out.push(c);
-                    prev = Prev::Atom;
+                    self.atom();
                 }
                 '[' => {
                     self.class()?;
-                    prev = Prev::Atom;
+                    self.atom();
                 }
-                '\\' => {
-                    if self.top_escape()? {
-                        prev = Prev::Atom;
-                    }
-                }
+                '\\' => self.top_escape()?,
                 _ => {
                     self.pos += 1;
                     push_literal(&mut self.out, c);
-                    prev = Prev::Atom;
+                    self.atom();
                 }
             }
+            last_repeat = repeat;
         }
-        if self.depth > 0 {
+        if self.frames.len() > 1 {
             return Err(format!("missing closing ): `{}`", self.whole()));
         }
-        Ok(self.out)
+        Ok(())
     }
 
     fn whole(&self) -> String {
         self.chars.iter().collect()
     }
 
-    fn check_repeat(&self, prev: Prev, op_start: usize) -> Result<(), String> {
-        let op: String = self.chars[op_start..self.pos].iter().collect();
-        match prev {
-            Prev::Start => Err(format!("missing argument to repetition operator: `{op}`")),
-            Prev::Repeat => {
-                // Go reports the previous operator together with this one.
-                let mut s = op_start;
-                while s > 0 && matches!(self.chars[s - 1], '*' | '+' | '?' | '}') {
-                    s -= 1;
-                    if self.chars[s] == '}' {
-                        while s > 0 && self.chars[s] != '{' {
-                            s -= 1;
-                        }
-                    }
-                }
-                let text: String = self.chars[s..self.pos].iter().collect();
-                Err(format!("invalid nested repetition operator: `{text}`"))
-            }
-            Prev::Atom => Ok(()),
+    /// A repetition operator from `start` to `self.pos` (a lazy `?` is
+    /// consumed here); `counts` for `{min,max}` (max `None`: unbounded).
+    fn repeat_op(
+        &mut self,
+        start: usize,
+        last_repeat: Option<usize>,
+        counts: Option<(u32, Option<u32>)>,
+    ) -> Result<(), String> {
+        if self.peek() == Some('?') {
+            self.pos += 1;
         }
+        let text =
+            |t: &Translator, from: usize| -> String { t.chars[from..t.pos].iter().collect() };
+        if let Some(prev) = last_repeat {
+            return Err(format!(
+                "invalid nested repetition operator: `{}`",
+                text(self, prev)
+            ));
+        }
+        let Some(sub) = self.frame().last else {
+            return Err(format!(
+                "missing argument to repetition operator: `{}`",
+                text(self, start)
+            ));
+        };
+        let weight = match counts {
+            None => sub,
+            Some((_, Some(0))) => 1,
+            Some((min, max)) => {
+                let m = u64::from(max.unwrap_or(min));
+                let w = if m == 0 { sub } else { sub.saturating_mul(m) };
+                let checked = min >= 2 || max.is_some_and(|m| m >= 2);
+                if checked && w > u64::from(MAX_REPEAT) {
+                    return Err(format!("invalid repeat count: `{}`", text(self, start)));
+                }
+                w
+            }
+        };
+        self.frame().last = Some(weight);
+        let op = text(self, start);
+        self.out.push_str(&op);
+        Ok(())
     }
 
     /// At `{`: `{n}`, `{n,}` or `{n,m}` (Go's parseRepeat). Returns
@@ -356,9 +404,11 @@ impl Translator {
     }
 
     fn group_open(&mut self) -> Result<(), String> {
+        let open = self.pos;
         self.pos += 1;
         if self.peek() != Some('?') {
-            self.depth += 1;
+            self.names.push(None);
+            self.frames.push(Frame::default());
             self.out.push('(');
             return Ok(());
         }
@@ -366,64 +416,62 @@ impl Translator {
         if self.peek_at(1) == Some('P') && self.peek_at(2) == Some('<') {
             let start = self.pos + 3;
             let Some(end) = self.chars[start..].iter().position(|c| *c == '>') else {
-                return Err(format!("invalid named capture: `(?{}`", self.rest_from(0)));
+                let text: String = self.chars[open..].iter().collect();
+                return Err(format!("invalid named capture: `{text}`"));
             };
             let name: String = self.chars[start..start + end].iter().collect();
             if name.is_empty() || !name.chars().all(|c| c == '_' || c.is_ascii_alphanumeric()) {
                 return Err(format!("invalid named capture: `(?P<{name}>`"));
             }
-            if self.names.contains(&name) {
-                return Err(format!("duplicate capture group name: `{name}`"));
-            }
-            self.out.push_str(&format!("(?P<{name}>"));
-            self.names.push(name);
+            self.out.push('(');
+            self.names.push(Some(name));
+            self.frames.push(Frame::default());
             self.pos = start + end + 1;
-            self.depth += 1;
             return Ok(());
         }
-        // Flags: (?flags) or (?flags:re), flags from imsU with one '-'.
+        // Flags: (?flags) or (?flags:re), flags from imsU, at most one '-'
+        // which must be followed by a flag. Empty flags are fine in Go.
         let mut i = 1;
         let mut seen_minus = false;
-        let mut flags_after_minus = 0;
-        let mut any = false;
+        let mut saw_flag = false;
         loop {
             let Some(c) = self.peek_at(i) else {
-                return Err(format!("missing closing ): `{}`", self.whole()));
+                return Err(self.perl_syntax_error(open, i));
             };
             match c {
-                'i' | 'm' | 's' | 'U' => {
-                    any = true;
-                    if seen_minus {
-                        flags_after_minus += 1;
-                    }
+                'i' | 'm' | 's' | 'U' => saw_flag = true,
+                '-' if !seen_minus => {
+                    seen_minus = true;
+                    saw_flag = false;
                 }
-                '-' if !seen_minus => seen_minus = true,
                 ':' | ')' => {
-                    if !any || (seen_minus && flags_after_minus == 0) {
-                        return Err(self.perl_syntax_error(i));
+                    if seen_minus && !saw_flag {
+                        return Err(self.perl_syntax_error(open, i + 1));
                     }
-                    let text: String = self.chars[self.pos - 1..=self.pos + i].iter().collect();
-                    self.out.push_str(&text);
+                    let flags: String = self.chars[self.pos + 1..self.pos + i].iter().collect();
                     self.pos += i + 1;
                     if c == ':' {
-                        self.depth += 1;
+                        self.out.push_str(&format!("(?{flags}:"));
+                        self.frames.push(Frame::default());
+                    } else if !flags.is_empty() {
+                        self.out.push_str(&format!("(?{flags})"));
                     }
                     return Ok(());
                 }
-                _ => return Err(self.perl_syntax_error(i)),
+                _ => return Err(self.perl_syntax_error(open, i + 1)),
             }
             i += 1;
         }
     }
 
-    fn perl_syntax_error(&self, upto: usize) -> String {
-        let end = (self.pos + upto + 1).min(self.chars.len());
-        let text: String = self.chars[self.pos - 1..end].iter().collect();
+    fn perl_syntax_error(&self, open: usize, len: usize) -> String {
+        let end = (self.pos + len).min(self.chars.len());
+        let text: String = self.chars[open..end].iter().collect();
         format!("invalid or unsupported Perl syntax: `{text}`")
     }
 
-    /// An escape outside a class. Returns whether it produced an atom.
-    fn top_escape(&mut self) -> Result<bool, String> {
+    /// An escape outside a class.
+    fn top_escape(&mut self) -> Result<(), String> {
         let Some(c) = self.peek_at(1) else {
             return Err("trailing backslash at end of expression: ``".to_string());
         };
@@ -439,19 +487,18 @@ impl Translator {
             's' => self.emit_escape(2, "[\\t\\n\\x0C\\r ]"),
             'S' => self.emit_escape(2, "[^\\t\\n\\x0C\\r ]"),
             'Q' => {
+                // Everything up to `\E` (or the end) is literal, even `\\`.
                 self.pos += 2;
-                let mut any = false;
                 while let Some(ch) = self.peek() {
                     if ch == '\\' && self.peek_at(1) == Some('E') {
                         self.pos += 2;
                         break;
                     }
-                    // Go: a backslash inside \Q..\E is literal, even `\\`.
                     push_literal(&mut self.out, ch);
-                    any = true;
+                    self.atom();
                     self.pos += 1;
                 }
-                return Ok(any);
+                return Ok(());
             }
             'p' | 'P' => {
                 let class = self.unicode_class()?;
@@ -463,7 +510,8 @@ impl Translator {
                 push_literal(&mut self.out, ch);
             }
         }
-        Ok(true)
+        self.atom();
+        Ok(())
     }
 
     fn emit_escape(&mut self, len: usize, rust: &str) {
@@ -504,7 +552,7 @@ impl Translator {
             Some(b) => (!negated, b.to_string()),
             None => (negated, name.clone()),
         };
-        let known = GO_CATEGORIES.contains(&bare.as_str()) || is_go_script_name(&bare);
+        let known = GO_CATEGORIES.contains(&bare.as_str()) || GO_SCRIPTS.contains(&bare.as_str());
         let rust = format!("\\{}{{{}}}", if neg { 'P' } else { 'p' }, bare);
         if !known || regex_syntax::Parser::new().parse(&rust).is_err() {
             let text: String = self.chars[start..self.pos].iter().collect();
@@ -692,14 +740,162 @@ fn push_class_char(out: &mut String, c: char) {
     push_literal(out, c)
 }
 
-/// Whether `name` has the shape of a Go `unicode.Scripts` key
-/// (`Greek`, `Old_Italic`, `Nko`...). Rust then checks it exists.
-fn is_go_script_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars.next().is_some_and(|c| c.is_ascii_uppercase())
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && !name.contains("__")
-        && name
-            .split('_')
-            .all(|w| w.chars().next().is_some_and(|c| c.is_ascii_uppercase()))
-}
+/// Go's `unicode.Scripts` keys (Go 1.19, Unicode 13.0).
+const GO_SCRIPTS: [&str; 156] = [
+    "Adlam",
+    "Ahom",
+    "Anatolian_Hieroglyphs",
+    "Arabic",
+    "Armenian",
+    "Avestan",
+    "Balinese",
+    "Bamum",
+    "Bassa_Vah",
+    "Batak",
+    "Bengali",
+    "Bhaiksuki",
+    "Bopomofo",
+    "Brahmi",
+    "Braille",
+    "Buginese",
+    "Buhid",
+    "Canadian_Aboriginal",
+    "Carian",
+    "Caucasian_Albanian",
+    "Chakma",
+    "Cham",
+    "Cherokee",
+    "Chorasmian",
+    "Common",
+    "Coptic",
+    "Cuneiform",
+    "Cypriot",
+    "Cyrillic",
+    "Deseret",
+    "Devanagari",
+    "Dives_Akuru",
+    "Dogra",
+    "Duployan",
+    "Egyptian_Hieroglyphs",
+    "Elbasan",
+    "Elymaic",
+    "Ethiopic",
+    "Georgian",
+    "Glagolitic",
+    "Gothic",
+    "Grantha",
+    "Greek",
+    "Gujarati",
+    "Gunjala_Gondi",
+    "Gurmukhi",
+    "Han",
+    "Hangul",
+    "Hanifi_Rohingya",
+    "Hanunoo",
+    "Hatran",
+    "Hebrew",
+    "Hiragana",
+    "Imperial_Aramaic",
+    "Inherited",
+    "Inscriptional_Pahlavi",
+    "Inscriptional_Parthian",
+    "Javanese",
+    "Kaithi",
+    "Kannada",
+    "Katakana",
+    "Kayah_Li",
+    "Kharoshthi",
+    "Khitan_Small_Script",
+    "Khmer",
+    "Khojki",
+    "Khudawadi",
+    "Lao",
+    "Latin",
+    "Lepcha",
+    "Limbu",
+    "Linear_A",
+    "Linear_B",
+    "Lisu",
+    "Lycian",
+    "Lydian",
+    "Mahajani",
+    "Makasar",
+    "Malayalam",
+    "Mandaic",
+    "Manichaean",
+    "Marchen",
+    "Masaram_Gondi",
+    "Medefaidrin",
+    "Meetei_Mayek",
+    "Mende_Kikakui",
+    "Meroitic_Cursive",
+    "Meroitic_Hieroglyphs",
+    "Miao",
+    "Modi",
+    "Mongolian",
+    "Mro",
+    "Multani",
+    "Myanmar",
+    "Nabataean",
+    "Nandinagari",
+    "New_Tai_Lue",
+    "Newa",
+    "Nko",
+    "Nushu",
+    "Nyiakeng_Puachue_Hmong",
+    "Ogham",
+    "Ol_Chiki",
+    "Old_Hungarian",
+    "Old_Italic",
+    "Old_North_Arabian",
+    "Old_Permic",
+    "Old_Persian",
+    "Old_Sogdian",
+    "Old_South_Arabian",
+    "Old_Turkic",
+    "Oriya",
+    "Osage",
+    "Osmanya",
+    "Pahawh_Hmong",
+    "Palmyrene",
+    "Pau_Cin_Hau",
+    "Phags_Pa",
+    "Phoenician",
+    "Psalter_Pahlavi",
+    "Rejang",
+    "Runic",
+    "Samaritan",
+    "Saurashtra",
+    "Sharada",
+    "Shavian",
+    "Siddham",
+    "SignWriting",
+    "Sinhala",
+    "Sogdian",
+    "Sora_Sompeng",
+    "Soyombo",
+    "Sundanese",
+    "Syloti_Nagri",
+    "Syriac",
+    "Tagalog",
+    "Tagbanwa",
+    "Tai_Le",
+    "Tai_Tham",
+    "Tai_Viet",
+    "Takri",
+    "Tamil",
+    "Tangut",
+    "Telugu",
+    "Thaana",
+    "Thai",
+    "Tibetan",
+    "Tifinagh",
+    "Tirhuta",
+    "Ugaritic",
+    "Vai",
+    "Wancho",
+    "Warang_Citi",
+    "Yezidi",
+    "Yi",
+    "Zanabazar_Square",
+];
