@@ -98,13 +98,27 @@ impl<'de> Deserialize<'de> for Action {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RelabelConfig {
+    #[serde(deserialize_with = "null_as_default")]
     pub source_labels: Vec<String>,
+    #[serde(deserialize_with = "null_as_default")]
     pub separator: String,
     pub regex: Regex,
     pub modulus: u64,
+    #[serde(deserialize_with = "null_as_default")]
     pub target_label: String,
+    #[serde(deserialize_with = "null_as_default")]
     pub replacement: String,
     pub action: Action,
+}
+
+/// Go's YAML decoder sets a field written as null (`separator:`) to its
+/// zero value, not to Prometheus' default.
+fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
 impl Default for RelabelConfig {
