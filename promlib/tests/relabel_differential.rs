@@ -27,7 +27,11 @@ fn targets_match_prometheus() {
     let mut compared = 0;
     for job in fx["jobs"].as_array().unwrap() {
         let name = job["job"].as_str().unwrap();
-        let sc = cfg.scrape_configs.iter().find(|s| s.job_name == name).unwrap();
+        let sc = cfg
+            .scrape_configs
+            .iter()
+            .find(|s| s.job_name == name)
+            .unwrap();
         let mut active = BTreeSet::new();
         let mut seen_targets = BTreeSet::new();
         let mut dropped = Vec::new();
@@ -71,7 +75,11 @@ fn targets_match_prometheus() {
         dropped.sort();
         compared += want_active.len() + want_dropped.len();
         for x in want_active.symmetric_difference(&active) {
-            let side = if want_active.contains(x) { "prometheus only" } else { "ours only" };
+            let side = if want_active.contains(x) {
+                "prometheus only"
+            } else {
+                "ours only"
+            };
             failures.push(format!("{name} active, {side}: {x:?}"));
         }
         if want_dropped != dropped {
@@ -81,5 +89,10 @@ fn targets_match_prometheus() {
         }
     }
     assert!(compared >= 100, "fixture too small: {compared}");
-    assert!(failures.is_empty(), "{} mismatches:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} mismatches:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
