@@ -899,3 +899,106 @@ const GO_SCRIPTS: [&str; 156] = [
     "Yi",
     "Zanabazar_Square",
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tr(p: &str) -> String {
+        translate(p).unwrap().0
+    }
+
+    /// The translation table, case by case.
+    #[test]
+    fn translation_table() {
+        let table: &[(&str, &str)] = &[
+            (r"\d", "[0-9]"),
+            (r"\D", "[^0-9]"),
+            (r"\w", "[0-9A-Za-z_]"),
+            (r"\W", "[^0-9A-Za-z_]"),
+            (r"\s", r"[\t\n\x0C\r ]"),
+            (r"\S", r"[^\t\n\x0C\r ]"),
+            (r"\b", r"(?-u:\b)"),
+            (r"\B", r"(?-u:\B)"),
+            (r"\A\z", r"\A\z"),
+            (r"\Qa.b\E", r"a\x{2e}b"),
+            (r"\Qa\\E", r"a\x{5c}"),
+            (r"\101\0", r"A\x{0}"),
+            (r"\x41\x{42}", "AB"),
+            (r"\<\>", r"\x{3c}\x{3e}"),
+            (r"a{", r"a\x{7b}"),
+            (r"a{,2}", r"a\x{7b}\x{2c}2\x{7d}"),
+            (r"a{2,3}?", r"a{2,3}?"),
+            (r"[a&&b]", r"[a\x{26}\x{26}b]"),
+            (r"[[a]", r"[\x{5b}a]"),
+            (r"[\d-z]", r"[0-9\x{2d}z]"),
+            (r"[^\D]", r"[^[^0-9]]"),
+            (r"[[:alpha:][:^digit:]]", r"[[:alpha:][:^digit:]]"),
+            (r"\p{^Greek}\PL\pN", r"\P{Greek}\P{L}\p{N}"),
+            (r"(?P<1>a)(?P<n>b)", "(a)(b)"),
+            (r"(?i)a(?)b(?s-m:c)", "(?i)ab(?s-m:c)"),
+            ("é", "é"),
+            (" ", r"\x{20}"),
+        ];
+        for (go, rust) in table {
+            assert_eq!(tr(go), *rust, "translating {go:?}");
+        }
+    }
+
+    #[test]
+    fn group_names_by_index() {
+        let (_, names) = translate(r"(?P<n>a)(b)(?P<n>c)(?P<1>d)").unwrap();
+        assert_eq!(
+            names,
+            vec![
+                None,
+                Some("n".to_string()),
+                None,
+                Some("n".to_string()),
+                Some("1".to_string())
+            ]
+        );
+    }
+
+    #[test]
+    fn go_rejections() {
+        for p in [
+            "a{1001}",
+            "a**",
+            "(?<n>a)",
+            "(?x)a",
+            r"\1",
+            r"\C",
+            r"\Z",
+            "[[:foo:]]",
+            "(?i-)a",
+            r"\p{greek}",
+            r"\p{Cn}",
+            "(a{1000}){2}",
+            "[z-a]",
+        ] {
+            assert!(Regex::new(p).is_err(), "{p:?} must be rejected");
+        }
+    }
+
+    #[test]
+    fn anchored_and_ascii_classes() {
+        let r = Regex::new(r"\w+").unwrap();
+        assert!(r.is_match("ab_1"));
+        assert!(!r.is_match("é"));
+        assert!(!r.is_match("ab "));
+        let r = Regex::new("a)|(b").unwrap();
+        assert!(r.is_match("ab"), "Go reads this as ^(?:a)|(b)$");
+        assert!(!Regex::new("b").unwrap().is_match("ab"));
+    }
+
+    #[test]
+    fn default_is_implicit_and_equal_to_explicit() {
+        let d = Regex::default();
+        let e = Regex::new("(.*)").unwrap();
+        assert!(d.is_implicit_default());
+        assert!(!e.is_implicit_default());
+        assert_eq!(d, e);
+        assert_eq!(d.group_names(), e.group_names());
+    }
+}
