@@ -183,10 +183,10 @@ pub fn populate_with(
     }
     let mut out = lset.clone();
     let scheme = lset.get(labels::SCHEME).unwrap_or_default();
-    let (port, add) = match split_host_port(&addr) {
-        Some((_, port)) => (Some(port), false),
-        None => (None, split_host_port(&format!("{addr}:1234")).is_some()),
-    };
+    // A port is added only when the address has none and adding one
+    // makes it valid.
+    let add = split_host_port(&addr).is_none()
+        && split_host_port(&format!("{addr}:1234")).is_some();
     if !no_default_port && add {
         match scheme {
             "http" | "" => addr.push_str(":80"),
@@ -195,12 +195,11 @@ pub fn populate_with(
         }
         out.insert(labels::ADDRESS, addr.clone());
     }
-    if no_default_port {
-        if let Some((host, port)) = split_host_port(&addr).filter(|_| port.is_some()) {
-            if (port == "80" && scheme == "http") || (port == "443" && scheme == "https") {
-                out.insert(labels::ADDRESS, host);
-            }
-        }
+    if no_default_port
+        && let Some((host, port)) = split_host_port(&addr)
+        && ((port == "80" && scheme == "http") || (port == "443" && scheme == "https"))
+    {
+        out.insert(labels::ADDRESS, host);
     }
     if addr.contains('/') {
         return Err(TargetError::InvalidAddress(addr));
@@ -417,5 +416,137 @@ fn go_should_escape(c: u8, mode: Encode) -> bool {
             Encode::Host => true,
         },
         _ => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(extra: &str) -> ScrapeConfig {
+        let yaml = format!("scrape_configs:\n  - job_name: j\n{extra}");
+        crate::config::load_str(&yaml, "t.yml")
+            .unwrap()
+            .scrape_configs
+            .remove(0)
+    }
+
+    fn active(cfg: &ScrapeConfig, pairs: &[(&str, &str)]) -> Target {
+        match populate(cfg, Labels::from_pairs(pairs.iter().copied())) {
+            Ok(Populated::Active(t)) => t,
+            other => panic!("not active: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn split_host_port_like_go() {
+        let ok = |s: &str, h: &str, p: &str| {
+            assert_eq!(
+                split_host_port(s),
+                Some((h.to_string(), p.to_string())),
+                "{s}"
+            )
+        };
+        ok("h:1", "h", "1");
+        ok("h:", "h", "");
+        ok("[::1]:80", "::1", "80");
+        ok(":80", "", "80");
+        for bad in ["h", "::1", "a:b:c", "[::1]", "[::1]x:1", "h]:1", "[h:1"] {
+            assert_eq!(split_host_port(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn default_port_follows_scheme() {
+        let cfg = job("");
+        let t = active(&cfg, &[("__address__", "h")]);
+        assert_eq!(t.labels.get("__address__"), Some("h:80"));
+        assert_eq!(t.labels.get("instance"), Some("h:80"));
+        let t = active(&cfg, &[("__address__", "h"), ("__scheme__", "https")]);
+        assert_eq!(t.labels.get("__address__"), Some("h:443"));
+        let t = active(&cfg, &[("__address__", "[::1]")]);
+        assert_eq!(t.labels.get("__address__"), Some("[::1]:80"));
+        // Not fixable by a port: left alone.
+        let t = active(&cfg, &[("__address__", "::1")]);
+        assert_eq!(t.labels.get("__address__"), Some("::1"));
+    }
+
+    #[test]
+    fn no_default_port_strips_the_default() {
+        let cfg = job("");
+        let run = |addr: &str, scheme: &str| match populate_with(
+            &cfg,
+            Labels::from_pairs([("__address__", addr), ("__scheme__", scheme)]),
+            true,
+        ) {
+            Ok(Populated::Active(t)) => t.labels.get("__address__").unwrap().to_string(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(run("h", "http"), "h");
+        assert_eq!(run("h:80", "http"), "h");
+        assert_eq!(run("h:443", "http"), "h:443");
+        assert_eq!(run("h:443", "https"), "h");
+    }
+
+    #[test]
+    fn instance_kept_when_set() {
+        let t = active(&job(""), &[("__address__", "h:1"), ("instance", "mine")]);
+        assert_eq!(t.labels.get("instance"), Some("mine"));
+    }
+
+    #[test]
+    fn reserved_defaults_and_params() {
+        let cfg = job(
+            "    scrape_interval: 30s\n    scrape_timeout: 5s\n    metrics_path: /m\n    params:\n      x: [1, 2]\n",
+        );
+        let t = active(&cfg, &[("__address__", "h:1"), ("__meta_a", "b")]);
+        assert_eq!(t.labels.get("job"), Some("j"));
+        assert_eq!(t.labels.get("__scrape_interval__"), Some("30s"));
+        assert_eq!(t.labels.get("__scrape_timeout__"), Some("5s"));
+        assert_eq!(t.labels.get("__param_x"), Some("1"));
+        assert!(!t.labels.contains("__meta_a"));
+        assert_eq!(t.discovered_labels.get("__meta_a"), Some("b"));
+        assert_eq!(t.url(&cfg), "http://h:1/m?x=1&x=2");
+        assert_eq!(t.id, labels::target_id("j", &t.labels));
+    }
+
+    #[test]
+    fn errors_carry_prometheus_messages() {
+        let cfg = job("");
+        let err = |pairs: &[(&str, &str)]| {
+            populate(&cfg, Labels::from_pairs(pairs.iter().copied()))
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(err(&[("a", "1")]), "no address");
+        assert_eq!(
+            err(&[("__address__", "h/x")]),
+            "\"h/x:80\" is not a valid hostname"
+        );
+        assert_eq!(
+            err(&[("__address__", "h"), ("__scheme__", "ftp")]),
+            "invalid scheme: \"http\""
+        );
+        assert_eq!(
+            err(&[("__address__", "h:1"), ("__scrape_interval__", "0s")]),
+            "scrape interval cannot be 0"
+        );
+        assert_eq!(
+            err(&[("__address__", "h:1"), ("__scrape_timeout__", "2m")]),
+            "scrape timeout cannot be greater than scrape interval (\"2m\" > \"1m\")"
+        );
+        assert_eq!(
+            err(&[("__address__", "h:1"), ("__scrape_timeout__", "x")]),
+            "error parsing scrape timeout: not a valid duration string: \"x\""
+        );
+    }
+
+    #[test]
+    fn go_size_classes() {
+        assert_eq!(go_round_up_size(6 * LABEL_SIZE), 192);
+        assert_eq!(go_round_up_size(9 * LABEL_SIZE), 288);
+        assert_eq!(go_round_up_size(11 * LABEL_SIZE), 352);
+        assert_eq!(go_round_up_size(12 * LABEL_SIZE), 384);
+        assert_eq!(go_round_up_size(40000), 40960);
     }
 }

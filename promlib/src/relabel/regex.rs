@@ -717,9 +717,7 @@ impl Translator {
     fn class_char(&mut self) -> Option<Result<char, String>> {
         let c = self.peek()?;
         if c == '\\' {
-            if self.peek_at(1).is_none() {
-                return None;
-            }
+            self.peek_at(1)?;
             self.pos += 1;
             return Some(self.escape_char());
         }
