@@ -158,7 +158,10 @@ fn set_str(s: &Option<String>) -> bool {
 impl TlsConfig {
     /// Prometheus 2.42's TLS checks.
     pub fn validate(&self, at: &[&'static str]) -> Result<(), HttpConfigIssue> {
-        for (field, v) in [("min_version", &self.min_version), ("max_version", &self.max_version)] {
+        for (field, v) in [
+            ("min_version", &self.min_version),
+            ("max_version", &self.max_version),
+        ] {
             if let Some(v) = v
                 && !TLS_VERSIONS.contains(&v.as_str())
             {
@@ -169,14 +172,14 @@ impl TlsConfig {
         }
         match (set_str(&self.cert_file), set_str(&self.key_file)) {
             (true, false) => Err(issue(
-                at,
+                &[at, &["cert_file"]].concat(),
                 format!(
                     "client cert file {:?} specified without client key file",
                     self.cert_file.as_deref().unwrap_or_default()
                 ),
             )),
             (false, true) => Err(issue(
-                at,
+                &[at, &["key_file"]].concat(),
                 format!(
                     "client key file {:?} specified without client cert file",
                     self.key_file.as_deref().unwrap_or_default()
@@ -243,7 +246,7 @@ impl HttpClientConfig {
             && set_str(&b.password_file)
         {
             return Err(issue(
-                &["basic_auth"],
+                &["basic_auth", "password_file"],
                 "at most one of basic_auth password & password_file must be configured",
             ));
         }
@@ -256,7 +259,7 @@ impl HttpClientConfig {
             }
             if set(&a.credentials) && set_str(&a.credentials_file) {
                 return Err(issue(
-                    &["authorization"],
+                    &["authorization", "credentials_file"],
                     "at most one of authorization credentials & credentials_file must be configured",
                 ));
             }
@@ -310,7 +313,7 @@ impl HttpClientConfig {
             }
             if set(&o.client_secret) && set_str(&o.client_secret_file) {
                 return Err(issue(
-                    &["oauth2"],
+                    &["oauth2", "client_secret_file"],
                     "at most one of oauth2 client_secret & client_secret_file must be configured",
                 ));
             }

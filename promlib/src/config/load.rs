@@ -10,7 +10,9 @@ use super::http::{HttpConfigIssue, url_problem};
 use super::raw::{RawRemoteWriteConfig, RawScrapeConfig};
 use super::sd::unsupported_sd_message;
 use super::yaml_tree::{self, Node, Step};
-use super::{ByteSize, Config, ConfigError, GlobalConfig, PassThrough, RemoteWriteConfig, ScrapeConfig};
+use super::{
+    ByteSize, Config, ConfigError, GlobalConfig, PassThrough, RemoteWriteConfig, ScrapeConfig,
+};
 use crate::duration::Duration;
 use crate::labels::Labels;
 use crate::relabel::RelabelConfig;
@@ -102,6 +104,37 @@ pub(super) fn yaml_error(e: &serde_saphyr::Error, file: &str) -> ConfigError {
     }
 }
 
+/// Label set errors are raised when the whole map has been read, so they
+/// point at the map; move them to the offending key.
+fn refine(err: ConfigError, tree: Option<&Node>) -> ConfigError {
+    let ConfigError::At {
+        file,
+        line,
+        column,
+        message,
+    } = err
+    else {
+        return err;
+    };
+    let name = message
+        .strip_suffix("\" is not a valid label name")
+        .or_else(|| {
+            message
+                .strip_prefix("duplicate label name \"")
+                .and_then(|m| m.strip_suffix('"'))
+        })
+        .and_then(|m| m.strip_prefix('"').or(Some(m)));
+    let found =
+        name.and_then(|n| tree.and_then(|t| t.find_key_after(n, yaml_tree::Pos { line, column })));
+    let (line, column) = found.map_or((line, column), |p| (p.line, p.column));
+    ConfigError::At {
+        file,
+        line,
+        column,
+        message,
+    }
+}
+
 /// Places errors found after deserialization.
 struct Ctx<'a> {
     file: &'a str,
@@ -112,7 +145,7 @@ impl Ctx<'_> {
     fn err(&self, path: &[Step<'_>], message: impl Into<String>) -> ConfigError {
         match self.tree {
             Some(t) => {
-                let pos = t.locate(path).pos;
+                let pos = t.locate_pos(path);
                 ConfigError::At {
                     file: self.file.to_string(),
                     line: pos.line,
@@ -145,15 +178,16 @@ fn is_empty_document(tree: Option<&Node>) -> bool {
 /// Parses and validates config text; `file` names it in errors.
 pub fn load_str(text: &str, file: &str) -> Result<Config, ConfigError> {
     let tree = yaml_tree::parse(text);
-    let raw: RawConfig = if is_empty_document(tree.as_ref()) && !text.contains(['[', '{', '"', '\'']) {
-        // An empty file (or only comments) is a valid, empty config.
-        match serde_saphyr::from_str::<Option<RawConfig>>(text) {
-            Ok(r) => r.unwrap_or_default(),
-            Err(e) => return Err(yaml_error(&e, file)),
-        }
-    } else {
-        serde_saphyr::from_str(text).map_err(|e| yaml_error(&e, file))?
-    };
+    let raw: RawConfig =
+        if is_empty_document(tree.as_ref()) && !text.contains(['[', '{', '"', '\'']) {
+            // An empty file (or only comments) is a valid, empty config.
+            match serde_saphyr::from_str::<Option<RawConfig>>(text) {
+                Ok(r) => r.unwrap_or_default(),
+                Err(e) => return Err(yaml_error(&e, file)),
+            }
+        } else {
+            serde_saphyr::from_str(text).map_err(|e| refine(yaml_error(&e, file), tree.as_ref()))?
+        };
     let ctx = Ctx {
         file,
         tree: tree.as_ref(),
@@ -219,12 +253,19 @@ fn build(raw: RawConfig, ctx: &Ctx<'_>, text: &str) -> Result<Config, ConfigErro
             } else {
                 &sc.metric_relabel_configs
             };
-            check_relabel(rules, list, &sc.job_name, ctx, &[at[0], at[1], Step::Key(list)])?;
+            check_relabel(
+                rules,
+                list,
+                &sc.job_name,
+                ctx,
+                &[at[0], at[1], Step::Key(list)],
+            )?;
         }
-        sc.original_yaml = ctx
-            .tree
-            .map(|t| t.locate(&at).standalone_text(text))
-            .unwrap_or_default();
+        sc.original_yaml = super::OriginalYaml(
+            ctx.tree
+                .map(|t| t.locate(&at).standalone_text(text))
+                .unwrap_or_default(),
+        );
         jobs.push(sc);
     }
 
@@ -237,7 +278,10 @@ fn build(raw: RawConfig, ctx: &Ctx<'_>, text: &str) -> Result<Config, ConfigErro
         if !names.insert(sc.job_name.clone()) {
             return Err(ctx.err(
                 &[at[0], at[1], Step::Key("job_name")],
-                format!("found multiple scrape configs with job name {:?}", sc.job_name),
+                format!(
+                    "found multiple scrape configs with job name {:?}",
+                    sc.job_name
+                ),
             ));
         }
     }
@@ -248,7 +292,10 @@ fn build(raw: RawConfig, ctx: &Ctx<'_>, text: &str) -> Result<Config, ConfigErro
     for (i, sc) in jobs.iter().enumerate() {
         for (key, value) in &sc.unsupported_sd_configs {
             if let Some(m) = unsupported_sd_message(&sc.job_name, key, value) {
-                return Err(ctx.err(&[Step::Key("scrape_configs"), Step::Index(i), Step::Key(key)], m));
+                return Err(ctx.err(
+                    &[Step::Key("scrape_configs"), Step::Index(i), Step::Key(key)],
+                    m,
+                ));
             }
         }
     }
@@ -336,7 +383,11 @@ fn fill_from_global(sc: &mut ScrapeConfig, g: &GlobalConfig) -> Result<(), Strin
 
 /// Prometheus' `checkStaticTargets`: without relabeling, a target must be
 /// a host:port, not a URL.
-fn check_static_targets(sc: &ScrapeConfig, ctx: &Ctx<'_>, at: &[Step<'_>; 2]) -> Result<(), ConfigError> {
+fn check_static_targets(
+    sc: &ScrapeConfig,
+    ctx: &Ctx<'_>,
+    at: &[Step<'_>; 2],
+) -> Result<(), ConfigError> {
     for (g, group) in sc.static_configs.iter().enumerate() {
         for (t, target) in group.targets.iter().enumerate() {
             if target.contains('/') {
@@ -404,7 +455,9 @@ fn build_remote_write(
             let msg = if lower == "authorization" {
                 Some("authorization header must be changed via the basic_auth, authorization, oauth2, or sigv4 parameter".to_string())
             } else if RESERVED_HEADERS.contains(&lower.as_str()) {
-                Some(format!("{header} is a reserved header. It must not be changed"))
+                Some(format!(
+                    "{header} is a reserved header. It must not be changed"
+                ))
             } else {
                 None
             };
@@ -422,7 +475,11 @@ fn build_remote_write(
                 "at most one of basic_auth, authorization, oauth2, & sigv4 must be configured",
             ));
         }
-        let name = if rw.name.is_empty() { "remote_write".to_string() } else { format!("remote_write {:?}", rw.name) };
+        let name = if rw.name.is_empty() {
+            "remote_write".to_string()
+        } else {
+            format!("remote_write {:?}", rw.name)
+        };
         check_relabel(
             &rw.write_relabel_configs,
             "write_relabel_configs",
@@ -433,7 +490,10 @@ fn build_remote_write(
         if !rw.name.is_empty() && names.insert(rw.name.clone(), ()).is_some() {
             return Err(ctx.err(
                 &[at[0], at[1], Step::Key("name")],
-                format!("found multiple remote write configs with job name {:?}", rw.name),
+                format!(
+                    "found multiple remote write configs with job name {:?}",
+                    rw.name
+                ),
             ));
         }
         out.push(rw);

@@ -142,7 +142,9 @@ impl PassThrough {
                         })
                         .collect(),
                 ),
-                serde_json::Value::Array(a) => serde_json::Value::Array(a.iter().map(walk).collect()),
+                serde_json::Value::Array(a) => {
+                    serde_json::Value::Array(a.iter().map(walk).collect())
+                }
                 other => other.clone(),
             }
         }
@@ -260,7 +262,31 @@ pub struct ScrapeConfig {
     /// stand alone), so that a config rewrite never loses a field promshard
     /// does not model. Filled by the loader.
     #[serde(skip)]
-    pub original_yaml: String,
+    pub original_yaml: OriginalYaml,
+}
+
+/// A job's YAML as the user wrote it. It may hold secrets, so `Debug`
+/// prints only its size; read the text through `Deref`/[`OriginalYaml::as_str`].
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct OriginalYaml(pub String);
+
+impl OriginalYaml {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for OriginalYaml {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for OriginalYaml {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "OriginalYaml(<{} bytes>)", self.0.len())
+    }
 }
 
 impl ScrapeConfig {

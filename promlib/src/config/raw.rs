@@ -208,7 +208,7 @@ impl From<RawScrapeConfig> for ScrapeConfig {
             static_configs: some(r.static_configs),
             file_sd_configs: some(r.file_sd_configs),
             unsupported_sd_configs,
-            original_yaml: String::new(),
+            original_yaml: Default::default(),
         }
     }
 }

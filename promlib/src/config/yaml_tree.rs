@@ -30,7 +30,10 @@ pub struct Node {
 
 #[derive(Clone, Debug)]
 pub enum Kind {
-    Scalar { value: String, plain: bool },
+    Scalar {
+        value: String,
+        plain: bool,
+    },
     Seq(Vec<Node>),
     /// Keys with their positions, in document order.
     Map(Vec<(String, Pos, Node)>),
@@ -61,6 +64,39 @@ impl Node {
             }
         }
         node
+    }
+
+    /// Where an error about `path` should point: the key when the path
+    /// ends with a key that exists, else the node (or nearest ancestor).
+    pub fn locate_pos(&self, path: &[Step<'_>]) -> Pos {
+        if let Some((Step::Key(k), parent)) = path.split_last() {
+            let p = self.locate(parent);
+            if let Kind::Map(entries) = &p.kind
+                && let Some((_, kpos, _)) = entries.iter().find(|(key, _, _)| key == k)
+            {
+                return *kpos;
+            }
+            // The parent exists but lacks the key: point at the parent.
+            return p.pos;
+        }
+        self.locate(path).pos
+    }
+
+    /// The position of the first mapping key named `key` at or after
+    /// `from`, in document order.
+    pub fn find_key_after(&self, key: &str, from: Pos) -> Option<Pos> {
+        let after = |p: Pos| (p.line, p.column) >= (from.line, from.column);
+        match &self.kind {
+            Kind::Scalar { .. } => None,
+            Kind::Seq(items) => items.iter().find_map(|n| n.find_key_after(key, from)),
+            Kind::Map(entries) => entries.iter().find_map(|(k, kpos, v)| {
+                if k == key && after(*kpos) {
+                    Some(*kpos)
+                } else {
+                    v.find_key_after(key, from)
+                }
+            }),
+        }
     }
 
     /// The node's text as written, re-indented to stand alone. When it uses
@@ -281,9 +317,6 @@ mod tests {
         let root = parse(src).unwrap();
         let item = root.locate(&[Step::Key("l"), Step::Index(0)]);
         assert!(item.has_alias);
-        assert_eq!(
-            item.standalone_text(src),
-            "{<<: {x: 1}, y: \"q:r\"}\n"
-        );
+        assert_eq!(item.standalone_text(src), "{<<: {x: 1}, y: \"q:r\"}\n");
     }
 }
