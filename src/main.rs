@@ -56,20 +56,19 @@ fn run_targets(args: TargetsArgs) -> Result<()> {
 
 #[derive(Subcommand)]
 enum CheckCommand {
-    /// Validate prometheus.yml files.
-    Config { files: Vec<std::path::PathBuf> },
+    /// Validate prometheus.yml files (exit 1 if any is invalid).
+    Config {
+        #[arg(required = true)]
+        files: Vec<std::path::PathBuf>,
+    },
 }
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Check(CheckCommand::Config { files }) => {
-            for f in files {
-                promshard_promlib::config::load_file(&f)?;
-                println!(
-                    "SUCCESS: {} is valid prometheus config file syntax",
-                    f.display()
-                );
+            if !check_config(&files) {
+                std::process::exit(1);
             }
             Ok(())
         }
@@ -81,4 +80,30 @@ fn main() -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// `check config`: like `promtool check config`, one report per file;
+/// errors go to stderr as `FILE:LINE:COL: message`. True if all are valid.
+fn check_config(files: &[std::path::PathBuf]) -> bool {
+    let mut all_ok = true;
+    for f in files {
+        println!("Checking {}", f.display());
+        match promshard_promlib::config::load_file(f) {
+            Ok(cfg) => {
+                let n = cfg.scrape_configs.len();
+                println!(
+                    " SUCCESS: {} is valid prometheus config file syntax ({n} scrape config{} found)",
+                    f.display(),
+                    if n == 1 { "" } else { "s" }
+                );
+            }
+            Err(e) => {
+                all_ok = false;
+                println!("  FAILED");
+                eprintln!("{e}");
+            }
+        }
+        println!();
+    }
+    all_ok
 }
