@@ -45,8 +45,10 @@ pub struct TargetDiscovery {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ActiveTarget {
+    #[serde(deserialize_with = "lenient_labels")]
     pub discovered_labels: Labels,
     /// The public labels (no `__` labels).
+    #[serde(deserialize_with = "lenient_labels")]
     pub labels: Labels,
     pub scrape_pool: String,
     pub scrape_url: String,
@@ -73,11 +75,21 @@ pub struct ActiveTarget {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DroppedTarget {
+    #[serde(deserialize_with = "lenient_labels")]
     pub discovered_labels: Labels,
 }
 
 /// Go's zero `time.Time`, as Prometheus prints a never-scraped target.
 pub const NEVER_SCRAPED: &str = "0001-01-01T00:00:00Z";
+
+/// Reads a label map without name validation: Prometheus can show names
+/// that relabeling made invalid (e.g. `labelmap` results).
+fn lenient_labels<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Labels, D::Error> {
+    let m: BTreeMap<String, Option<String>> = BTreeMap::deserialize(d)?;
+    Ok(Labels::from_pairs(
+        m.into_iter().map(|(k, v)| (k, v.unwrap_or_default())),
+    ))
+}
 
 fn never() -> String {
     NEVER_SCRAPED.to_string()
@@ -313,6 +325,9 @@ mod tests {
             Some("b:80")
         );
         assert_eq!(r.data.dropped_targets.len(), 1);
+        let odd: DroppedTarget =
+            serde_json::from_str(r#"{"discoveredLabels":{"1x":"v"}}"#).unwrap();
+        assert_eq!(odd.discovered_labels.get("1x"), Some("v"));
         let p = pools(&r.data);
         assert!(p.contains("j1") && p.contains("j2"));
     }
