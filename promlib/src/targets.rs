@@ -185,8 +185,8 @@ pub fn populate_with(
     let scheme = lset.get(labels::SCHEME).unwrap_or_default();
     // A port is added only when the address has none and adding one
     // makes it valid.
-    let add = split_host_port(&addr).is_none()
-        && split_host_port(&format!("{addr}:1234")).is_some();
+    let add =
+        split_host_port(&addr).is_none() && split_host_port(&format!("{addr}:1234")).is_some();
     if !no_default_port && add {
         match scheme {
             "http" | "" => addr.push_str(":80"),

@@ -156,6 +156,7 @@ pub(crate) fn translate(pattern: &str) -> Result<(String, Vec<Option<String>>), 
         out: String::with_capacity(pattern.len() * 2),
         names: vec![None],
         frames: vec![Frame::default()],
+        item_end: 0,
     };
     t.run()?;
     Ok((t.out, t.names))
@@ -190,6 +191,8 @@ struct Translator {
     out: String,
     names: Vec<Option<String>>,
     frames: Vec<Frame>,
+    /// Output position just after the last complete item.
+    item_end: usize,
 }
 const PERL_D: &str = "0-9";
 const PERL_W: &str = "0-9A-Za-z_";
@@ -230,6 +233,7 @@ impl Translator {
 
     fn atom(&mut self) {
         self.frame().push_item(1);
+        self.item_end = self.out.len();
     }
 
     fn run(&mut self) -> Result<(), String> {
@@ -255,6 +259,7 @@ impl Translator {
                     self.pos += 1;
                     self.out.push(')');
                     self.frame().push_item(inner.weight());
+                    self.item_end = self.out.len();
                 }
                 '*' | '+' | '?' => {
                     let start = self.pos;
@@ -352,8 +357,11 @@ impl Translator {
             }
         };
         self.frame().last = Some(weight);
+        // Right after the item: a flag group in between (`a(?i)*`) does
+        // not count in Go, but would in Rust.
         let op = text(self, start);
-        self.out.push_str(&op);
+        self.out.insert_str(self.item_end, &op);
+        self.item_end += op.len();
         Ok(())
     }
 
@@ -935,6 +943,8 @@ mod tests {
             (r"\p{^Greek}\PL\pN", r"\P{Greek}\P{L}\p{N}"),
             (r"(?P<1>a)(?P<n>b)", "(a)(b)"),
             (r"(?i)a(?)b(?s-m:c)", "(?i)ab(?s-m:c)"),
+            (r"a(?i)(?s)+b", "a+(?i)(?s)b"),
+            (r"a\Q\E*", "a*"),
             ("é", "é"),
             (" ", r"\x{20}"),
         ];
