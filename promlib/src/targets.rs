@@ -21,8 +21,13 @@ pub struct Target {
     /// define the scrape (`__address__`, `__scheme__`, `__metrics_path__`,
     /// `__scrape_interval__`, `__scrape_timeout__`, `__param_*`).
     pub labels: Labels,
-    /// The labels as discovered, before relabeling (with group labels and
-    /// the defaults merged in, as Prometheus shows `discoveredLabels`).
+    /// The labels as discovered (group labels, the reserved defaults and
+    /// `__param_*` merged in, empty values removed), exactly as Prometheus
+    /// 2.42 shows `discoveredLabels`: that release lets relabeling
+    /// overwrite this slice in place when the result fits its capacity, and
+    /// this field reproduces the overwritten content (see
+    /// `DiscoveredView`). Not a reliable pre-relabel set for logic; use it
+    /// for display and API parity.
     pub discovered_labels: Labels,
 }
 
@@ -103,7 +108,8 @@ impl Target {
 pub enum Populated {
     /// Scrape it.
     Active(Target),
-    /// Relabeling dropped it (Prometheus' `droppedTargets`).
+    /// Relabeling dropped it (Prometheus' `droppedTargets`; the labels as
+    /// 2.42 shows them, see [`Target::discovered_labels`]).
     Dropped { discovered_labels: Labels },
 }
 

@@ -61,7 +61,7 @@ impl Regex {
         // interact with the anchors (`a)|(b`, an unterminated `\Q`).
         let (translated, group_names) = translate(&format!("^(?:{pattern})$")).map_err(err)?;
         let compiled = regex::RegexBuilder::new(&translated)
-            .size_limit(64 << 20)
+            .size_limit(128 << 20)
             .build()
             .map_err(|e| err(format!("{e}")))?;
         Ok(Regex {
@@ -1008,5 +1008,27 @@ mod tests {
         assert!(!e.is_implicit_default());
         assert_eq!(d, e);
         assert_eq!(d.group_names(), e.group_names());
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+
+    /// Go accepts every count up to 1000 on any atom; Rust's compiled-size
+    /// limit must not reject them.
+    #[test]
+    fn large_go_valid_repeats_compile() {
+        for p in [
+            r"\pL{1000}",
+            ".{1000}",
+            r"(?i)\w{1000}",
+            "[^a]{1000}",
+            r"(\p{Greek}|\d){0,1000}",
+        ] {
+            let t = std::time::Instant::now();
+            assert!(Regex::new(p).is_ok(), "{p}");
+            eprintln!("{p}: {:?}", t.elapsed());
+        }
     }
 }
