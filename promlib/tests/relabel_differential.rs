@@ -1,8 +1,10 @@
-//! Differential check against a real Prometheus 2.42: 40 generated jobs
+//! Differential check against a real Prometheus 2.42: 2 × 40 generated jobs
 //! (random relabel rule lists over random file_sd label sets, with empty
 //! values, `__param_*`, `__meta_*`, IPv6, both schemes) were loaded into
 //! Prometheus; `tests/data/relabel_prometheus_2_42.json` holds the config,
-//! the discovered label sets and `/api/v1/targets?state=any`.
+//! the discovered label sets, `/api/v1/targets?state=any` and the
+//! "Creating target failed" errors of its log (`_b.json` is the second
+//! fixture).
 //! Every active target (discovered labels, public labels, scrape URL) and
 //! every dropped target (discovered labels) must come out the same.
 
@@ -13,15 +15,27 @@ use promshard_promlib::labels::Labels;
 use promshard_promlib::targets::{Populated, populate};
 use serde_json::Value;
 
-const FIXTURE: &str = include_str!("data/relabel_prometheus_2_42.json");
+const FIXTURE_A: &str = include_str!("data/relabel_prometheus_2_42.json");
+const FIXTURE_B: &str = include_str!("data/relabel_prometheus_2_42_b.json");
 
 fn labels(v: &Value) -> Labels {
     serde_json::from_value(v.clone()).unwrap()
 }
 
 #[test]
-fn targets_match_prometheus() {
-    let fx: Value = serde_json::from_str(FIXTURE).unwrap();
+fn targets_match_prometheus_a() {
+    check_fixture(FIXTURE_A);
+}
+
+/// Larger label sets (up to 19 labels) and up to 9 rules per job; includes
+/// targets Prometheus rejects ("no address").
+#[test]
+fn targets_match_prometheus_b() {
+    check_fixture(FIXTURE_B);
+}
+
+fn check_fixture(fixture: &str) {
+    let fx: Value = serde_json::from_str(fixture).unwrap();
     let cfg = config::load_str(fx["config"].as_str().unwrap(), "diff.yml").unwrap();
     let mut failures = Vec::new();
     let mut compared = 0;
@@ -35,6 +49,7 @@ fn targets_match_prometheus() {
         let mut active = BTreeSet::new();
         let mut seen_targets = BTreeSet::new();
         let mut dropped = Vec::new();
+        let mut errors = Vec::new();
         for d in job["discovered"].as_array().unwrap() {
             match populate(sc, labels(d)) {
                 Ok(Populated::Active(t)) => {
@@ -50,7 +65,7 @@ fn targets_match_prometheus() {
                 Ok(Populated::Dropped { discovered_labels }) => {
                     dropped.push(discovered_labels.to_string())
                 }
-                Err(e) => failures.push(format!("{name}: unexpected error {e}")),
+                Err(e) => errors.push(e.to_string()),
             }
         }
         let want_active: BTreeSet<(String, String, String)> = job["active"]
@@ -72,6 +87,19 @@ fn targets_match_prometheus() {
             .map(|d| labels(d).to_string())
             .collect();
         want_dropped.sort();
+        let mut want_errors: Vec<String> = job["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e.as_str().unwrap().to_string())
+            .collect();
+        want_errors.sort();
+        errors.sort();
+        if want_errors != errors {
+            failures.push(format!(
+                "{name} errors: prometheus {want_errors:?}, ours {errors:?}"
+            ));
+        }
         dropped.sort();
         compared += want_active.len() + want_dropped.len();
         for x in want_active.symmetric_difference(&active) {
