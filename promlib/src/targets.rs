@@ -9,7 +9,7 @@ use crate::config::ScrapeConfig;
 use crate::duration::{Duration, DurationError};
 use crate::labels::Label;
 use crate::labels::{self, Labels};
-use crate::relabel::{self, Builder};
+use crate::relabel::{self, Builder, go_quote};
 
 /// A target ready to scrape.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -119,9 +119,9 @@ pub enum Populated {
 pub enum TargetError {
     #[error("no address")]
     NoAddress,
-    #[error("invalid scheme: {0:?}")]
+    #[error("invalid scheme: {}", go_quote(.0))]
     InvalidScheme(String),
-    #[error("{0:?} is not a valid hostname")]
+    #[error("{} is not a valid hostname", go_quote(.0))]
     InvalidAddress(String),
     #[error("error parsing scrape interval: {0}")]
     BadInterval(DurationError),
@@ -131,9 +131,13 @@ pub enum TargetError {
     BadTimeout(DurationError),
     #[error("scrape timeout cannot be 0")]
     ZeroTimeout,
-    #[error("scrape timeout cannot be greater than scrape interval ({timeout:?} > {interval:?})")]
+    #[error(
+        "scrape timeout cannot be greater than scrape interval ({} > {})",
+        go_quote(timeout),
+        go_quote(interval)
+    )]
     TimeoutAboveInterval { timeout: String, interval: String },
-    #[error("invalid label value for {name:?}: {value:?}")]
+    #[error("invalid label value for {}: {}", go_quote(name), go_quote(value))]
     InvalidLabelValue { name: String, value: String },
     #[error("{0}")]
     Other(String),

@@ -9,11 +9,13 @@ pub use self::regex::{Regex, RegexError};
 
 mod expand;
 mod process;
+mod quote;
 mod validate;
 
 pub use self::expand::expand;
 pub(crate) use self::process::{Builder, process_observed};
 pub use self::process::{go_to_lower, go_to_upper, hashmod, process};
+pub use self::quote::go_quote;
 
 use std::fmt;
 use std::str::FromStr;

@@ -2,7 +2,7 @@
 
 use std::sync::LazyLock;
 
-use super::{Action, RelabelConfig};
+use super::{Action, RelabelConfig, go_quote};
 use crate::labels::is_valid_label_name;
 
 /// Prometheus' `relabelTarget`: a label name that may contain `$1`,
@@ -35,8 +35,8 @@ impl RelabelConfig {
         let templated = matches!(a, Replace | Lowercase | Uppercase | KeepEqual | DropEqual);
         if templated && !RELABEL_TARGET.is_match(&self.target_label) {
             return Err(format!(
-                "{:?} is invalid 'target_label' for {a} action",
-                self.target_label
+                "{} is invalid 'target_label' for {a} action",
+                go_quote(&self.target_label)
             ));
         }
         let no_replacement = matches!(a, Lowercase | Uppercase | KeepEqual | DropEqual);
@@ -45,14 +45,14 @@ impl RelabelConfig {
         }
         if a == LabelMap && !RELABEL_TARGET.is_match(&self.replacement) {
             return Err(format!(
-                "{:?} is invalid 'replacement' for {a} action",
-                self.replacement
+                "{} is invalid 'replacement' for {a} action",
+                go_quote(&self.replacement)
             ));
         }
         if a == HashMod && !is_valid_label_name(&self.target_label) {
             return Err(format!(
-                "{:?} is invalid 'target_label' for {a} action",
-                self.target_label
+                "{} is invalid 'target_label' for {a} action",
+                go_quote(&self.target_label)
             ));
         }
         if matches!(a, KeepEqual | DropEqual)
