@@ -4,7 +4,11 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "promshard", version, about = "Horizontally sharded Prometheus scraping")]
+#[command(
+    name = "promshard",
+    version,
+    about = "Horizontally sharded Prometheus scraping"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -15,23 +19,91 @@ enum Command {
     /// Validate configs or expositions, like promtool.
     #[command(subcommand)]
     Check(CheckCommand),
+    /// Run discovery and relabeling once; print the targets as Prometheus'
+    /// `/api/v1/targets?state=any` JSON.
+    Targets(TargetsArgs),
+}
+
+#[derive(clap::Args)]
+struct TargetsArgs {
+    /// The prometheus.yml to read.
+    #[arg(long = "config.file")]
+    config_file: std::path::PathBuf,
+    /// Only this job.
+    #[arg(long)]
+    job: Option<String>,
+}
+
+/// `promshard targets`: failed targets go to stderr as Prometheus logs them
+/// and appear in neither list.
+fn run_targets(args: TargetsArgs) -> Result<()> {
+    use promshard_promlib::api;
+    let cfg = promshard_promlib::config::load_file(&args.config_file)?;
+    let (data, failures) = api::targets_once(&cfg, args.job.as_deref())?;
+    for f in &failures {
+        eprintln!(
+            "level=error scrape_pool={} msg=\"Creating target failed\" err={:?}",
+            f.job,
+            f.to_string()
+        );
+    }
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&api::ApiResponse::success(data))?
+    );
+    Ok(())
 }
 
 #[derive(Subcommand)]
 enum CheckCommand {
-    /// Validate prometheus.yml files.
-    Config { files: Vec<std::path::PathBuf> },
+    /// Validate prometheus.yml files (exit 1 if any is invalid).
+    Config {
+        #[arg(required = true)]
+        files: Vec<std::path::PathBuf>,
+    },
 }
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Check(CheckCommand::Config { files }) => {
-            for f in files {
-                promshard_promlib::config::load_file(&f)?;
-                println!("SUCCESS: {} is valid prometheus config file syntax", f.display());
+            if !check_config(&files) {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        Command::Targets(args) => {
+            if let Err(e) = run_targets(args) {
+                eprintln!("Error: {e:#}");
+                std::process::exit(1);
             }
             Ok(())
         }
     }
+}
+
+/// `check config`: like `promtool check config`, one report per file;
+/// errors go to stderr as `FILE:LINE:COL: message`. True if all are valid.
+fn check_config(files: &[std::path::PathBuf]) -> bool {
+    let mut all_ok = true;
+    for f in files {
+        println!("Checking {}", f.display());
+        match promshard_promlib::config::load_file(f) {
+            Ok(cfg) => {
+                let n = cfg.scrape_configs.len();
+                println!(
+                    " SUCCESS: {} is valid prometheus config file syntax ({n} scrape config{} found)",
+                    f.display(),
+                    if n == 1 { "" } else { "s" }
+                );
+            }
+            Err(e) => {
+                all_ok = false;
+                println!("  FAILED");
+                eprintln!("{e}");
+            }
+        }
+        println!();
+    }
+    all_ok
 }

@@ -44,7 +44,9 @@ pub fn is_valid_label_name(name: &str) -> bool {
         Some(c) if c.is_ascii_alphabetic() || *c == b'_' => {}
         _ => return false,
     }
-    b[1..].iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
+    b[1..]
+        .iter()
+        .all(|c| c.is_ascii_alphanumeric() || *c == b'_')
 }
 
 /// Whether `name` is a valid metric name: `[a-zA-Z_:][a-zA-Z0-9_:]*`.
@@ -93,10 +95,7 @@ impl Labels {
     pub fn from_pairs<N: Into<String>, V: Into<String>>(
         pairs: impl IntoIterator<Item = (N, V)>,
     ) -> Self {
-        let mut v: Vec<Label> = pairs
-            .into_iter()
-            .map(|(n, v)| Label::new(n, v))
-            .collect();
+        let mut v: Vec<Label> = pairs.into_iter().map(|(n, v)| Label::new(n, v)).collect();
         // Stable sort keeps input order among equal names; keep the last.
         v.sort_by(|a, b| a.name.cmp(&b.name));
         let mut out: Vec<Label> = Vec::with_capacity(v.len());
@@ -183,7 +182,12 @@ impl Labels {
 
     /// Canonical bytes: `name 0xff value 0xff` for each label in order.
     pub fn canonical_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.0.iter().map(|l| l.name.len() + l.value.len() + 2).sum());
+        let mut out = Vec::with_capacity(
+            self.0
+                .iter()
+                .map(|l| l.name.len() + l.value.len() + 2)
+                .sum(),
+        );
         self.write_canonical(&mut out);
         out
     }
@@ -332,7 +336,10 @@ mod tests {
         let b = Labels::from_pairs([("instance", "h:1"), ("job", "x")]);
         assert_eq!(a.stable_hash(), b.stable_hash());
         // Pinned value: the hash must never change between versions.
-        assert_eq!(a.stable_hash(), xxhash_rust::xxh3::xxh3_64(&a.canonical_bytes()));
+        assert_eq!(
+            a.stable_hash(),
+            xxhash_rust::xxh3::xxh3_64(&a.canonical_bytes())
+        );
         assert_ne!(target_id("j1", &a), target_id("j2", &a));
         // Name/value boundaries matter.
         let c = Labels::from_pairs([("a", "bc")]);

@@ -2,6 +2,7 @@
 //! prometheus.yml model, relabeling, discovery, target labels, exposition
 //! parsing and the one-target scrape.
 
+pub mod api;
 pub mod config;
 pub mod discovery;
 pub mod duration;

@@ -1,7 +1,159 @@
 //! Service discovery: target groups from `static_configs` and
-//! `file_sd_configs`.
+//! `file_sd_configs`, as Prometheus 2.42 produces them.
+//!
+//! - [`discover_once`]: every job's groups right now (for the CLI).
+//! - [`Discoverer::run`]: keeps discovering and sends [`Update`]s on a tokio
+//!   channel; [`TargetSets`] folds them into each job's current groups.
 
-use crate::labels::Labels;
+pub mod file_sd;
+mod watch;
+
+use std::collections::BTreeMap;
+
+use crate::config::{Config, FileSdConfig, ScrapeConfig};
+use crate::duration::Duration;
+use crate::labels::{self, Labels};
+
+pub use self::file_sd::{FILEPATH_LABEL, FileSd, FileSdError};
+pub use self::watch::Discoverer;
+
+/// A discovery config that cannot run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DiscoveryError {
+    #[error("job {job:?}: path name {path:?} is not valid for file discovery")]
+    InvalidFilePath { job: String, path: String },
+    #[error("job {job:?}: file service discovery config must contain at least one path name")]
+    NoFilePaths { job: String },
+    #[error("job {0:?} is not in the config")]
+    UnknownJob(String),
+}
+
+/// One batch of changed groups of one provider of one job. A group with no
+/// targets means its source is gone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Update {
+    pub job: String,
+    /// `static/0` or `file/N` (the N-th `file_sd_configs` entry of the job).
+    pub provider: String,
+    pub groups: Vec<TargetGroup>,
+}
+
+/// Each job's current groups, built from [`Update`]s.
+#[derive(Clone, Debug, Default)]
+pub struct TargetSets {
+    jobs: BTreeMap<String, BTreeMap<(String, String), TargetGroup>>,
+}
+
+impl TargetSets {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Applies an update; returns whether anything changed.
+    pub fn apply(&mut self, update: Update) -> bool {
+        let job = self.jobs.entry(update.job).or_default();
+        let mut changed = false;
+        for g in update.groups {
+            let key = (update.provider.clone(), g.source.clone());
+            if g.targets.is_empty() {
+                changed |= job.remove(&key).is_some();
+            } else if job.get(&key) != Some(&g) {
+                job.insert(key, g);
+                changed = true;
+            }
+        }
+        changed
+    }
+
+    /// The job's groups, by provider then source.
+    pub fn groups(&self, job: &str) -> Vec<TargetGroup> {
+        self.jobs
+            .get(job)
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Every job seen so far, with its groups.
+    pub fn all(&self) -> BTreeMap<String, Vec<TargetGroup>> {
+        self.jobs
+            .iter()
+            .map(|(j, m)| (j.clone(), m.values().cloned().collect()))
+            .collect()
+    }
+}
+
+/// The groups of a job's `static_configs`: one group per entry, with the
+/// entry's index as source.
+pub fn static_groups(sc: &ScrapeConfig) -> Vec<TargetGroup> {
+    sc.static_configs
+        .iter()
+        .enumerate()
+        .map(|(i, st)| TargetGroup {
+            source: i.to_string(),
+            targets: st
+                .targets
+                .iter()
+                .map(|t| Labels::from_pairs([(labels::ADDRESS, t.as_str())]))
+                .collect(),
+            labels: st.labels.clone(),
+        })
+        .collect()
+}
+
+/// A job's file_sd configs, validated, paths resolved against the config's
+/// directory; identical entries of one job are read once, as Prometheus
+/// shares identical providers. Returns `(provider index, patterns,
+/// refresh interval)`.
+fn file_providers(
+    cfg: &Config,
+    sc: &ScrapeConfig,
+) -> Result<Vec<(usize, Vec<String>, Duration)>, DiscoveryError> {
+    let mut seen: Vec<&FileSdConfig> = Vec::new();
+    let mut out = Vec::new();
+    for (i, f) in sc.file_sd_configs.iter().enumerate() {
+        if f.files.is_empty() {
+            return Err(DiscoveryError::NoFilePaths {
+                job: sc.job_name.clone(),
+            });
+        }
+        for p in &f.files {
+            if !file_sd::is_valid_path(p) {
+                return Err(DiscoveryError::InvalidFilePath {
+                    job: sc.job_name.clone(),
+                    path: p.clone(),
+                });
+            }
+        }
+        if seen.contains(&f) {
+            continue;
+        }
+        seen.push(f);
+        let patterns = f
+            .files
+            .iter()
+            .map(|p| file_sd::resolve(cfg.source.as_deref(), p))
+            .collect();
+        out.push((i, patterns, f.refresh_interval));
+    }
+    Ok(out)
+}
+
+/// Discovers every job's target groups once: static groups first, then each
+/// file_sd config's files. Unreadable files are logged (naming the file)
+/// and contribute nothing, as at Prometheus' first refresh.
+pub fn discover_once(cfg: &Config) -> Result<BTreeMap<String, Vec<TargetGroup>>, DiscoveryError> {
+    let mut out = BTreeMap::new();
+    for sc in &cfg.scrape_configs {
+        let mut groups = static_groups(sc);
+        for (_, patterns, _) in file_providers(cfg, sc)? {
+            let mut fsd = FileSd::new(patterns);
+            let _ = fsd.refresh();
+            groups.extend(fsd.groups());
+        }
+        out.insert(sc.job_name.clone(), groups);
+    }
+    Ok(out)
+}
 
 /// A group of targets from one source, as Prometheus' `targetgroup.Group`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -16,6 +168,14 @@ pub struct TargetGroup {
 }
 
 impl TargetGroup {
+    /// A group with no targets: tells consumers that `source` is gone.
+    pub fn empty(source: impl Into<String>) -> Self {
+        TargetGroup {
+            source: source.into(),
+            ..TargetGroup::default()
+        }
+    }
+
     /// Each target's labels merged with the group labels (target labels win),
     /// in the group's order.
     pub fn merged_targets(&self) -> impl Iterator<Item = Labels> + '_ {

@@ -1,0 +1,161 @@
+//! Continuous discovery: one task per provider; file_sd providers re-read
+//! their files on file system events (`notify`) and every
+//! `refresh_interval` as a fallback, like Prometheus' file discovery.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use notify::{EventKind, RecursiveMode, Watcher};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use super::{DiscoveryError, FileSd, Update, file_providers, static_groups};
+use crate::config::Config;
+use crate::duration::Duration;
+
+/// How long to wait after a file event for the writer to finish before
+/// re-reading (events come in bursts: truncate, write, close, rename).
+const SETTLE: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Runs every job's providers of a config.
+#[derive(Debug)]
+pub struct Discoverer {
+    statics: Vec<Update>,
+    files: Vec<FileProvider>,
+}
+
+#[derive(Debug)]
+struct FileProvider {
+    job: String,
+    provider: String,
+    patterns: Vec<String>,
+    interval: Duration,
+}
+
+impl Discoverer {
+    /// Validates the discovery configs of `cfg` (file_sd paths).
+    pub fn new(cfg: &Config) -> Result<Self, DiscoveryError> {
+        let mut statics = Vec::new();
+        let mut files = Vec::new();
+        for sc in &cfg.scrape_configs {
+            statics.push(Update {
+                job: sc.job_name.clone(),
+                provider: "static/0".to_string(),
+                groups: static_groups(sc),
+            });
+            for (i, patterns, interval) in file_providers(cfg, sc)? {
+                files.push(FileProvider {
+                    job: sc.job_name.clone(),
+                    provider: format!("file/{i}"),
+                    patterns,
+                    interval,
+                });
+            }
+        }
+        Ok(Discoverer { statics, files })
+    }
+
+    /// Sends every job's static groups (one update per job, possibly with
+    /// no groups, so that every job is announced), then keeps the file_sd
+    /// providers running. Returns when `tx`'s receiver is dropped.
+    pub async fn run(self, tx: mpsc::Sender<Update>) {
+        for u in self.statics {
+            if tx.send(u).await.is_err() {
+                return;
+            }
+        }
+        let mut tasks = JoinSet::new();
+        for p in self.files {
+            tasks.spawn(run_file_provider(p, tx.clone()));
+        }
+        if tasks.is_empty() {
+            tx.closed().await;
+            return;
+        }
+        while tasks.join_next().await.is_some() {}
+    }
+}
+
+/// Whether a file system event can change a file's content or existence.
+fn is_relevant(kind: &EventKind) -> bool {
+    use notify::event::{AccessKind, AccessMode, ModifyKind};
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        EventKind::Modify(ModifyKind::Metadata(_)) => false,
+        _ => true,
+    }
+}
+
+async fn run_file_provider(p: FileProvider, tx: mpsc::Sender<Update>) {
+    let (ev_tx, mut ev_rx) = mpsc::channel::<()>(1);
+    let watcher =
+        notify::recommended_watcher(move |res: notify::Result<notify::Event>| match res {
+            Ok(ev) if is_relevant(&ev.kind) => {
+                // A full channel already holds a pending refresh.
+                let _ = ev_tx.try_send(());
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "file_sd: watch error"),
+        });
+    let mut watcher = match watcher {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::error!(error = %e, "file_sd: cannot watch files, relying on refresh_interval");
+            None
+        }
+    };
+    let mut watched: BTreeSet<String> = BTreeSet::new();
+    let mut fsd = FileSd::new(p.patterns.clone());
+    let interval = std::time::Duration::from_secs_f64(p.interval.as_secs_f64().max(0.001));
+    let mut first = true;
+    loop {
+        // Watch directories first so that a change during the read is seen.
+        if let Some(w) = watcher.as_mut() {
+            for dir in fsd.watch_dirs() {
+                if watched.contains(&dir) {
+                    continue;
+                }
+                match w.watch(Path::new(&dir), RecursiveMode::NonRecursive) {
+                    Ok(()) => {
+                        watched.insert(dir);
+                    }
+                    Err(e) => {
+                        tracing::debug!(dir = %dir, error = %e, "file_sd: cannot watch directory yet")
+                    }
+                }
+            }
+        }
+        let (changed, _errors) = fsd.refresh();
+        if first || !changed.is_empty() {
+            first = false;
+            let u = Update {
+                job: p.job.clone(),
+                provider: p.provider.clone(),
+                groups: changed,
+            };
+            if tx.send(u).await.is_err() {
+                return;
+            }
+        }
+        tokio::select! {
+            _ = tx.closed() => return,
+            got = ev_rx.recv() => {
+                if got.is_none() {
+                    // The watcher is gone; fall back to the timer only.
+                    watcher = None;
+                }
+                tokio::time::sleep(SETTLE).await;
+                while ev_rx.try_recv().is_ok() {}
+            }
+            _ = tokio::time::sleep(interval) => {}
+        }
+        if watcher.is_none() {
+            // Without a watcher, events never come: wait for the timer.
+            tokio::select! {
+                _ = tx.closed() => return,
+                _ = tokio::time::sleep(interval) => {}
+            }
+        }
+    }
+}
