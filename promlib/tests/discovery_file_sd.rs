@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use promshard_promlib::config;
 use promshard_promlib::discovery::{
-    self, DiscoveryError, Discoverer, FILEPATH_LABEL, FileSd, TargetSets, Update,
+    self, Discoverer, DiscoveryError, FILEPATH_LABEL, FileSd, TargetSets, Update,
 };
 use tokio::sync::mpsc;
 
@@ -18,7 +18,11 @@ fn load(yaml: &str, dir: &std::path::Path) -> config::Config {
 fn addrs(groups: &[discovery::TargetGroup]) -> Vec<String> {
     let mut v: Vec<String> = groups
         .iter()
-        .flat_map(|g| g.targets.iter().map(|t| t.get("__address__").unwrap().to_string()))
+        .flat_map(|g| {
+            g.targets
+                .iter()
+                .map(|t| t.get("__address__").unwrap().to_string())
+        })
         .collect();
     v.sort();
     v
@@ -29,7 +33,11 @@ fn discover_once_static_and_files_with_sources_and_filepath() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     std::fs::create_dir(d.join("sd")).unwrap();
-    std::fs::write(d.join("sd/a.json"), r#"[{"targets":["a:1"],"labels":{"x":"1"}},{"targets":["b:2"]}]"#).unwrap();
+    std::fs::write(
+        d.join("sd/a.json"),
+        r#"[{"targets":["a:1"],"labels":{"x":"1"}},{"targets":["b:2"]}]"#,
+    )
+    .unwrap();
     std::fs::write(d.join("sd/c.yml"), "- targets: ['c:3']\n").unwrap();
     std::fs::write(d.join("sd/ignored.txt"), "junk").unwrap();
     let cfg = load(
@@ -47,7 +55,10 @@ fn discover_once_static_and_files_with_sources_and_filepath() {
     assert_eq!(fa.len(), 2);
     assert_eq!(fa[0].source, format!("{a}:0"));
     assert_eq!(fa[1].source, format!("{a}:1"));
-    assert!(fa.iter().all(|g| g.labels.get(FILEPATH_LABEL) == Some(a.as_str())));
+    assert!(
+        fa.iter()
+            .all(|g| g.labels.get(FILEPATH_LABEL) == Some(a.as_str()))
+    );
     assert_eq!(fa[0].labels.get("x"), Some("1"));
     assert!(all["empty"].is_empty());
 }
@@ -55,11 +66,17 @@ fn discover_once_static_and_files_with_sources_and_filepath() {
 #[test]
 fn discover_once_rejects_glob_outside_last_element_naming_the_job() {
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = load("scrape_configs:\n- job_name: j\n  file_sd_configs: [{files: ['x.json']}]\n", dir.path());
+    let mut cfg = load(
+        "scrape_configs:\n- job_name: j\n  file_sd_configs: [{files: ['x.json']}]\n",
+        dir.path(),
+    );
     cfg.scrape_configs[0].file_sd_configs[0].files = vec!["*/x.json".into()];
     let e = discovery::discover_once(&cfg).unwrap_err();
     assert!(matches!(e, DiscoveryError::InvalidFilePath { .. }), "{e}");
-    assert!(e.to_string().contains("\"j\"") && e.to_string().contains("*/x.json"), "{e}");
+    assert!(
+        e.to_string().contains("\"j\"") && e.to_string().contains("*/x.json"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -127,11 +144,17 @@ async fn discoverer_follows_file_create_modify_invalid_delete() {
     let (tx, mut rx) = mpsc::channel(16);
     let task = tokio::spawn(Discoverer::new(&cfg).unwrap().run(tx));
     let mut sets = TargetSets::new();
-    wait_until(&mut rx, &mut sets, "static targets", |s| addrs(&s.groups("st")) == ["s:1"]).await;
+    wait_until(&mut rx, &mut sets, "static targets", |s| {
+        addrs(&s.groups("st")) == ["s:1"]
+    })
+    .await;
 
     let a = dir.path().join("a.json");
     std::fs::write(&a, r#"[{"targets":["a:1"]}]"#).unwrap();
-    wait_until(&mut rx, &mut sets, "created a.json", |s| addrs(&s.groups("files")) == ["a:1"]).await;
+    wait_until(&mut rx, &mut sets, "created a.json", |s| {
+        addrs(&s.groups("files")) == ["a:1"]
+    })
+    .await;
 
     std::fs::write(dir.path().join("b.yaml"), "- targets: ['b:1', 'b:2']\n").unwrap();
     wait_until(&mut rx, &mut sets, "created b.yaml", |s| {
@@ -155,10 +178,16 @@ async fn discoverer_follows_file_create_modify_invalid_delete() {
     assert_eq!(addrs(&sets.groups("files")), ["a:9", "b:1", "b:2"]);
 
     std::fs::remove_file(dir.path().join("b.yaml")).unwrap();
-    wait_until(&mut rx, &mut sets, "deleted b.yaml", |s| addrs(&s.groups("files")) == ["a:9"]).await;
+    wait_until(&mut rx, &mut sets, "deleted b.yaml", |s| {
+        addrs(&s.groups("files")) == ["a:9"]
+    })
+    .await;
 
     std::fs::write(&a, r#"[{"targets":["a:10"]}]"#).unwrap();
-    wait_until(&mut rx, &mut sets, "a.json valid again", |s| addrs(&s.groups("files")) == ["a:10"]).await;
+    wait_until(&mut rx, &mut sets, "a.json valid again", |s| {
+        addrs(&s.groups("files")) == ["a:10"]
+    })
+    .await;
 
     drop(rx);
     tokio::time::timeout(Duration::from_secs(5), task)
@@ -181,7 +210,10 @@ async fn discoverer_periodic_refresh_sees_a_new_directory() {
     let mut sets = TargetSets::new();
     std::fs::create_dir(dir.path().join("later")).unwrap();
     std::fs::write(dir.path().join("later/x.json"), r#"[{"targets":["x:1"]}]"#).unwrap();
-    wait_until(&mut rx, &mut sets, "file in a late directory", |s| addrs(&s.groups("late")) == ["x:1"]).await;
+    wait_until(&mut rx, &mut sets, "file in a late directory", |s| {
+        addrs(&s.groups("late")) == ["x:1"]
+    })
+    .await;
     drop(rx);
     let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
 }

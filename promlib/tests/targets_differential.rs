@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use promshard_promlib::api::{self, TargetDiscovery};
 use promshard_promlib::config;
-use serde_json::{Value, json};
+use serde_json::json;
 
 /// One job. `body` is the job's YAML below `job_name` (unindented); `{DIR}`
 /// stands for the directory holding `files`.
@@ -547,7 +547,7 @@ fn diff(name: &str, prom: &TargetDiscovery, ours: &TargetDiscovery) -> Option<St
     let pretty = |d: &TargetDiscovery| {
         let mut d = d.clone();
         api::normalize(&mut d);
-        serde_json::to_string_pretty(&Value::from(serde_json::to_value(d).unwrap())).unwrap()
+        serde_json::to_string_pretty(&d).unwrap()
     };
     out += &format!(
         "  --- prometheus ---\n{}\n  --- ours ---\n{}\n",
@@ -555,6 +555,31 @@ fn diff(name: &str, prom: &TargetDiscovery, ours: &TargetDiscovery) -> Option<St
         pretty(ours)
     );
     Some(out)
+}
+
+/// The distinct `Creating target failed` errors Prometheus logged per pool.
+fn logged_failures(log: &str, pool: &str) -> BTreeSet<String> {
+    let pool_kv = format!(" scrape_pool={pool} ");
+    log.lines()
+        .filter(|l| l.contains("msg=\"Creating target failed\"") && l.contains(&pool_kv))
+        .filter_map(|l| {
+            let start = l.find(" err=\"")? + 6;
+            let mut out = String::new();
+            let mut chars = l[start..].chars();
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => match chars.next()? {
+                        'n' => out.push('\n'),
+                        't' => out.push('\t'),
+                        other => out.push(other),
+                    },
+                    '"' => return Some(out),
+                    c => out.push(c),
+                }
+            }
+            None
+        })
+        .collect()
 }
 
 fn indent(body: &str) -> String {
@@ -598,16 +623,27 @@ fn targets_agree_with_prometheus_2_42() {
     let mut report = String::new();
     for c in &cases {
         let theirs = prom.targets(Some(c.name));
-        let ours = match api::targets_once(&cfg, Some(c.name)) {
-            Ok((d, _failures)) => d,
+        let (ours, our_failures) = match api::targets_once(&cfg, Some(c.name)) {
+            Ok(x) => x,
             Err(e) => {
                 report += &format!("case {}: DISAGREE: our discovery failed: {e}\n", c.name);
                 continue;
             }
         };
-        match diff(c.name, &theirs, &ours) {
-            None => agree += 1,
-            Some(d) => report += &d,
+        let mut problems = diff(c.name, &theirs, &ours).unwrap_or_default();
+        // Targets in neither list: the same errors must be reported.
+        let their_errors = logged_failures(&prom.log(), c.name);
+        let our_errors: BTreeSet<String> = our_failures.iter().map(|f| f.to_string()).collect();
+        if their_errors != our_errors {
+            problems += &format!(
+                "case {}: DISAGREE on failed targets\n  prometheus logged: {their_errors:?}\n  ours:              {our_errors:?}\n",
+                c.name
+            );
+        }
+        if problems.is_empty() {
+            agree += 1;
+        } else {
+            report += &problems;
         }
     }
     let summary = format!("{} cases, {} agree", cases.len(), agree);
