@@ -14,10 +14,15 @@ fn targets_prints_prometheus_json_and_reports_failed_targets() {
         r#"[{"targets":["a.invalid:1",""],"labels":{"g":"1"}}]"#,
     )
     .unwrap();
+    std::fs::write(
+        dir.path().join("bad.json"),
+        r#"[{"targets":["b:1"],"labels":{"1x":"v"}}]"#,
+    )
+    .unwrap();
     let cfg = dir.path().join("prometheus.yml");
     std::fs::write(
         &cfg,
-        "scrape_configs:\n- job_name: files\n  file_sd_configs: [{files: ['t.json']}]\n- job_name: dropped\n  static_configs: [{targets: ['d.invalid:1']}]\n  relabel_configs: [{action: drop, source_labels: [__address__]}]\n",
+        "scrape_configs:\n- job_name: files\n  file_sd_configs: [{files: ['t.json', 'bad.json']}]\n- job_name: dropped\n  static_configs: [{targets: ['d.invalid:1']}]\n  relabel_configs: [{action: drop, source_labels: [__address__]}]\n",
     )
     .unwrap();
     let out = promshard()
@@ -47,6 +52,10 @@ fn targets_prints_prometheus_json_and_reports_failed_targets() {
         stderr.contains(&format!("instance 1 in group {file}:0")) && stderr.contains("no address"),
         "{stderr}"
     );
+
+    // An invalid sd file is reported naming the file, and skipped.
+    let bad = dir.path().join("bad.json").to_string_lossy().into_owned();
+    assert!(stderr.contains(&bad) && stderr.contains("1x"), "{stderr}");
 
     let one = promshard()
         .args(["targets", "--job", "dropped"])
