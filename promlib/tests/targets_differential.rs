@@ -139,6 +139,47 @@ fn cases() -> Vec<Case> {
             r#"[{"targets":["good.invalid:1"]}]"#,
         ),
         json_case(
+            "file_meta_filepath_not_overridable",
+            r#"[{"targets":["m.invalid:1"],"labels":{"__meta_filepath":"fake","a":null}}]"#,
+            "",
+        ),
+        with_file(
+            with_file(
+                case(
+                    "file_json_unknown_field",
+                    "file_sd_configs: [{files: ['{DIR}/unknown_field.json', '{DIR}/unknown_ok.json']}]\n",
+                ),
+                "unknown_field.json",
+                r#"[{"targets":["u.invalid:1"],"extra":1}]"#,
+            ),
+            "unknown_ok.json",
+            r#"[{"targets":["ok.invalid:1"]}]"#,
+        ),
+        with_file(
+            with_file(
+                case(
+                    "file_null_group_rejects_file",
+                    "file_sd_configs: [{files: ['{DIR}/null_group.json', '{DIR}/null_ok.yml']}]\n",
+                ),
+                "null_group.json",
+                r#"[{"targets":["n.invalid:1"]}, null]"#,
+            ),
+            "null_ok.yml",
+            "- targets: ['ok.invalid:1']\n  labels:\n",
+        ),
+        with_file(
+            with_file(
+                case(
+                    "file_yaml_unknown_field_rejects_file",
+                    "file_sd_configs: [{files: ['{DIR}/yunk.yml', '{DIR}/yok.yaml']}]\n",
+                ),
+                "yunk.yml",
+                "- targets: ['u.invalid:1']\n  extra: 1\n",
+            ),
+            "yok.yaml",
+            "- targets: ['ok.invalid:1']\n",
+        ),
+        json_case(
             "file_empty_group",
             r#"[{"targets":[],"labels":{"a":"1"}},{"targets":["x.invalid:1"],"labels":{}}]"#,
             "",
@@ -522,8 +563,22 @@ fn diff(name: &str, prom: &TargetDiscovery, ours: &TargetDiscovery) -> Option<St
     if pa == oa && pd == od && pa_n == oa_n {
         return None;
     }
+    // Tell apart "only discoveredLabels differ" (what a user sees before
+    // relabeling) from differences in what gets scraped.
+    let strip = |d: &TargetDiscovery| {
+        let mut d = d.clone();
+        for t in &mut d.active_targets {
+            t.discovered_labels = Default::default();
+        }
+        project(&d).0
+    };
+    let tag = if strip(prom) == strip(ours) && pd == od && pa_n == oa_n {
+        " [only discoveredLabels of active targets differ]"
+    } else {
+        ""
+    };
     let mut out = format!(
-        "case {name}: DISAGREE (active {pa_n} vs ours {oa_n}, dropped {} vs ours {})\n",
+        "case {name}: DISAGREE{tag} (active {pa_n} vs ours {oa_n}, dropped {} vs ours {})\n",
         pd.len(),
         od.len()
     );
