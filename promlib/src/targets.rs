@@ -7,8 +7,9 @@ use std::collections::BTreeMap;
 
 use crate::config::ScrapeConfig;
 use crate::duration::{Duration, DurationError};
+use crate::labels::Label;
 use crate::labels::{self, Labels};
-use crate::relabel;
+use crate::relabel::{self, Builder};
 
 /// A target ready to scrape.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -148,8 +149,6 @@ pub fn populate_with(
     discovered: Labels,
     no_default_port: bool,
 ) -> Result<Populated, TargetError> {
-    // Empty values count as absent.
-    let mut pre = discovered.without_empty();
     let defaults = [
         (labels::JOB, cfg.job_name.clone()),
         (labels::SCRAPE_INTERVAL, cfg.interval().to_string()),
@@ -157,25 +156,25 @@ pub fn populate_with(
         (labels::METRICS_PATH, cfg.metrics_path.clone()),
         (labels::SCHEME, cfg.scheme.clone()),
     ];
+    let discovered_len = discovered.len();
+    let mut lb = Builder::new(discovered);
     for (name, value) in defaults {
-        if pre.get(name).unwrap_or_default().is_empty() && !value.is_empty() {
-            pre.insert(name, value);
+        if lb_base_value(&lb, name).is_empty() {
+            lb.set(name, &value);
         }
     }
     for (k, v) in &cfg.params {
         if let Some(first) = v.first() {
-            let name = format!("{}{k}", labels::PARAM_PREFIX);
-            if first.is_empty() {
-                pre.remove(&name);
-            } else {
-                pre.insert(name, first.clone());
-            }
+            lb.set(&format!("{}{k}", labels::PARAM_PREFIX), first);
         }
     }
+    let pre = lb.labels();
+    let mut view = DiscoveredView::new(&pre, pre_capacity(&lb, discovered_len));
 
-    let Some(lset) = relabel::process(&pre, &cfg.relabel_configs) else {
+    let relabeled = relabel::process_observed(&pre, &cfg.relabel_configs, |b| view.apply(b));
+    let Some(lset) = relabeled else {
         return Ok(Populated::Dropped {
-            discovered_labels: pre,
+            discovered_labels: view.labels(),
         });
     };
     let mut addr = lset.get(labels::ADDRESS).unwrap_or_default().to_string();
@@ -184,10 +183,10 @@ pub fn populate_with(
     }
     let mut out = lset.clone();
     let scheme = lset.get(labels::SCHEME).unwrap_or_default();
-    let (port, add) = match split_host_port(&addr) {
-        Some((_, port)) => (Some(port), false),
-        None => (None, split_host_port(&format!("{addr}:1234")).is_some()),
-    };
+    // A port is added only when the address has none and adding one
+    // makes it valid.
+    let add =
+        split_host_port(&addr).is_none() && split_host_port(&format!("{addr}:1234")).is_some();
     if !no_default_port && add {
         match scheme {
             "http" | "" => addr.push_str(":80"),
@@ -196,12 +195,11 @@ pub fn populate_with(
         }
         out.insert(labels::ADDRESS, addr.clone());
     }
-    if no_default_port {
-        if let Some((host, port)) = split_host_port(&addr).filter(|_| port.is_some()) {
-            if (port == "80" && scheme == "http") || (port == "443" && scheme == "https") {
-                out.insert(labels::ADDRESS, host);
-            }
-        }
+    if no_default_port
+        && let Some((host, port)) = split_host_port(&addr)
+        && ((port == "80" && scheme == "http") || (port == "443" && scheme == "https"))
+    {
+        out.insert(labels::ADDRESS, host);
     }
     if addr.contains('/') {
         return Err(TargetError::InvalidAddress(addr));
@@ -235,8 +233,106 @@ pub fn populate_with(
         id,
         job_name: cfg.job_name.clone(),
         labels: out,
-        discovered_labels: pre,
+        discovered_labels: view.labels(),
     }))
+}
+
+fn lb_base_value<'a>(lb: &'a Builder, name: &str) -> &'a str {
+    lb.base().get(name).unwrap_or_default()
+}
+
+/// Prometheus 2.42 shows as `discoveredLabels` a slice that relabeling may
+/// overwrite in place: `labels.Builder.Labels(res)` reuses `res`'s array
+/// when the result fits its capacity (a bug fixed in later releases). This
+/// reproduces what that slice holds at the end, so that
+/// `discovered_labels` equals Prometheus' `/api/v1/targets` output.
+struct DiscoveredView {
+    /// The first `len(preRelabelLabels)` slots of the shared array.
+    slots: Vec<Label>,
+    /// Capacity of the shared array; `None` once relabeling moved to a
+    /// new array (no further writes reach the slice).
+    cap: Option<usize>,
+}
+
+impl DiscoveredView {
+    fn new(pre: &Labels, cap: usize) -> Self {
+        DiscoveredView {
+            slots: pre.as_slice().to_vec(),
+            cap: Some(cap),
+        }
+    }
+
+    /// One rule's `lb.Labels(lset)`: kept labels compacted to the front,
+    /// then (if they fit) the added ones appended and the whole sorted.
+    fn apply(&mut self, b: &Builder) {
+        let Some(cap) = self.cap else { return };
+        if !b.modified() {
+            return;
+        }
+        let kept = b.kept();
+        self.write(&kept);
+        if b.added() > 0 {
+            if kept.len() + b.added() <= cap {
+                self.write(b.labels().as_slice());
+            } else {
+                self.cap = None;
+            }
+        }
+    }
+
+    fn write(&mut self, from: &[Label]) {
+        for (slot, l) in self.slots.iter_mut().zip(from) {
+            *slot = l.clone();
+        }
+    }
+
+    /// The slice as Prometheus' API renders it (a map: for a name that
+    /// occurs twice, the later slot wins).
+    fn labels(&self) -> Labels {
+        Labels::from_pairs(self.slots.iter().map(|l| (l.name.clone(), l.value.clone())))
+    }
+}
+
+/// The capacity Go gives `preRelabelLabels`: the discovered slice itself
+/// when the builder changed nothing (capacity = its length); otherwise
+/// kept labels appended one by one to an empty slice (capacity doubles
+/// from 1), then the added labels appended at once (Go's growslice: double,
+/// or the needed length if more, rounded up to a malloc size class).
+fn pre_capacity(lb: &Builder, discovered_len: usize) -> usize {
+    if !lb.modified() {
+        return discovered_len;
+    }
+    let kept = lb.kept().len();
+    let mut cap = if kept == 0 {
+        0
+    } else {
+        kept.next_power_of_two()
+    };
+    let needed = kept + lb.added();
+    if lb.added() > 0 && needed > cap {
+        let grown = if needed > 2 * cap { needed } else { 2 * cap };
+        cap = go_round_up_size(grown * LABEL_SIZE) / LABEL_SIZE;
+    }
+    cap
+}
+
+/// Size of a Go `labels.Label` (two strings) in bytes.
+const LABEL_SIZE: usize = 32;
+
+/// Go's `roundupsize`: the malloc size class holding `size` bytes (pages
+/// of 8 KiB beyond 32 KiB).
+fn go_round_up_size(size: usize) -> usize {
+    const CLASSES: [usize; 67] = [
+        8, 16, 24, 32, 48, 64, 80, 96, 112, 128, 144, 160, 176, 192, 208, 224, 240, 256, 288, 320,
+        352, 384, 416, 448, 480, 512, 576, 640, 704, 768, 896, 1024, 1152, 1280, 1408, 1536, 1792,
+        2048, 2304, 2688, 3072, 3200, 3456, 4096, 4864, 5376, 6144, 6528, 6784, 6912, 8192, 9472,
+        9728, 10240, 10880, 12288, 13568, 14336, 16384, 18432, 19072, 20480, 21760, 24576, 27264,
+        28672, 32768,
+    ];
+    match CLASSES.iter().find(|c| **c >= size) {
+        Some(c) => *c,
+        None => size.div_ceil(8192) * 8192,
+    }
 }
 
 /// Go's `net.SplitHostPort`: `Some((host, port))` when `s` is `host:port`
@@ -320,5 +416,137 @@ fn go_should_escape(c: u8, mode: Encode) -> bool {
             Encode::Host => true,
         },
         _ => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(extra: &str) -> ScrapeConfig {
+        let yaml = format!("scrape_configs:\n  - job_name: j\n{extra}");
+        crate::config::load_str(&yaml, "t.yml")
+            .unwrap()
+            .scrape_configs
+            .remove(0)
+    }
+
+    fn active(cfg: &ScrapeConfig, pairs: &[(&str, &str)]) -> Target {
+        match populate(cfg, Labels::from_pairs(pairs.iter().copied())) {
+            Ok(Populated::Active(t)) => t,
+            other => panic!("not active: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn split_host_port_like_go() {
+        let ok = |s: &str, h: &str, p: &str| {
+            assert_eq!(
+                split_host_port(s),
+                Some((h.to_string(), p.to_string())),
+                "{s}"
+            )
+        };
+        ok("h:1", "h", "1");
+        ok("h:", "h", "");
+        ok("[::1]:80", "::1", "80");
+        ok(":80", "", "80");
+        for bad in ["h", "::1", "a:b:c", "[::1]", "[::1]x:1", "h]:1", "[h:1"] {
+            assert_eq!(split_host_port(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn default_port_follows_scheme() {
+        let cfg = job("");
+        let t = active(&cfg, &[("__address__", "h")]);
+        assert_eq!(t.labels.get("__address__"), Some("h:80"));
+        assert_eq!(t.labels.get("instance"), Some("h:80"));
+        let t = active(&cfg, &[("__address__", "h"), ("__scheme__", "https")]);
+        assert_eq!(t.labels.get("__address__"), Some("h:443"));
+        let t = active(&cfg, &[("__address__", "[::1]")]);
+        assert_eq!(t.labels.get("__address__"), Some("[::1]:80"));
+        // Not fixable by a port: left alone.
+        let t = active(&cfg, &[("__address__", "::1")]);
+        assert_eq!(t.labels.get("__address__"), Some("::1"));
+    }
+
+    #[test]
+    fn no_default_port_strips_the_default() {
+        let cfg = job("");
+        let run = |addr: &str, scheme: &str| match populate_with(
+            &cfg,
+            Labels::from_pairs([("__address__", addr), ("__scheme__", scheme)]),
+            true,
+        ) {
+            Ok(Populated::Active(t)) => t.labels.get("__address__").unwrap().to_string(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(run("h", "http"), "h");
+        assert_eq!(run("h:80", "http"), "h");
+        assert_eq!(run("h:443", "http"), "h:443");
+        assert_eq!(run("h:443", "https"), "h");
+    }
+
+    #[test]
+    fn instance_kept_when_set() {
+        let t = active(&job(""), &[("__address__", "h:1"), ("instance", "mine")]);
+        assert_eq!(t.labels.get("instance"), Some("mine"));
+    }
+
+    #[test]
+    fn reserved_defaults_and_params() {
+        let cfg = job(
+            "    scrape_interval: 30s\n    scrape_timeout: 5s\n    metrics_path: /m\n    params:\n      x: [1, 2]\n",
+        );
+        let t = active(&cfg, &[("__address__", "h:1"), ("__meta_a", "b")]);
+        assert_eq!(t.labels.get("job"), Some("j"));
+        assert_eq!(t.labels.get("__scrape_interval__"), Some("30s"));
+        assert_eq!(t.labels.get("__scrape_timeout__"), Some("5s"));
+        assert_eq!(t.labels.get("__param_x"), Some("1"));
+        assert!(!t.labels.contains("__meta_a"));
+        assert_eq!(t.discovered_labels.get("__meta_a"), Some("b"));
+        assert_eq!(t.url(&cfg), "http://h:1/m?x=1&x=2");
+        assert_eq!(t.id, labels::target_id("j", &t.labels));
+    }
+
+    #[test]
+    fn errors_carry_prometheus_messages() {
+        let cfg = job("");
+        let err = |pairs: &[(&str, &str)]| {
+            populate(&cfg, Labels::from_pairs(pairs.iter().copied()))
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(err(&[("a", "1")]), "no address");
+        assert_eq!(
+            err(&[("__address__", "h/x")]),
+            "\"h/x:80\" is not a valid hostname"
+        );
+        assert_eq!(
+            err(&[("__address__", "h"), ("__scheme__", "ftp")]),
+            "invalid scheme: \"http\""
+        );
+        assert_eq!(
+            err(&[("__address__", "h:1"), ("__scrape_interval__", "0s")]),
+            "scrape interval cannot be 0"
+        );
+        assert_eq!(
+            err(&[("__address__", "h:1"), ("__scrape_timeout__", "2m")]),
+            "scrape timeout cannot be greater than scrape interval (\"2m\" > \"1m\")"
+        );
+        assert_eq!(
+            err(&[("__address__", "h:1"), ("__scrape_timeout__", "x")]),
+            "error parsing scrape timeout: not a valid duration string: \"x\""
+        );
+    }
+
+    #[test]
+    fn go_size_classes() {
+        assert_eq!(go_round_up_size(6 * LABEL_SIZE), 192);
+        assert_eq!(go_round_up_size(9 * LABEL_SIZE), 288);
+        assert_eq!(go_round_up_size(11 * LABEL_SIZE), 352);
+        assert_eq!(go_round_up_size(12 * LABEL_SIZE), 384);
+        assert_eq!(go_round_up_size(40000), 40960);
     }
 }

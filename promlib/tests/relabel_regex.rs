@@ -5,6 +5,18 @@ use promshard_promlib::relabel::Regex;
 
 /// (pattern, Go's result: "OK" or the error after "error parsing regexp: ").
 const GO_ACCEPTANCE: &[(&str, &str)] = &[
+    (r#"a(?i)*"#, r#"OK"#),
+    (r#"a(?i)(?s)+"#, r#"OK"#),
+    (
+        r#"(?i)*"#,
+        r#"missing argument to repetition operator: `*`"#,
+    ),
+    (r#"a\Q\E*"#, r#"OK"#),
+    (r#"a(?)*"#, r#"OK"#),
+    (
+        r#"a|(?i)*"#,
+        r#"missing argument to repetition operator: `*`"#,
+    ),
     (r#"a{1000}"#, r#"OK"#),
     (r#"a{1001}"#, r#"invalid repeat count: `{1001}`"#),
     (r#"a{2,1}"#, r#"invalid repeat count: `{2,1}`"#),

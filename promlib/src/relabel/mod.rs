@@ -12,7 +12,8 @@ mod process;
 mod validate;
 
 pub use self::expand::expand;
-pub use self::process::process;
+pub(crate) use self::process::{Builder, process_observed};
+pub use self::process::{go_to_lower, go_to_upper, hashmod, process};
 
 use std::fmt;
 use std::str::FromStr;

@@ -3,33 +3,114 @@
 use md5::{Digest, Md5};
 
 use super::{Action, RelabelConfig, expand};
-use crate::labels::{Labels, is_valid_label_name};
+use crate::labels::{Label, Labels, is_valid_label_name};
 
 /// Applies `rules` in order. `None`: the set was dropped (keep, drop,
 /// keepequal, dropequal). After any rule, no label has an empty value
 /// (Prometheus treats an empty value as absent); with no rules the input is
 /// returned as is.
 pub fn process(labels: &Labels, rules: &[RelabelConfig]) -> Option<Labels> {
+    process_observed(labels, rules, |_| {})
+}
+
+/// [`process`], showing `observe` the builder after each rule that kept
+/// the set (used to reproduce how Prometheus 2.42 reuses memory).
+pub(crate) fn process_observed(
+    labels: &Labels,
+    rules: &[RelabelConfig],
+    mut observe: impl FnMut(&Builder),
+) -> Option<Labels> {
     let mut current = labels.clone();
     for rule in rules {
-        current = apply(current.without_empty(), rule)?;
+        let builder = apply(current, rule)?;
+        observe(&builder);
+        current = builder.labels();
     }
     Some(current)
 }
 
-/// Sets `name`; an empty value deletes it (labels.Builder.Set).
-fn set(lset: &mut Labels, name: &str, value: &str) {
-    if value.is_empty() {
-        lset.remove(name);
-    } else {
-        lset.insert(name, value);
+/// Prometheus' `labels.Builder`: a base set, names deleted, labels added.
+/// An empty value counts as absent: `set` with "" deletes, and base labels
+/// with empty values are deleted up front.
+#[derive(Debug)]
+pub(crate) struct Builder {
+    base: Labels,
+    del: Vec<String>,
+    add: Labels,
+}
+
+impl Builder {
+    pub(crate) fn new(base: Labels) -> Self {
+        let del = base
+            .iter()
+            .filter(|l| l.value.is_empty())
+            .map(|l| l.name.clone())
+            .collect();
+        Builder {
+            base,
+            del,
+            add: Labels::new(),
+        }
+    }
+
+    pub(crate) fn set(&mut self, name: &str, value: &str) {
+        if value.is_empty() {
+            self.del(name);
+        } else {
+            self.add.insert(name, value);
+        }
+    }
+
+    pub(crate) fn del(&mut self, name: &str) {
+        self.add.remove(name);
+        self.del.push(name.to_string());
+    }
+
+    /// The set the builder started from.
+    pub(crate) fn base(&self) -> &Labels {
+        &self.base
+    }
+
+    /// Whether anything was set or deleted (Go then builds a new set).
+    pub(crate) fn modified(&self) -> bool {
+        !self.del.is_empty() || !self.add.is_empty()
+    }
+
+    /// Base labels neither deleted nor overwritten, in order.
+    pub(crate) fn kept(&self) -> Vec<Label> {
+        self.base
+            .iter()
+            .filter(|l| !self.del.contains(&l.name) && !self.add.contains(&l.name))
+            .cloned()
+            .collect()
+    }
+
+    /// How many labels were added (or overwritten).
+    pub(crate) fn added(&self) -> usize {
+        self.add.len()
+    }
+
+    /// The resulting set.
+    pub(crate) fn labels(&self) -> Labels {
+        if !self.modified() {
+            return self.base.clone();
+        }
+        let mut out = Labels::from_sorted(self.kept()).unwrap_or_default();
+        for l in self.add.iter() {
+            out.insert(l.name.clone(), l.value.clone());
+        }
+        out
     }
 }
 
-fn apply(mut lset: Labels, rule: &RelabelConfig) -> Option<Labels> {
+/// One rule, as 2.42's `relabel()`: values are read from the set before
+/// the rule, changes go to a builder. `None`: dropped.
+fn apply(lset: Labels, rule: &RelabelConfig) -> Option<Builder> {
     let val = joined_value(&lset, rule);
     let regex = &rule.regex;
     let re = regex.compiled();
+    let mut lb = Builder::new(lset);
+    let lset = &lb.base;
     match rule.action {
         Action::Drop => {
             if re.is_match(&val) {
@@ -53,50 +134,56 @@ fn apply(mut lset: Labels, rule: &RelabelConfig) -> Option<Labels> {
         }
         Action::Replace => {
             let Some(caps) = re.captures(&val) else {
-                return Some(lset);
+                return Some(lb);
             };
             let target = expand(&rule.target_label, regex, &caps);
             if !is_valid_label_name(&target) {
                 // 2.42 deletes the target_label as written (not expanded).
-                lset.remove(&rule.target_label);
-                return Some(lset);
+                lb.del(&rule.target_label);
+                return Some(lb);
             }
             let res = expand(&rule.replacement, regex, &caps);
             if res.is_empty() {
-                lset.remove(&rule.target_label);
-                return Some(lset);
+                lb.del(&rule.target_label);
+                return Some(lb);
             }
-            lset.insert(target, res);
+            lb.set(&target, &res);
         }
-        Action::Lowercase => {
-            let v = go_to_lower(&val);
-            set(&mut lset, &rule.target_label, &v);
-        }
-        Action::Uppercase => {
-            let v = go_to_upper(&val);
-            set(&mut lset, &rule.target_label, &v);
-        }
+        Action::Lowercase => lb.set(&rule.target_label, &go_to_lower(&val)),
+        Action::Uppercase => lb.set(&rule.target_label, &go_to_upper(&val)),
         Action::HashMod => {
             // A zero modulus never passes validation; Go would panic, we
             // leave the set unchanged.
             if rule.modulus != 0 {
                 let v = hashmod(&val, rule.modulus);
-                set(&mut lset, &rule.target_label, &v.to_string());
+                lb.set(&rule.target_label, &v.to_string());
             }
         }
         Action::LabelMap => {
-            let snapshot = lset.clone();
-            for l in snapshot.iter() {
-                if let Some(caps) = re.captures(&l.name) {
-                    let name = expand(&rule.replacement, regex, &caps);
-                    set(&mut lset, &name, &l.value);
-                }
+            let matches: Vec<(String, String)> = lset
+                .iter()
+                .filter_map(|l| {
+                    let caps = re.captures(&l.name)?;
+                    Some((expand(&rule.replacement, regex, &caps), l.value.clone()))
+                })
+                .collect();
+            for (name, value) in matches {
+                lb.set(&name, &value);
             }
         }
-        Action::LabelDrop => lset.retain(|l| !re.is_match(&l.name)),
-        Action::LabelKeep => lset.retain(|l| re.is_match(&l.name)),
+        Action::LabelDrop | Action::LabelKeep => {
+            let keep = rule.action == Action::LabelKeep;
+            let names: Vec<String> = lset
+                .iter()
+                .filter(|l| re.is_match(&l.name) != keep)
+                .map(|l| l.name.clone())
+                .collect();
+            for name in names {
+                lb.del(&name);
+            }
+        }
     }
-    Some(lset)
+    Some(lb)
 }
 
 /// The source label values joined with the separator (absent = empty).

@@ -156,6 +156,7 @@ pub(crate) fn translate(pattern: &str) -> Result<(String, Vec<Option<String>>), 
         out: String::with_capacity(pattern.len() * 2),
         names: vec![None],
         frames: vec![Frame::default()],
+        item_end: 0,
     };
     t.run()?;
     Ok((t.out, t.names))
@@ -190,6 +191,8 @@ struct Translator {
     out: String,
     names: Vec<Option<String>>,
     frames: Vec<Frame>,
+    /// Output position just after the last complete item.
+    item_end: usize,
 }
 const PERL_D: &str = "0-9";
 const PERL_W: &str = "0-9A-Za-z_";
@@ -230,6 +233,7 @@ impl Translator {
 
     fn atom(&mut self) {
         self.frame().push_item(1);
+        self.item_end = self.out.len();
     }
 
     fn run(&mut self) -> Result<(), String> {
@@ -255,6 +259,7 @@ impl Translator {
                     self.pos += 1;
                     self.out.push(')');
                     self.frame().push_item(inner.weight());
+                    self.item_end = self.out.len();
                 }
                 '*' | '+' | '?' => {
                     let start = self.pos;
@@ -352,8 +357,11 @@ impl Translator {
             }
         };
         self.frame().last = Some(weight);
+        // Right after the item: a flag group in between (`a(?i)*`) does
+        // not count in Go, but would in Rust.
         let op = text(self, start);
-        self.out.push_str(&op);
+        self.out.insert_str(self.item_end, &op);
+        self.item_end += op.len();
         Ok(())
     }
 
@@ -717,9 +725,7 @@ impl Translator {
     fn class_char(&mut self) -> Option<Result<char, String>> {
         let c = self.peek()?;
         if c == '\\' {
-            if self.peek_at(1).is_none() {
-                return None;
-            }
+            self.peek_at(1)?;
             self.pos += 1;
             return Some(self.escape_char());
         }
@@ -899,3 +905,108 @@ const GO_SCRIPTS: [&str; 156] = [
     "Yi",
     "Zanabazar_Square",
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tr(p: &str) -> String {
+        translate(p).unwrap().0
+    }
+
+    /// The translation table, case by case.
+    #[test]
+    fn translation_table() {
+        let table: &[(&str, &str)] = &[
+            (r"\d", "[0-9]"),
+            (r"\D", "[^0-9]"),
+            (r"\w", "[0-9A-Za-z_]"),
+            (r"\W", "[^0-9A-Za-z_]"),
+            (r"\s", r"[\t\n\x0C\r ]"),
+            (r"\S", r"[^\t\n\x0C\r ]"),
+            (r"\b", r"(?-u:\b)"),
+            (r"\B", r"(?-u:\B)"),
+            (r"\A\z", r"\A\z"),
+            (r"\Qa.b\E", r"a\x{2e}b"),
+            (r"\Qa\\E", r"a\x{5c}"),
+            (r"\101\0", r"A\x{0}"),
+            (r"\x41\x{42}", "AB"),
+            (r"\<\>", r"\x{3c}\x{3e}"),
+            (r"a{", r"a\x{7b}"),
+            (r"a{,2}", r"a\x{7b}\x{2c}2\x{7d}"),
+            (r"a{2,3}?", r"a{2,3}?"),
+            (r"[a&&b]", r"[a\x{26}\x{26}b]"),
+            (r"[[a]", r"[\x{5b}a]"),
+            (r"[\d-z]", r"[0-9\x{2d}z]"),
+            (r"[^\D]", r"[^[^0-9]]"),
+            (r"[[:alpha:][:^digit:]]", r"[[:alpha:][:^digit:]]"),
+            (r"\p{^Greek}\PL\pN", r"\P{Greek}\P{L}\p{N}"),
+            (r"(?P<1>a)(?P<n>b)", "(a)(b)"),
+            (r"(?i)a(?)b(?s-m:c)", "(?i)ab(?s-m:c)"),
+            (r"a(?i)(?s)+b", "a+(?i)(?s)b"),
+            (r"a\Q\E*", "a*"),
+            ("é", "é"),
+            (" ", r"\x{20}"),
+        ];
+        for (go, rust) in table {
+            assert_eq!(tr(go), *rust, "translating {go:?}");
+        }
+    }
+
+    #[test]
+    fn group_names_by_index() {
+        let (_, names) = translate(r"(?P<n>a)(b)(?P<n>c)(?P<1>d)").unwrap();
+        assert_eq!(
+            names,
+            vec![
+                None,
+                Some("n".to_string()),
+                None,
+                Some("n".to_string()),
+                Some("1".to_string())
+            ]
+        );
+    }
+
+    #[test]
+    fn go_rejections() {
+        for p in [
+            "a{1001}",
+            "a**",
+            "(?<n>a)",
+            "(?x)a",
+            r"\1",
+            r"\C",
+            r"\Z",
+            "[[:foo:]]",
+            "(?i-)a",
+            r"\p{greek}",
+            r"\p{Cn}",
+            "(a{1000}){2}",
+            "[z-a]",
+        ] {
+            assert!(Regex::new(p).is_err(), "{p:?} must be rejected");
+        }
+    }
+
+    #[test]
+    fn anchored_and_ascii_classes() {
+        let r = Regex::new(r"\w+").unwrap();
+        assert!(r.is_match("ab_1"));
+        assert!(!r.is_match("é"));
+        assert!(!r.is_match("ab "));
+        let r = Regex::new("a)|(b").unwrap();
+        assert!(r.is_match("ab"), "Go reads this as ^(?:a)|(b)$");
+        assert!(!Regex::new("b").unwrap().is_match("ab"));
+    }
+
+    #[test]
+    fn default_is_implicit_and_equal_to_explicit() {
+        let d = Regex::default();
+        let e = Regex::new("(.*)").unwrap();
+        assert!(d.is_implicit_default());
+        assert!(!e.is_implicit_default());
+        assert_eq!(d, e);
+        assert_eq!(d.group_names(), e.group_names());
+    }
+}
