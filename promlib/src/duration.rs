@@ -99,7 +99,7 @@ impl fmt::Display for Duration {
         for (unit, mult) in UNITS {
             // Prometheus prints weeks and years only when the value is an
             // exact multiple, like model.Duration.String.
-            if (unit == "y" || unit == "w") && ms % mult != 0 {
+            if (unit == "y" || unit == "w") && !ms.is_multiple_of(mult) {
                 continue;
             }
             if ms >= mult {
