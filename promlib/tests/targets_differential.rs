@@ -663,7 +663,9 @@ fn targets_agree_with_prometheus_2_42() {
     }
     let cfg_path = dir.path().join("prometheus.yml");
 
+    let t0 = std::time::Instant::now();
     let prom = common::Prometheus::start_in(dir, &config);
+    eprintln!("prometheus ready after {:?}", t0.elapsed());
     // Our side: exactly what `promshard targets` runs.
     let cfg =
         config::load_file(&cfg_path).unwrap_or_else(|e| panic!("our config loader: {e}\n{config}"));
@@ -672,8 +674,12 @@ fn targets_agree_with_prometheus_2_42() {
     let missing = prom.wait_for_pools(&jobs, Duration::from_secs(90));
     // One more discovery/scrape-manager round (5s each) so that late
     // provider updates are in.
+    eprintln!("all pools listed after {:?}", t0.elapsed());
     std::thread::sleep(Duration::from_secs(6));
 
+    // Failed targets are logged at each sync; all syncs are done by now.
+    let log = prom.log();
+    eprintln!("prometheus log: {} lines", log.lines().count());
     let mut agree = 0;
     let mut report = String::new();
     for c in &cases {
@@ -687,7 +693,7 @@ fn targets_agree_with_prometheus_2_42() {
         };
         let mut problems = diff(c.name, &theirs, &ours).unwrap_or_default();
         // Targets in neither list: the same errors must be reported.
-        let their_errors = logged_failures(&prom.log(), c.name);
+        let their_errors = logged_failures(&log, c.name);
         let our_errors: BTreeSet<String> = our_failures.iter().map(|f| f.to_string()).collect();
         if their_errors != our_errors {
             problems += &format!(
@@ -702,6 +708,7 @@ fn targets_agree_with_prometheus_2_42() {
         }
     }
     let summary = format!("{} cases, {} agree", cases.len(), agree);
+    eprintln!("compared after {:?}", t0.elapsed());
     eprintln!("{report}\n{summary}");
     if !missing.is_empty() {
         eprintln!("pools never listed by Prometheus: {missing:?}");
