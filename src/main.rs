@@ -38,6 +38,14 @@ struct TargetsArgs {
 /// and appear in neither list.
 fn run_targets(args: TargetsArgs) -> Result<()> {
     use promshard_promlib::api;
+    // Discovery logs unreadable sd files (naming the file) on stderr.
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .try_init();
     let cfg = promshard_promlib::config::load_file(&args.config_file)?;
     let (data, failures) = api::targets_once(&cfg, args.job.as_deref())?;
     for f in &failures {

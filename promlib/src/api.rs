@@ -315,6 +315,42 @@ mod tests {
     }
 
     #[test]
+    fn job_targets_dedups_active_keeps_dropped_duplicates_and_reports_failures() {
+        let cfg = crate::config::load_str(
+            "scrape_configs:\n- job_name: j\n  relabel_configs: [{action: drop, source_labels: [__address__], regex: 'gone.*'}]\n",
+            "t.yml",
+        )
+        .unwrap();
+        let sc = &cfg.scrape_configs[0];
+        let group = |source: &str, addrs: &[&str], extra: &str| TargetGroup {
+            source: source.to_string(),
+            targets: addrs
+                .iter()
+                .map(|a| Labels::from_pairs([(labels::ADDRESS, *a)]))
+                .collect(),
+            labels: Labels::from_pairs([("__meta_x", extra)]),
+        };
+        let groups = vec![
+            group("0", &["a:1", "a:1", "gone:1", "gone:1", ""], "first"),
+            group("1", &["a:1"], "second"),
+        ];
+        let jt = job_targets(sc, &groups);
+        assert_eq!(jt.active.len(), 1);
+        // The later duplicate's discovered labels win, as in Prometheus.
+        assert_eq!(
+            jt.active[0].discovered_labels.get("__meta_x"),
+            Some("second")
+        );
+        assert_eq!(jt.dropped.len(), 2);
+        assert_eq!(jt.failures.len(), 1);
+        assert_eq!(jt.failures[0].index, 4);
+        assert_eq!(
+            jt.failures[0].to_string(),
+            "instance 4 in group 0: no address"
+        );
+    }
+
+    #[test]
     fn parses_real_prometheus_answer() {
         // Captured from Prometheus 2.42 (`/api/v1/targets?state=any`).
         let text = r#"{"status":"success","data":{"activeTargets":[{"discoveredLabels":{"__address__":"b","__meta_filepath":"/t.json","__metrics_path__":"/metrics","__scheme__":"http","__scrape_interval__":"1m","__scrape_timeout__":"10s","g":"1","job":"j1"},"labels":{"g":"1","instance":"b:80","job":"j1"},"scrapePool":"j1","scrapeUrl":"http://b:80/metrics","globalUrl":"http://b:80/metrics","lastError":"","lastScrape":"0001-01-01T00:00:00Z","lastScrapeDuration":0,"health":"unknown","scrapeInterval":"1m","scrapeTimeout":"10s"}],"droppedTargets":[{"discoveredLabels":{"__address__":"x:9","job":"j2"}}]}}"#;

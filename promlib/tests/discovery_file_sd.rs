@@ -189,6 +189,16 @@ async fn discoverer_follows_file_create_modify_invalid_delete() {
     })
     .await;
 
+    // Writes to a file no pattern matches produce no update.
+    for i in 0..20 {
+        std::fs::write(dir.path().join("app.log"), format!("line {i}")).unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(
+        rx.try_recv().is_err(),
+        "update after writes to an unmatched file"
+    );
+
     drop(rx);
     tokio::time::timeout(Duration::from_secs(5), task)
         .await

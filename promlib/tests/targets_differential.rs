@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use promshard_promlib::api::{self, TargetDiscovery};
 use promshard_promlib::config;
-use serde_json::{Value, json};
+use serde_json::json;
 
 /// One job. `body` is the job's YAML below `job_name` (unindented); `{DIR}`
 /// stands for the directory holding `files`.
@@ -137,6 +137,47 @@ fn cases() -> Vec<Case> {
             ),
             "fgood.json",
             r#"[{"targets":["good.invalid:1"]}]"#,
+        ),
+        json_case(
+            "file_meta_filepath_not_overridable",
+            r#"[{"targets":["m.invalid:1"],"labels":{"__meta_filepath":"fake","a":null}}]"#,
+            "",
+        ),
+        with_file(
+            with_file(
+                case(
+                    "file_json_unknown_field",
+                    "file_sd_configs: [{files: ['{DIR}/unknown_field.json', '{DIR}/unknown_ok.json']}]\n",
+                ),
+                "unknown_field.json",
+                r#"[{"targets":["u.invalid:1"],"extra":1}]"#,
+            ),
+            "unknown_ok.json",
+            r#"[{"targets":["ok.invalid:1"]}]"#,
+        ),
+        with_file(
+            with_file(
+                case(
+                    "file_null_group_rejects_file",
+                    "file_sd_configs: [{files: ['{DIR}/null_group.json', '{DIR}/null_ok.yml']}]\n",
+                ),
+                "null_group.json",
+                r#"[{"targets":["n.invalid:1"]}, null]"#,
+            ),
+            "null_ok.yml",
+            "- targets: ['ok.invalid:1']\n  labels:\n",
+        ),
+        with_file(
+            with_file(
+                case(
+                    "file_yaml_unknown_field_rejects_file",
+                    "file_sd_configs: [{files: ['{DIR}/yunk.yml', '{DIR}/yok.yaml']}]\n",
+                ),
+                "yunk.yml",
+                "- targets: ['u.invalid:1']\n  extra: 1\n",
+            ),
+            "yok.yaml",
+            "- targets: ['ok.invalid:1']\n",
         ),
         json_case(
             "file_empty_group",
@@ -522,8 +563,22 @@ fn diff(name: &str, prom: &TargetDiscovery, ours: &TargetDiscovery) -> Option<St
     if pa == oa && pd == od && pa_n == oa_n {
         return None;
     }
+    // Tell apart "only discoveredLabels differ" (what a user sees before
+    // relabeling) from differences in what gets scraped.
+    let strip = |d: &TargetDiscovery| {
+        let mut d = d.clone();
+        for t in &mut d.active_targets {
+            t.discovered_labels = Default::default();
+        }
+        project(&d).0
+    };
+    let tag = if strip(prom) == strip(ours) && pd == od && pa_n == oa_n {
+        " [only discoveredLabels of active targets differ]"
+    } else {
+        ""
+    };
     let mut out = format!(
-        "case {name}: DISAGREE (active {pa_n} vs ours {oa_n}, dropped {} vs ours {})\n",
+        "case {name}: DISAGREE{tag} (active {pa_n} vs ours {oa_n}, dropped {} vs ours {})\n",
         pd.len(),
         od.len()
     );
@@ -547,7 +602,7 @@ fn diff(name: &str, prom: &TargetDiscovery, ours: &TargetDiscovery) -> Option<St
     let pretty = |d: &TargetDiscovery| {
         let mut d = d.clone();
         api::normalize(&mut d);
-        serde_json::to_string_pretty(&Value::from(serde_json::to_value(d).unwrap())).unwrap()
+        serde_json::to_string_pretty(&d).unwrap()
     };
     out += &format!(
         "  --- prometheus ---\n{}\n  --- ours ---\n{}\n",
@@ -555,6 +610,31 @@ fn diff(name: &str, prom: &TargetDiscovery, ours: &TargetDiscovery) -> Option<St
         pretty(ours)
     );
     Some(out)
+}
+
+/// The distinct `Creating target failed` errors Prometheus logged per pool.
+fn logged_failures(log: &str, pool: &str) -> BTreeSet<String> {
+    let pool_kv = format!(" scrape_pool={pool} ");
+    log.lines()
+        .filter(|l| l.contains("msg=\"Creating target failed\"") && l.contains(&pool_kv))
+        .filter_map(|l| {
+            let start = l.find(" err=\"")? + 6;
+            let mut out = String::new();
+            let mut chars = l[start..].chars();
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => match chars.next()? {
+                        'n' => out.push('\n'),
+                        't' => out.push('\t'),
+                        other => out.push(other),
+                    },
+                    '"' => return Some(out),
+                    c => out.push(c),
+                }
+            }
+            None
+        })
+        .collect()
 }
 
 fn indent(body: &str) -> String {
@@ -583,7 +663,9 @@ fn targets_agree_with_prometheus_2_42() {
     }
     let cfg_path = dir.path().join("prometheus.yml");
 
+    let t0 = std::time::Instant::now();
     let prom = common::Prometheus::start_in(dir, &config);
+    eprintln!("prometheus ready after {:?}", t0.elapsed());
     // Our side: exactly what `promshard targets` runs.
     let cfg =
         config::load_file(&cfg_path).unwrap_or_else(|e| panic!("our config loader: {e}\n{config}"));
@@ -592,25 +674,41 @@ fn targets_agree_with_prometheus_2_42() {
     let missing = prom.wait_for_pools(&jobs, Duration::from_secs(90));
     // One more discovery/scrape-manager round (5s each) so that late
     // provider updates are in.
+    eprintln!("all pools listed after {:?}", t0.elapsed());
     std::thread::sleep(Duration::from_secs(6));
 
+    // Failed targets are logged at each sync; all syncs are done by now.
+    let log = prom.log();
+    eprintln!("prometheus log: {} lines", log.lines().count());
     let mut agree = 0;
     let mut report = String::new();
     for c in &cases {
         let theirs = prom.targets(Some(c.name));
-        let ours = match api::targets_once(&cfg, Some(c.name)) {
-            Ok((d, _failures)) => d,
+        let (ours, our_failures) = match api::targets_once(&cfg, Some(c.name)) {
+            Ok(x) => x,
             Err(e) => {
                 report += &format!("case {}: DISAGREE: our discovery failed: {e}\n", c.name);
                 continue;
             }
         };
-        match diff(c.name, &theirs, &ours) {
-            None => agree += 1,
-            Some(d) => report += &d,
+        let mut problems = diff(c.name, &theirs, &ours).unwrap_or_default();
+        // Targets in neither list: the same errors must be reported.
+        let their_errors = logged_failures(&log, c.name);
+        let our_errors: BTreeSet<String> = our_failures.iter().map(|f| f.to_string()).collect();
+        if their_errors != our_errors {
+            problems += &format!(
+                "case {}: DISAGREE on failed targets\n  prometheus logged: {their_errors:?}\n  ours:              {our_errors:?}\n",
+                c.name
+            );
+        }
+        if problems.is_empty() {
+            agree += 1;
+        } else {
+            report += &problems;
         }
     }
     let summary = format!("{} cases, {} agree", cases.len(), agree);
+    eprintln!("compared after {:?}", t0.elapsed());
     eprintln!("{report}\n{summary}");
     if !missing.is_empty() {
         eprintln!("pools never listed by Prometheus: {missing:?}");

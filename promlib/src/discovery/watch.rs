@@ -89,9 +89,31 @@ fn is_relevant(kind: &EventKind) -> bool {
 
 async fn run_file_provider(p: FileProvider, tx: mpsc::Sender<Update>) {
     let (ev_tx, mut ev_rx) = mpsc::channel::<()>(1);
+    // Unlike Prometheus (which re-reads on any event in the directory),
+    // events for files no pattern matches are ignored, so that a busy
+    // neighbour (a log file) does not cause a re-read storm.
+    let matchers: Vec<glob::Pattern> = p
+        .patterns
+        .iter()
+        .filter_map(|pat| {
+            // Events carry absolute paths.
+            let abs = match std::env::current_dir() {
+                Ok(cwd) if !pat.starts_with('/') => cwd.join(pat).to_string_lossy().into_owned(),
+                _ => pat.clone(),
+            };
+            glob::Pattern::new(&abs).ok()
+        })
+        .collect();
+    let matches = move |ev: &notify::Event| {
+        ev.paths.is_empty()
+            || ev
+                .paths
+                .iter()
+                .any(|path| matchers.iter().any(|m| m.matches_path(path)))
+    };
     let watcher =
         notify::recommended_watcher(move |res: notify::Result<notify::Event>| match res {
-            Ok(ev) if is_relevant(&ev.kind) => {
+            Ok(ev) if is_relevant(&ev.kind) && matches(&ev) => {
                 // A full channel already holds a pending refresh.
                 let _ = ev_tx.try_send(());
             }

@@ -76,7 +76,12 @@ impl Prometheus {
         // A port can be taken between free_port() and bind: retry a few times.
         for _attempt in 0..3 {
             let port = free_port();
-            let log_path = dir.path().join("prometheus.log");
+            // The log lives in its own subdirectory: a file_sd directory
+            // watch on `dir` must not see every log write (Prometheus
+            // re-reads on any event there, logs errors, and loops).
+            let run_dir = dir.path().join("run");
+            std::fs::create_dir_all(&run_dir).expect("create run dir");
+            let log_path = run_dir.join("prometheus.log");
             let log = std::fs::File::create(&log_path).expect("create log");
             let log2 = log.try_clone().expect("clone log");
             let mut cmd = Command::new(&bin);
@@ -139,14 +144,15 @@ impl Prometheus {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    /// The temp dir holding the config, data and log.
+    /// The temp dir holding the config (`prometheus.yml`), the TSDB
+    /// (`data/`) and the log (`run/prometheus.log`).
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
 
     /// Prometheus' log so far.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("prometheus.log")).unwrap_or_default()
+        std::fs::read_to_string(self.dir.path().join("run/prometheus.log")).unwrap_or_default()
     }
 
     /// GET `path_and_query`, parsed as JSON; panics on non-200.
