@@ -7,7 +7,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::http::{HttpConfigIssue, url_problem};
-use super::raw::{RawRemoteWriteConfig, RawScrapeConfig};
+use super::raw::{RawRemoteWriteConfig, RawScrapeConfig, null_default};
 use super::sd::unsupported_sd_message;
 use super::yaml_tree::{self, Node, Step};
 use super::{
@@ -32,9 +32,13 @@ struct RawGlobal {
 #[serde(deny_unknown_fields, default)]
 struct RawConfig {
     global: Option<RawGlobal>,
+    #[serde(deserialize_with = "null_default")]
     rule_files: Vec<String>,
+    #[serde(deserialize_with = "null_default")]
     scrape_configs: Vec<Option<RawScrapeConfig>>,
+    #[serde(deserialize_with = "null_default")]
     remote_write: Vec<Option<RawRemoteWriteConfig>>,
+    #[serde(deserialize_with = "null_default")]
     remote_read: Vec<PassThrough>,
     alerting: Option<PassThrough>,
     storage: Option<PassThrough>,
@@ -513,6 +517,18 @@ fn valid_rule_path(p: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn null_sections_are_empty() {
+        for text in [
+            "global:\n",
+            "scrape_configs:\n",
+            "remote_write:\nrule_files:\n",
+        ] {
+            let cfg = load_str(text, "n.yml").unwrap_or_else(|e| panic!("{text:?}: {e}"));
+            assert!(cfg.scrape_configs.is_empty());
+        }
+    }
 
     #[test]
     fn rule_paths() {
