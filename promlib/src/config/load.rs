@@ -257,13 +257,8 @@ fn build(raw: RawConfig, ctx: &Ctx<'_>, text: &str) -> Result<Config, ConfigErro
             } else {
                 &sc.metric_relabel_configs
             };
-            check_relabel(
-                rules,
-                list,
-                &sc.job_name,
-                ctx,
-                &[at[0], at[1], Step::Key(list)],
-            )?;
+            let owner = format!("scrape config with job name {:?}", sc.job_name);
+            check_relabel(rules, list, &owner, ctx, &[at[0], at[1], Step::Key(list)])?;
         }
         sc.original_yaml = super::OriginalYaml(
             ctx.tree
@@ -415,7 +410,7 @@ fn check_static_targets(
 fn check_relabel(
     rules: &[RelabelConfig],
     list: &str,
-    job: &str,
+    owner: &str,
     ctx: &Ctx<'_>,
     at: &[Step<'_>],
 ) -> Result<(), ConfigError> {
@@ -423,7 +418,7 @@ fn check_relabel(
         if let Err(m) = rule.validate() {
             let mut path = at.to_vec();
             path.push(Step::Index(k));
-            return Err(ctx.err(&path, format!("{list}[{k}] of {job}: {m}")));
+            return Err(ctx.err(&path, format!("{list}[{k}] of {owner}: {m}")));
         }
     }
     Ok(())
