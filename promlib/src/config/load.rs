@@ -7,7 +7,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::http::{HttpConfigIssue, url_problem};
-use super::raw::{RawRemoteWriteConfig, RawScrapeConfig};
+use super::raw::{RawRemoteWriteConfig, RawScrapeConfig, null_default};
 use super::sd::unsupported_sd_message;
 use super::yaml_tree::{self, Node, Step};
 use super::{
@@ -32,9 +32,13 @@ struct RawGlobal {
 #[serde(deny_unknown_fields, default)]
 struct RawConfig {
     global: Option<RawGlobal>,
+    #[serde(deserialize_with = "null_default")]
     rule_files: Vec<String>,
+    #[serde(deserialize_with = "null_default")]
     scrape_configs: Vec<Option<RawScrapeConfig>>,
+    #[serde(deserialize_with = "null_default")]
     remote_write: Vec<Option<RawRemoteWriteConfig>>,
+    #[serde(deserialize_with = "null_default")]
     remote_read: Vec<PassThrough>,
     alerting: Option<PassThrough>,
     storage: Option<PassThrough>,
@@ -253,13 +257,8 @@ fn build(raw: RawConfig, ctx: &Ctx<'_>, text: &str) -> Result<Config, ConfigErro
             } else {
                 &sc.metric_relabel_configs
             };
-            check_relabel(
-                rules,
-                list,
-                &sc.job_name,
-                ctx,
-                &[at[0], at[1], Step::Key(list)],
-            )?;
+            let owner = format!("scrape config with job name {:?}", sc.job_name);
+            check_relabel(rules, list, &owner, ctx, &[at[0], at[1], Step::Key(list)])?;
         }
         sc.original_yaml = super::OriginalYaml(
             ctx.tree
@@ -411,7 +410,7 @@ fn check_static_targets(
 fn check_relabel(
     rules: &[RelabelConfig],
     list: &str,
-    job: &str,
+    owner: &str,
     ctx: &Ctx<'_>,
     at: &[Step<'_>],
 ) -> Result<(), ConfigError> {
@@ -419,7 +418,7 @@ fn check_relabel(
         if let Err(m) = rule.validate() {
             let mut path = at.to_vec();
             path.push(Step::Index(k));
-            return Err(ctx.err(&path, format!("{list}[{k}] of {job}: {m}")));
+            return Err(ctx.err(&path, format!("{list}[{k}] of {owner}: {m}")));
         }
     }
     Ok(())
@@ -513,6 +512,18 @@ fn valid_rule_path(p: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn null_sections_are_empty() {
+        for text in [
+            "global:\n",
+            "scrape_configs:\n",
+            "remote_write:\nrule_files:\n",
+        ] {
+            let cfg = load_str(text, "n.yml").unwrap_or_else(|e| panic!("{text:?}: {e}"));
+            assert!(cfg.scrape_configs.is_empty());
+        }
+    }
 
     #[test]
     fn rule_paths() {

@@ -16,6 +16,15 @@ use crate::duration::Duration;
 use crate::relabel::RelabelConfig;
 use crate::secret::Secret;
 
+/// Reads `key:` with nothing (null) as the empty value, as Go's YAML does.
+pub(super) fn null_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
 fn default_true() -> bool {
     true
 }
@@ -46,7 +55,7 @@ macro_rules! raw_scrape_config {
             honor_labels: bool,
             #[serde(default = "default_true")]
             honor_timestamps: bool,
-            #[serde(default)]
+            #[serde(default, deserialize_with = "null_default")]
             params: BTreeMap<String, Vec<String>>,
             #[serde(default)]
             scrape_interval: Option<Duration>,
@@ -82,19 +91,19 @@ macro_rules! raw_scrape_config {
             tls_config: Option<TlsConfig>,
             #[serde(default)]
             proxy_url: Option<String>,
-            #[serde(default)]
+            #[serde(default, deserialize_with = "null_default")]
             proxy_connect_header: BTreeMap<String, Vec<Secret>>,
             #[serde(default = "default_true")]
             follow_redirects: bool,
             #[serde(default = "default_true")]
             enable_http2: bool,
-            #[serde(default)]
+            #[serde(default, deserialize_with = "null_default")]
             relabel_configs: Vec<Option<RelabelConfig>>,
-            #[serde(default)]
+            #[serde(default, deserialize_with = "null_default")]
             metric_relabel_configs: Vec<Option<RelabelConfig>>,
-            #[serde(default)]
+            #[serde(default, deserialize_with = "null_default")]
             static_configs: Vec<Option<StaticConfig>>,
-            #[serde(default)]
+            #[serde(default, deserialize_with = "null_default")]
             file_sd_configs: Vec<Option<FileSdConfig>>,
             $(
                 #[serde(default)]
@@ -222,9 +231,9 @@ pub struct RawRemoteWriteConfig {
     name: String,
     #[serde(default = "default_remote_timeout")]
     remote_timeout: Duration,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     headers: BTreeMap<String, String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     write_relabel_configs: Vec<Option<RelabelConfig>>,
     #[serde(default)]
     send_exemplars: bool,
@@ -244,7 +253,7 @@ pub struct RawRemoteWriteConfig {
     tls_config: Option<TlsConfig>,
     #[serde(default)]
     proxy_url: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     proxy_connect_header: BTreeMap<String, Vec<Secret>>,
     #[serde(default = "default_true")]
     follow_redirects: bool,

@@ -25,8 +25,16 @@ pub struct Node {
     pub col0: usize,
     /// Whether an alias occurs inside (then the text cannot stand alone).
     pub has_alias: bool,
+    /// Nodes in this subtree (itself included), to bound alias expansion.
+    pub size: usize,
     pub kind: Kind,
 }
+
+/// Deeper documents get no position tree (recursion on it would risk the
+/// stack); the deserializer still reports their errors.
+const MAX_DEPTH: usize = 256;
+/// Bound on nodes including alias expansions ("billion laughs").
+const MAX_NODES: usize = 1_000_000;
 
 #[derive(Clone, Debug)]
 pub enum Kind {
@@ -191,6 +199,7 @@ pub fn parse(src: &str) -> Option<Node> {
     let mut anchors: HashMap<usize, Node> = HashMap::new();
     let mut anchor_of: Vec<usize> = Vec::new();
     let mut root: Option<Node> = None;
+    let mut nodes: usize = 0;
     for ev in Parser::new_from_str(src) {
         let (event, span) = ev.ok()?;
         let pos = Pos {
@@ -205,6 +214,7 @@ pub fn parse(src: &str) -> Option<Node> {
             end,
             col0: span.start.col(),
             has_alias: false,
+            size: 1,
             kind,
         };
         let done: Node = match event {
@@ -219,7 +229,12 @@ pub fn parse(src: &str) -> Option<Node> {
                 n
             }
             Event::Alias(id) => {
-                let mut n = anchors.get(&id)?.clone();
+                let anchored = anchors.get(&id)?;
+                nodes = nodes.saturating_add(anchored.size);
+                if nodes > MAX_NODES {
+                    return None;
+                }
+                let mut n = anchored.clone();
                 n.pos = pos;
                 n.start = start;
                 n.end = end;
@@ -229,11 +244,17 @@ pub fn parse(src: &str) -> Option<Node> {
             }
             Event::SequenceStart(_, anchor, _) => {
                 anchor_of.push(anchor);
+                if stack.len() >= MAX_DEPTH {
+                    return None;
+                }
                 stack.push(Frame::Seq(new_node(Kind::Seq(Vec::new()))));
                 continue;
             }
             Event::MappingStart(_, anchor, _) => {
                 anchor_of.push(anchor);
+                if stack.len() >= MAX_DEPTH {
+                    return None;
+                }
                 stack.push(Frame::Map(new_node(Kind::Map(Vec::new())), None));
                 continue;
             }
@@ -262,11 +283,16 @@ pub fn parse(src: &str) -> Option<Node> {
             }
             _ => continue,
         };
+        nodes += 1;
+        if nodes > MAX_NODES {
+            return None;
+        }
         match stack.last_mut() {
             None => root = Some(done),
             Some(Frame::Seq(parent)) => {
                 parent.end = parent.end.max(done.end);
                 parent.has_alias |= done.has_alias;
+                parent.size = parent.size.saturating_add(done.size);
                 if let Kind::Seq(items) = &mut parent.kind {
                     items.push(done);
                 }
@@ -274,6 +300,7 @@ pub fn parse(src: &str) -> Option<Node> {
             Some(Frame::Map(parent, pending)) => {
                 parent.end = parent.end.max(done.end);
                 parent.has_alias |= done.has_alias;
+                parent.size = parent.size.saturating_add(done.size);
                 match pending.take() {
                     None => {
                         let key = match &done.kind {
@@ -297,6 +324,20 @@ pub fn parse(src: &str) -> Option<Node> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bounded_on_deep_or_exploding_documents() {
+        let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        assert!(parse(&deep).is_none());
+        let mut laughs = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..9 {
+            let p = i - 1;
+            laughs.push_str(&format!(
+                "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+            ));
+        }
+        assert!(parse(&laughs).is_none());
+    }
 
     #[test]
     fn locates_nodes_and_cuts_items() {
