@@ -133,7 +133,21 @@ fn openmetrics_suite() {
         let listed = ACCEPTED_BY_PROMETHEUS.iter().any(|(n, _)| *n == name);
         if should_parse(case) {
             match result {
-                Ok(_) => good_ok += 1,
+                Ok(_) => {
+                    good_ok += 1;
+                    // Lint may give promtool advice (HELP, base units) but
+                    // must not flag a valid case with an OpenMetrics rule.
+                    let advice: Vec<_> = lint(&body, Format::OpenMetrics)
+                        .into_iter()
+                        .filter(|p| {
+                            !p.message.ends_with("no help text")
+                                && !p.message.contains("use base unit")
+                        })
+                        .collect();
+                    if !advice.is_empty() {
+                        failures.push(format!("{name}: valid but lint says {advice:?}"));
+                    }
+                }
                 Err(e) => failures.push(format!("{name}: should parse, got {e}")),
             }
             assert!(!listed, "{name} is a good case but listed as accepted-bad");

@@ -142,6 +142,17 @@ pub fn lint(body: &[u8], format: Format) -> Vec<Problem> {
                 }
                 fam.kind = Some(kind);
                 fam.type_line = Some(line);
+                let clash = families.iter().find(|(other, f)| {
+                    f.kind.is_some()
+                        && *other != &fam_name
+                        && SUFFIXES.iter().any(|suf| {
+                            fam_name.strip_suffix(suf) == Some(other.as_str())
+                                || other.strip_suffix(suf) == Some(fam_name.as_str())
+                        })
+                });
+                if let Some((other, _)) = clash {
+                    warn(&mut out, line, format!("metric family {fam_name:?} clashes with family {other:?}"));
+                }
                 if !om {
                     if kind == MetricType::Counter && !fam_name.ends_with("_total") {
                         warn(&mut out, line, format!("{fam_name}: counter metrics should have \"_total\" suffix"));
@@ -164,12 +175,17 @@ pub fn lint(body: &[u8], format: Format) -> Vec<Problem> {
                     warn(&mut out, line, format!("UNIT for {fam_name:?} after its samples"));
                 }
                 fam.unit_line = Some(line);
+                if matches!(fam.kind, Some(MetricType::Info | MetricType::Stateset)) {
+                    warn(&mut out, line, format!("{fam_name}: info and stateset families must not have a unit"));
+                }
             }
             Entry::Series(s) => {
                 fam.has_samples = true;
                 let name = s.metric_name();
+                // OpenMetrics timestamps below a millisecond may differ
+                // where the truncated ones do not: compare untimed only.
                 let key = (s.to_labels().canonical_bytes(), s.timestamp_ms);
-                if !seen_series.insert(key) {
+                if (!om || s.timestamp_ms.is_none()) && !seen_series.insert(key) {
                     warn(&mut out, line, format!("duplicate series {}", s.to_labels()));
                 }
                 lint_series(&mut out, line, &s, fam.kind, om);
@@ -264,6 +280,9 @@ fn lint_series(
         }
         _ => {}
     }
+    if om {
+        lint_openmetrics_values(&mut warn, s, kind);
+    }
     if om && s.exemplar.is_some() {
         match kind {
             Some(MetricType::Counter) | Some(MetricType::Histogram) | Some(MetricType::GaugeHistogram) => {}
@@ -286,4 +305,50 @@ fn family_of(name: &str, families: &HashMap<String, Family>) -> String {
         }
     }
     name.to_string()
+}
+
+/// OpenMetrics value rules per type: counts and sums that must be
+/// non-negative numbers, info = 1, stateset 0 or 1, quantiles in [0, 1],
+/// exemplar label sets of at most 128 characters.
+fn lint_openmetrics_values(
+    warn: &mut impl FnMut(String),
+    s: &super::Series<'_>,
+    kind: Option<MetricType>,
+) {
+    let name = s.metric_name();
+    let v = s.value;
+    let counts: &[&str] = match kind {
+        Some(MetricType::Counter) => &["_total", "_created"],
+        Some(MetricType::Histogram) => &["_bucket", "_count", "_sum", "_created"],
+        Some(MetricType::GaugeHistogram) => &["_gcount"],
+        Some(MetricType::Summary) => &["_count", "_sum", "_created"],
+        _ => &[],
+    };
+    if counts.iter().any(|suf| name.ends_with(suf)) && (v.is_nan() || v < 0.0) {
+        warn(format!("{name}: value must be a non-negative number, got {v}"));
+    }
+    if kind == Some(MetricType::Histogram) && name.ends_with("_bucket") && v.is_infinite() {
+        warn(format!("{name}: bucket value must be finite"));
+    }
+    match kind {
+        Some(MetricType::Info) if v != 1.0 => warn(format!("{name}: info value must be 1, got {v}")),
+        Some(MetricType::Stateset) if v != 0.0 && v != 1.0 => {
+            warn(format!("{name}: stateset value must be 0 or 1, got {v}"))
+        }
+        Some(MetricType::Summary) => {
+            if let Some((_, q)) = s.labels().find(|(k, _)| *k == "quantile")
+                && let Ok(q) = super::parse_go_float(q.as_bytes())
+                && !(0.0..=1.0).contains(&q)
+            {
+                warn(format!("{name}: quantile must be between 0 and 1, got {q}"));
+            }
+        }
+        _ => {}
+    }
+    if let Some(ex) = &s.exemplar {
+        let chars: usize = ex.labels().map(|(k, v)| k.chars().count() + v.chars().count()).sum();
+        if chars > 128 {
+            warn(format!("{name}: exemplar label set has {chars} characters, more than 128"));
+        }
+    }
 }
