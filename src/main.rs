@@ -69,6 +69,15 @@ enum CheckCommand {
         #[arg(required = true)]
         files: Vec<std::path::PathBuf>,
     },
+    /// Lint an exposition read from stdin. Prints `line N: message` for
+    /// each problem. Exit codes as promtool: 0 clean, 1 parse errors (the
+    /// scrape would fail), 3 lint warnings only.
+    Metrics {
+        /// `text` or `openmetrics`; default: OpenMetrics when the body has
+        /// a `# EOF` line, text otherwise.
+        #[arg(long, value_parser = ["text", "openmetrics"])]
+        format: Option<String>,
+    },
 }
 
 fn main() -> Result<()> {
@@ -87,6 +96,7 @@ fn main() -> Result<()> {
             }
             Ok(())
         }
+        Command::Check(CheckCommand::Metrics { format }) => check_metrics(format.as_deref()),
     }
 }
 
@@ -114,4 +124,33 @@ fn check_config(files: &[std::path::PathBuf]) -> bool {
         println!();
     }
     all_ok
+}
+
+/// `promshard check metrics`: lint stdin, exit like `promtool check metrics`.
+fn check_metrics(format: Option<&str>) -> Result<()> {
+    use promshard_promlib::exposition::{Format, Severity, lint};
+    use std::io::Read;
+    let mut body = Vec::new();
+    std::io::stdin().read_to_end(&mut body)?;
+    let format = match format {
+        Some("openmetrics") => Format::OpenMetrics,
+        Some(_) => Format::Text,
+        None => {
+            let has_eof = body
+                .split(|&c| c == b'\n')
+                .any(|l| l == b"# EOF");
+            if has_eof { Format::OpenMetrics } else { Format::Text }
+        }
+    };
+    let problems = lint(&body, format);
+    for p in &problems {
+        println!("{p}");
+    }
+    if problems.iter().any(|p| p.severity == Severity::Error) {
+        std::process::exit(1);
+    }
+    if !problems.is_empty() {
+        std::process::exit(3);
+    }
+    Ok(())
 }
