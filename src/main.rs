@@ -136,10 +136,12 @@ fn check_metrics(format: Option<&str>) -> Result<()> {
         Some("openmetrics") => Format::OpenMetrics,
         Some(_) => Format::Text,
         None => {
-            let has_eof = body
-                .split(|&c| c == b'\n')
-                .any(|l| l == b"# EOF");
-            if has_eof { Format::OpenMetrics } else { Format::Text }
+            let has_eof = body.split(|&c| c == b'\n').any(|l| l == b"# EOF");
+            if has_eof {
+                Format::OpenMetrics
+            } else {
+                Format::Text
+            }
         }
     };
     let problems = lint(&body, format);

@@ -13,7 +13,9 @@ fn node_exporter_like(lines: usize) -> (String, usize) {
     let mut n_lines = 0;
     let mut samples = 0;
     let mut family = 0;
-    let modes = ["idle", "iowait", "irq", "nice", "softirq", "steal", "system", "user"];
+    let modes = [
+        "idle", "iowait", "irq", "nice", "softirq", "steal", "system", "user",
+    ];
     while n_lines < lines {
         match family % 3 {
             0 => {
@@ -37,7 +39,9 @@ fn node_exporter_like(lines: usize) -> (String, usize) {
                 out.push_str(&format!(
                     "# HELP node_memory_MemFree_bytes_{family} Memory information field MemFree_bytes.\n# TYPE node_memory_MemFree_bytes_{family} gauge\n"
                 ));
-                out.push_str(&format!("node_memory_MemFree_bytes_{family} 1.234567168e+09\n"));
+                out.push_str(&format!(
+                    "node_memory_MemFree_bytes_{family} 1.234567168e+09\n"
+                ));
                 out.push_str(&format!(
                     "node_filesystem_avail_bytes_{family}{{device=\"/dev/sda1\",fstype=\"ext4\",mountpoint=\"/\"}} 4.2887872512e+10\n"
                 ));
@@ -49,7 +53,10 @@ fn node_exporter_like(lines: usize) -> (String, usize) {
                     "# HELP http_request_duration_seconds_{family} A histogram of latencies.\n# TYPE http_request_duration_seconds_{family} histogram\n"
                 ));
                 n_lines += 2;
-                for le in ["0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "+Inf"] {
+                for le in [
+                    "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10",
+                    "+Inf",
+                ] {
                     out.push_str(&format!(
                         "http_request_duration_seconds_{family}_bucket{{handler=\"/api/v1/query\",le=\"{le}\"}} {}\n",
                         1000 + le.len()

@@ -108,7 +108,9 @@ fn one_line_with_100k_labels_parses_in_linear_time() {
         assert!(t.elapsed().as_secs() < 20, "{:?}", t.elapsed());
         // A duplicate among 100k names is found.
         let dup = body.replacen("} 1", ",l99999=\"again\"} 1", 1);
-        let e = Parser::new(dup.as_bytes(), f).find_map(|e| e.err()).unwrap();
+        let e = Parser::new(dup.as_bytes(), f)
+            .find_map(|e| e.err())
+            .unwrap();
         assert_eq!(e.message, "label name \"l99999\" is not unique");
         assert_eq!(e.line, 1);
     }

@@ -44,8 +44,14 @@ fn content_type_picks_format_like_prometheus() {
         Format::from_content_type("application/openmetrics-text; version=1.0.0; charset=utf-8"),
         Format::OpenMetrics
     );
-    assert_eq!(Format::from_content_type("Application/OpenMetrics-Text"), Format::OpenMetrics);
-    assert_eq!(Format::from_content_type("text/plain; version=0.0.4"), Format::Text);
+    assert_eq!(
+        Format::from_content_type("Application/OpenMetrics-Text"),
+        Format::OpenMetrics
+    );
+    assert_eq!(
+        Format::from_content_type("text/plain; version=0.0.4"),
+        Format::Text
+    );
     assert_eq!(Format::from_content_type(""), Format::Text);
     assert_eq!(Format::from_content_type("garbage;;"), Format::Text);
 }
@@ -77,7 +83,10 @@ fn text_full_exposition() {
         }
     );
     let Entry::Series(s) = &e[2] else { panic!() };
-    assert_eq!(s.raw(), b"http_requests_total{method=\"post\",code=\"200\"}");
+    assert_eq!(
+        s.raw(),
+        b"http_requests_total{method=\"post\",code=\"200\"}"
+    );
     assert_eq!(s.metric_name(), "http_requests_total");
     assert_eq!(s.value, 1027.0);
     assert_eq!(s.timestamp_ms, Some(1395066363000));
@@ -93,11 +102,20 @@ fn text_full_exposition() {
     let Entry::Series(s) = &e[5] else { panic!() };
     assert_eq!(s.timestamp_ms, None);
     assert_eq!(s.labels().count(), 0);
-    assert_eq!(e[6], Entry::Type { name: "x", kind: MetricType::Unknown });
+    assert_eq!(
+        e[6],
+        Entry::Type {
+            name: "x",
+            kind: MetricType::Unknown
+        }
+    );
     let Entry::Series(s) = &e[7] else { panic!() };
     assert_eq!(s.value, f64::INFINITY);
     let labels: Vec<_> = s.labels().collect();
-    assert_eq!(labels, vec![("a", Cow::Owned::<str>("\\ \" \n".to_string()))]);
+    assert_eq!(
+        labels,
+        vec![("a", Cow::Owned::<str>("\\ \" \n".to_string()))]
+    );
     assert_eq!(e.len(), 8);
 }
 
@@ -153,31 +171,87 @@ fn text_values_follow_go_parse_float() {
             assert_eq!(got, want, "{v}");
         }
     }
-    assert_eq!(text_err("m 1e400\n").message, "strconv.ParseFloat: parsing \"1e400\": value out of range");
-    assert_eq!(text_err("m 0x1p3\n").message, "unsupported character in float");
-    assert_eq!(text_err("m 1_0\n").message, "unsupported character in float");
-    assert_eq!(text_err("m abc\n").message, "strconv.ParseFloat: parsing \"abc\": invalid syntax");
+    assert_eq!(
+        text_err("m 1e400\n").message,
+        "strconv.ParseFloat: parsing \"1e400\": value out of range"
+    );
+    assert_eq!(
+        text_err("m 0x1p3\n").message,
+        "unsupported character in float"
+    );
+    assert_eq!(
+        text_err("m 1_0\n").message,
+        "unsupported character in float"
+    );
+    assert_eq!(
+        text_err("m abc\n").message,
+        "strconv.ParseFloat: parsing \"abc\": invalid syntax"
+    );
 }
 
 #[test]
 fn text_help_and_type_take_the_rest_of_the_line() {
-    let e = entries("# HELP m  two spaces\n# HELP n\n# HELP o \n# TYPE p gauge\n", Format::Text);
-    assert_eq!(e[0], Entry::Help { name: "m", help: Cow::Borrowed(" two spaces") });
-    assert_eq!(e[1], Entry::Help { name: "n", help: Cow::Borrowed("") });
-    assert_eq!(e[2], Entry::Help { name: "o", help: Cow::Borrowed("") });
+    let e = entries(
+        "# HELP m  two spaces\n# HELP n\n# HELP o \n# TYPE p gauge\n",
+        Format::Text,
+    );
+    assert_eq!(
+        e[0],
+        Entry::Help {
+            name: "m",
+            help: Cow::Borrowed(" two spaces")
+        }
+    );
+    assert_eq!(
+        e[1],
+        Entry::Help {
+            name: "n",
+            help: Cow::Borrowed("")
+        }
+    );
+    assert_eq!(
+        e[2],
+        Entry::Help {
+            name: "o",
+            help: Cow::Borrowed("")
+        }
+    );
     // "# HELP" without a following blank is a comment; so is "#HELP".
-    assert!(matches!(entries("# HELP\n#HELP m x\n", Format::Text)[..], [Entry::Comment(_), Entry::Comment(_)]));
-    assert_eq!(text_err("# TYPE m  gauge\n").message, "invalid metric type \" gauge\"");
-    assert_eq!(text_err("# TYPE m gauge \n").message, "invalid metric type \"gauge \"");
-    assert_eq!(text_err("# TYPE m info\n").message, "invalid metric type \"info\"");
-    assert!(text_err("# HELP 1m x\n").message.starts_with("expected metric name after HELP"));
+    assert!(matches!(
+        entries("# HELP\n#HELP m x\n", Format::Text)[..],
+        [Entry::Comment(_), Entry::Comment(_)]
+    ));
+    assert_eq!(
+        text_err("# TYPE m  gauge\n").message,
+        "invalid metric type \" gauge\""
+    );
+    assert_eq!(
+        text_err("# TYPE m gauge \n").message,
+        "invalid metric type \"gauge \""
+    );
+    assert_eq!(
+        text_err("# TYPE m info\n").message,
+        "invalid metric type \"info\""
+    );
+    assert!(
+        text_err("# HELP 1m x\n")
+            .message
+            .starts_with("expected metric name after HELP")
+    );
     // NUL bytes are kept in help text, but one right after the name ends
     // the metadata (promlex quirk).
     assert_eq!(
         entries("# HELP m \u{0}x\n", Format::Text)[0],
-        Entry::Help { name: "m", help: Cow::Borrowed("\u{0}x") }
+        Entry::Help {
+            name: "m",
+            help: Cow::Borrowed("\u{0}x")
+        }
     );
-    assert!(text_err("# HELP m\u{0}x\n").message.contains("linebreak expected"));
+    assert!(
+        text_err("# HELP m\u{0}x\n")
+            .message
+            .contains("linebreak expected")
+    );
 }
 
 #[test]
@@ -200,8 +274,16 @@ fn text_errors_name_line_and_problem() {
         ("b 1 99999999999999999999\n", 1, "value out of range"),
         ("b 1 12x\n", 1, "expected next entry after timestamp"),
         ("{a=\"b\"} 1\n", 1, "is not a valid start of a line"),
-        ("b{a=\"1\",a=\"2\"} 1\n", 1, "label name \"a\" is not unique"),
-        ("b{__name__=\"c\"} 1\n", 1, "label name \"__name__\" is not unique"),
+        (
+            "b{a=\"1\",a=\"2\"} 1\n",
+            1,
+            "label name \"a\" is not unique",
+        ),
+        (
+            "b{__name__=\"c\"} 1\n",
+            1,
+            "label name \"__name__\" is not unique",
+        ),
         ("b{a=\"1\",,} 1\n", 1, "expected label name"),
         ("b{a=\"1\"}{b=\"2\"} 1\n", 1, "expected value after metric"),
         ("# TYPE b foo\n", 1, "invalid metric type \"foo\""),
@@ -217,15 +299,26 @@ fn text_errors_name_line_and_problem() {
 #[test]
 fn invalid_utf8_is_an_error_with_its_line() {
     let e = first_error(b"a 1\nb{x=\"\xff\"} 1\n", Format::Text);
-    assert_eq!((e.line, e.message.as_str()), (2, "invalid UTF-8 label value"));
+    assert_eq!(
+        (e.line, e.message.as_str()),
+        (2, "invalid UTF-8 label value")
+    );
     let e = first_error(b"a 1\n\n# HELP b \xc3\x28\n", Format::Text);
-    assert_eq!((e.line, e.message.as_str()), (3, "help text is not a valid utf8 string"));
+    assert_eq!(
+        (e.line, e.message.as_str()),
+        (3, "help text is not a valid utf8 string")
+    );
     let e = first_error(b"# HELP b \xc3\x28\n# EOF\n", Format::OpenMetrics);
     assert_eq!(e.line, 1);
     let e = first_error(b"a{b=\"\xe2\x82\"} 1\n# EOF\n", Format::OpenMetrics);
     assert_eq!(e.message, "invalid UTF-8 label value");
     // Non-UTF-8 in a comment is fine in the text format.
-    assert_eq!(Parser::new(b"# \xff\xfe\na 1\n", Format::Text).filter(|e| e.is_ok()).count(), 2);
+    assert_eq!(
+        Parser::new(b"# \xff\xfe\na 1\n", Format::Text)
+            .filter(|e| e.is_ok())
+            .count(),
+        2
+    );
 }
 
 #[test]
@@ -240,9 +333,27 @@ fn openmetrics_full_exposition() {
                 h_count 3\n\
                 # EOF\n";
     let e = entries(body, Format::OpenMetrics);
-    assert_eq!(e[0], Entry::Type { name: "a", kind: MetricType::Counter });
-    assert_eq!(e[1], Entry::Help { name: "a", help: Cow::Owned("Some \"text\" \\ \n.".into()) });
-    assert_eq!(e[2], Entry::Unit { name: "a_seconds", unit: "seconds" });
+    assert_eq!(
+        e[0],
+        Entry::Type {
+            name: "a",
+            kind: MetricType::Counter
+        }
+    );
+    assert_eq!(
+        e[1],
+        Entry::Help {
+            name: "a",
+            help: Cow::Owned("Some \"text\" \\ \n.".into())
+        }
+    );
+    assert_eq!(
+        e[2],
+        Entry::Unit {
+            name: "a_seconds",
+            unit: "seconds"
+        }
+    );
     let Entry::Series(s) = &e[3] else { panic!() };
     assert_eq!(s.raw(), b"a_total{b=\"c\"}");
     assert_eq!(s.timestamp_ms, Some(1520879607789));
@@ -279,7 +390,10 @@ fn openmetrics_eof_rules() {
     assert_eq!(om_err("a 1\n").message, "data does not end with # EOF");
     assert_eq!(om_err("").message, "data does not end with # EOF");
     let e = om_err("a 1\n# EOF\n\n");
-    assert_eq!((e.line, e.message.as_str()), (3, "unexpected data after # EOF"));
+    assert_eq!(
+        (e.line, e.message.as_str()),
+        (3, "unexpected data after # EOF")
+    );
     assert_eq!(om_err("# EOF\na 1").message, "unexpected data after # EOF");
     assert_eq!(om_err("# EOF ").message, "unexpected data after # EOF");
 }
@@ -291,23 +405,67 @@ fn openmetrics_errors_name_line_and_problem() {
         ("# a comment\n# EOF\n", 1, "invalid comment"),
         ("a  1\n# EOF\n", 1, "expected value after metric"),
         ("a{b=\"c\",} 1\n# EOF\n", 1, "expected label name after ','"),
-        ("a{b=\"c\"d=\"e\"} 1\n# EOF\n", 1, "expected ',' between labels"),
-        ("a{b=\"c\" d=\"e\"} 1\n# EOF\n", 1, "expected ',' or '}' after label value"),
+        (
+            "a{b=\"c\"d=\"e\"} 1\n# EOF\n",
+            1,
+            "expected ',' between labels",
+        ),
+        (
+            "a{b=\"c\" d=\"e\"} 1\n# EOF\n",
+            1,
+            "expected ',' or '}' after label value",
+        ),
         ("a{ b=\"c\"} 1\n# EOF\n", 1, "expected label name or '}'"),
         ("a{b=\"c\nd\"} 1\n# EOF\n", 1, "unterminated label value"),
         ("a 1 1 1\n# EOF\n", 1, "expected next entry after timestamp"),
         ("a 1 \n# EOF\n", 1, "expected timestamp or # symbol"),
-        ("a 1 # {b=\"c\"} 1\n# EOF\n", 1, "metric name a does not support exemplars"),
-        ("a_total 1 # {b=\"c\"}\n# EOF\n", 1, "expected value after exemplar labels"),
-        ("a_total 1 # {b=\"c\"} 1 NaN\n# EOF\n", 1, "invalid exemplar timestamp"),
-        ("a_total 1 # {b=\"c\"} 1 1 1\n# EOF\n", 1, "expected next entry after exemplar timestamp"),
-        ("a_total 1 # {b=\"c\"} 1 \n# EOF\n", 1, "expected timestamp or comment"),
-        ("# TYPE a untyped\n# EOF\n", 1, "invalid metric type \"untyped\""),
+        (
+            "a 1 # {b=\"c\"} 1\n# EOF\n",
+            1,
+            "metric name a does not support exemplars",
+        ),
+        (
+            "a_total 1 # {b=\"c\"}\n# EOF\n",
+            1,
+            "expected value after exemplar labels",
+        ),
+        (
+            "a_total 1 # {b=\"c\"} 1 NaN\n# EOF\n",
+            1,
+            "invalid exemplar timestamp",
+        ),
+        (
+            "a_total 1 # {b=\"c\"} 1 1 1\n# EOF\n",
+            1,
+            "expected next entry after exemplar timestamp",
+        ),
+        (
+            "a_total 1 # {b=\"c\"} 1 \n# EOF\n",
+            1,
+            "expected timestamp or comment",
+        ),
+        (
+            "# TYPE a untyped\n# EOF\n",
+            1,
+            "invalid metric type \"untyped\"",
+        ),
         ("# TYPE a\n# EOF\n", 1, "expected a space and text in TYPE"),
-        ("# UNIT a_x y\n# EOF\n", 1, "unit not a suffix of metric \"a_x\""),
-        ("# UNIT ax x\n# EOF\n", 1, "unit not a suffix of metric \"ax\""),
+        (
+            "# UNIT a_x y\n# EOF\n",
+            1,
+            "unit not a suffix of metric \"a_x\"",
+        ),
+        (
+            "# UNIT ax x\n# EOF\n",
+            1,
+            "unit not a suffix of metric \"ax\"",
+        ),
         ("# HELP 0a x\n# EOF\n", 1, "expected metric name after HELP"),
-        ("a{a=\"1\",a=\"1\"} 1\n# EOF\n", 1, "label name \"a\" is not unique"),
+        (
+            "a{a=\"1\",a=\"1\"} 1\n# EOF\n",
+            1,
+            "label name \"a\" is not unique",
+        ),
         ("a 1\n#EOF\n", 2, "invalid comment"),
     ];
     for (body, line, msg) in cases {
@@ -316,7 +474,10 @@ fn openmetrics_errors_name_line_and_problem() {
         assert!(e.message.contains(msg), "{body:?}: {e} should say {msg:?}");
     }
     // Empty HELP/UNIT text after the space is fine.
-    assert_eq!(entries("# HELP a \n# UNIT a \n# EOF\n", Format::OpenMetrics).len(), 3);
+    assert_eq!(
+        entries("# HELP a \n# UNIT a \n# EOF\n", Format::OpenMetrics).len(),
+        3
+    );
 }
 
 #[test]
@@ -345,22 +506,60 @@ fn lint_reports_promtool_problems_with_lines() {
     let body = b"# TYPE requests counter\nrequests 1\n# HELP lat_milliseconds x\n# TYPE lat_milliseconds gauge\nlat_milliseconds 2\nfooBar{a=\"1\"} 1\nfooBar{a=\"1\"} 1\nbad{ 1\n";
     let p = lint(body, Format::Text);
     let has = |line: usize, sev: Severity, text: &str| {
-        p.iter().any(|x| x.line == line && x.severity == sev && x.message.contains(text))
+        p.iter()
+            .any(|x| x.line == line && x.severity == sev && x.message.contains(text))
     };
-    assert!(has(1, Severity::Warning, "counter metrics should have \"_total\" suffix"), "{p:?}");
+    assert!(
+        has(
+            1,
+            Severity::Warning,
+            "counter metrics should have \"_total\" suffix"
+        ),
+        "{p:?}"
+    );
     assert!(has(1, Severity::Warning, "requests: no help text"), "{p:?}");
-    assert!(has(3, Severity::Warning, "use base unit \"seconds\" instead of \"milliseconds\""), "{p:?}");
+    assert!(
+        has(
+            3,
+            Severity::Warning,
+            "use base unit \"seconds\" instead of \"milliseconds\""
+        ),
+        "{p:?}"
+    );
     assert!(has(6, Severity::Warning, "snake_case"), "{p:?}");
     assert!(has(7, Severity::Warning, "duplicate series"), "{p:?}");
     assert!(has(8, Severity::Error, "expected"), "{p:?}");
-    assert!(!p.iter().any(|x| x.message.contains("lat_milliseconds: no help text")));
-    assert!(lint(b"# HELP a_total x\n# TYPE a_total counter\na_total 1\n", Format::Text).is_empty());
+    assert!(
+        !p.iter()
+            .any(|x| x.message.contains("lat_milliseconds: no help text"))
+    );
+    assert!(
+        lint(
+            b"# HELP a_total x\n# TYPE a_total counter\na_total 1\n",
+            Format::Text
+        )
+        .is_empty()
+    );
 }
 
 #[test]
 fn lint_openmetrics_family_rules() {
-    let p = lint(b"# TYPE a counter\na_total 1\n# TYPE b gauge\nb 1\na_total 2\n# EOF\n", Format::OpenMetrics);
-    assert!(p.iter().any(|x| x.line == 5 && x.message.contains("not contiguous")), "{p:?}");
-    let p = lint(b"# TYPE a counter\na_total -1\n# EOF\n", Format::OpenMetrics);
-    assert!(p.iter().any(|x| x.line == 2 && x.message.contains("negative")), "{p:?}");
+    let p = lint(
+        b"# TYPE a counter\na_total 1\n# TYPE b gauge\nb 1\na_total 2\n# EOF\n",
+        Format::OpenMetrics,
+    );
+    assert!(
+        p.iter()
+            .any(|x| x.line == 5 && x.message.contains("not contiguous")),
+        "{p:?}"
+    );
+    let p = lint(
+        b"# TYPE a counter\na_total -1\n# EOF\n",
+        Format::OpenMetrics,
+    );
+    assert!(
+        p.iter()
+            .any(|x| x.line == 2 && x.message.contains("negative")),
+        "{p:?}"
+    );
 }

@@ -4,6 +4,9 @@
 use promshard_promlib::exposition::{Entry, Format, Parser, lint};
 use proptest::prelude::*;
 
+/// (name, labels, value bits, timestamp ms) of one parsed sample.
+type Parsed = (String, Vec<(String, String)>, u64, Option<i64>);
+
 #[derive(Debug, Clone)]
 struct Sample {
     name: String,
@@ -15,7 +18,9 @@ struct Sample {
 }
 
 fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 fn render_value(v: f64, style: u8) -> String {
@@ -23,7 +28,11 @@ fn render_value(v: f64, style: u8) -> String {
         return "NaN".into();
     }
     if v.is_infinite() {
-        return if v > 0.0 { "+Inf".into() } else { "-Inf".into() };
+        return if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        };
     }
     match style % 3 {
         0 => format!("{v}"),
@@ -57,9 +66,7 @@ fn render(samples: &[(Sample, u8)], format: Format) -> String {
         if let Some(ts) = s.ts {
             match format {
                 Format::Text => out.push_str(&format!(" {ts}")),
-                Format::OpenMetrics => {
-                    out.push_str(&format!(" {}.{:03}", ts / 1000, ts % 1000))
-                }
+                Format::OpenMetrics => out.push_str(&format!(" {}.{:03}", ts / 1000, ts % 1000)),
             }
         }
         out.push('\n');
@@ -72,7 +79,7 @@ fn render(samples: &[(Sample, u8)], format: Format) -> String {
 
 /// The reference: a straightforward parser for the canonical form rendered
 /// above, building owned strings char by char.
-fn reference(body: &str, format: Format) -> Vec<(String, Vec<(String, String)>, u64, Option<i64>)> {
+fn reference(body: &str, format: Format) -> Vec<Parsed> {
     let mut out = Vec::new();
     for line in body.split('\n') {
         if line.is_empty() || line.starts_with('#') {
@@ -134,7 +141,11 @@ fn reference(body: &str, format: Format) -> Vec<(String, Vec<(String, String)>, 
             "-Inf" => f64::NEG_INFINITY,
             o => o.parse::<f64>().unwrap(),
         };
-        let bits = if value.is_nan() { 0x7ff8_0000_0000_0001 } else { value.to_bits() };
+        let bits = if value.is_nan() {
+            0x7ff8_0000_0000_0001
+        } else {
+            value.to_bits()
+        };
         let ts = fields.next().map(|t| match format {
             Format::Text => t.parse::<i64>().unwrap(),
             Format::OpenMetrics => (t.parse::<f64>().unwrap() * 1000.0) as i64,
@@ -144,16 +155,20 @@ fn reference(body: &str, format: Format) -> Vec<(String, Vec<(String, String)>, 
     out
 }
 
-fn ours(body: &[u8], format: Format) -> Vec<(String, Vec<(String, String)>, u64, Option<i64>)> {
+fn ours(body: &[u8], format: Format) -> Vec<Parsed> {
     Parser::new(body, format)
-        .filter_map(|e| match e.unwrap_or_else(|e| panic!("{e}\n{}", String::from_utf8_lossy(body))) {
-            Entry::Series(s) => Some((
-                s.metric_name().to_string(),
-                s.labels().map(|(n, v)| (n.to_string(), v.into_owned())).collect(),
-                s.value.to_bits(),
-                s.timestamp_ms,
-            )),
-            _ => None,
+        .filter_map(|e| {
+            match e.unwrap_or_else(|e| panic!("{e}\n{}", String::from_utf8_lossy(body))) {
+                Entry::Series(s) => Some((
+                    s.metric_name().to_string(),
+                    s.labels()
+                        .map(|(n, v)| (n.to_string(), v.into_owned()))
+                        .collect(),
+                    s.value.to_bits(),
+                    s.timestamp_ms,
+                )),
+                _ => None,
+            }
         })
         .collect()
 }

@@ -188,7 +188,10 @@ pub(crate) fn parse_go_int(s: &[u8]) -> Result<i64, String> {
                 String::from_utf8_lossy(s)
             ));
         }
-        v = match v.checked_mul(10).and_then(|v| v.checked_add(i64::from(c - b'0'))) {
+        v = match v
+            .checked_mul(10)
+            .and_then(|v| v.checked_add(i64::from(c - b'0')))
+        {
             Some(v) => v,
             None => {
                 return Err(format!(
@@ -204,7 +207,8 @@ pub(crate) fn parse_go_int(s: &[u8]) -> Result<i64, String> {
 /// Go's `int64(f)` on amd64: truncation toward zero; NaN and values out of
 /// range give the "integer indefinite" value, `math.MinInt64`.
 pub(crate) fn go_f64_to_i64(f: f64) -> i64 {
-    if (-9.223_372_036_854_775_808e18..9.223_372_036_854_775_808e18).contains(&f) {
+    let min = i64::MIN as f64; // -2^63, exact
+    if (min..-min).contains(&f) {
         f as i64
     } else {
         i64::MIN
@@ -235,7 +239,10 @@ mod tests {
         assert_eq!(p("NaN").unwrap().to_bits(), NORMAL_NAN);
         assert_eq!(p("nan").unwrap().to_bits(), NORMAL_NAN);
         assert_eq!(p("1.7976931348623157e308").unwrap(), f64::MAX);
-        assert_eq!(p("123456789012345678901234567890").unwrap(), 1.2345678901234568e29);
+        assert_eq!(
+            p("123456789012345678901234567890").unwrap(),
+            1.2345678901234568e29
+        );
         assert_eq!(p("9007199254740993").unwrap(), 9007199254740992.0);
     }
 

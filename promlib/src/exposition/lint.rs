@@ -113,7 +113,9 @@ pub fn lint(body: &[u8], format: Format) -> Vec<Problem> {
                 warn(
                     &mut out,
                     line,
-                    format!("metric family {fam_name:?} is not contiguous: its lines must be grouped"),
+                    format!(
+                        "metric family {fam_name:?} is not contiguous: its lines must be grouped"
+                    ),
                 );
             }
             current = Some(fam_name.clone());
@@ -125,20 +127,36 @@ pub fn lint(body: &[u8], format: Format) -> Vec<Problem> {
         match entry {
             Entry::Help { .. } => {
                 if let Some(l) = fam.help_line {
-                    warn(&mut out, line, format!("second HELP line for metric {fam_name:?} (first on line {l})"));
+                    warn(
+                        &mut out,
+                        line,
+                        format!("second HELP line for metric {fam_name:?} (first on line {l})"),
+                    );
                 }
                 if om && fam.has_samples {
-                    warn(&mut out, line, format!("HELP for {fam_name:?} after its samples"));
+                    warn(
+                        &mut out,
+                        line,
+                        format!("HELP for {fam_name:?} after its samples"),
+                    );
                 }
                 fam.help = true;
                 fam.help_line = Some(line);
             }
             Entry::Type { kind, .. } => {
                 if let Some(l) = fam.type_line {
-                    warn(&mut out, line, format!("second TYPE line for metric {fam_name:?} (first on line {l})"));
+                    warn(
+                        &mut out,
+                        line,
+                        format!("second TYPE line for metric {fam_name:?} (first on line {l})"),
+                    );
                 }
                 if fam.has_samples {
-                    warn(&mut out, line, format!("TYPE for {fam_name:?} after its samples"));
+                    warn(
+                        &mut out,
+                        line,
+                        format!("TYPE for {fam_name:?} after its samples"),
+                    );
                 }
                 fam.kind = Some(kind);
                 fam.type_line = Some(line);
@@ -151,32 +169,64 @@ pub fn lint(body: &[u8], format: Format) -> Vec<Problem> {
                         })
                 });
                 if let Some((other, _)) = clash {
-                    warn(&mut out, line, format!("metric family {fam_name:?} clashes with family {other:?}"));
+                    warn(
+                        &mut out,
+                        line,
+                        format!("metric family {fam_name:?} clashes with family {other:?}"),
+                    );
                 }
                 if !om {
                     if kind == MetricType::Counter && !fam_name.ends_with("_total") {
-                        warn(&mut out, line, format!("{fam_name}: counter metrics should have \"_total\" suffix"));
+                        warn(
+                            &mut out,
+                            line,
+                            format!("{fam_name}: counter metrics should have \"_total\" suffix"),
+                        );
                     }
                     if kind != MetricType::Counter
                         && kind != MetricType::Unknown
                         && fam_name.ends_with("_total")
                     {
-                        warn(&mut out, line, format!("{fam_name}: non-counter metrics should not have \"_total\" suffix"));
+                        warn(
+                            &mut out,
+                            line,
+                            format!(
+                                "{fam_name}: non-counter metrics should not have \"_total\" suffix"
+                            ),
+                        );
                     }
                 } else if kind == MetricType::Counter && fam_name.ends_with("_total") {
-                    warn(&mut out, line, format!("{fam_name}: OpenMetrics counter family names must not end in \"_total\""));
+                    warn(
+                        &mut out,
+                        line,
+                        format!(
+                            "{fam_name}: OpenMetrics counter family names must not end in \"_total\""
+                        ),
+                    );
                 }
             }
             Entry::Unit { .. } => {
                 if let Some(l) = fam.unit_line {
-                    warn(&mut out, line, format!("second UNIT line for metric {fam_name:?} (first on line {l})"));
+                    warn(
+                        &mut out,
+                        line,
+                        format!("second UNIT line for metric {fam_name:?} (first on line {l})"),
+                    );
                 }
                 if fam.has_samples {
-                    warn(&mut out, line, format!("UNIT for {fam_name:?} after its samples"));
+                    warn(
+                        &mut out,
+                        line,
+                        format!("UNIT for {fam_name:?} after its samples"),
+                    );
                 }
                 fam.unit_line = Some(line);
                 if matches!(fam.kind, Some(MetricType::Info | MetricType::Stateset)) {
-                    warn(&mut out, line, format!("{fam_name}: info and stateset families must not have a unit"));
+                    warn(
+                        &mut out,
+                        line,
+                        format!("{fam_name}: info and stateset families must not have a unit"),
+                    );
                 }
             }
             Entry::Series(s) => {
@@ -186,7 +236,11 @@ pub fn lint(body: &[u8], format: Format) -> Vec<Problem> {
                 // where the truncated ones do not: compare untimed only.
                 let key = (s.to_labels().canonical_bytes(), s.timestamp_ms);
                 if (!om || s.timestamp_ms.is_none()) && !seen_series.insert(key) {
-                    warn(&mut out, line, format!("duplicate series {}", s.to_labels()));
+                    warn(
+                        &mut out,
+                        line,
+                        format!("duplicate series {}", s.to_labels()),
+                    );
                 }
                 lint_series(&mut out, line, &s, fam.kind, om);
                 if om && let Some(kind) = fam.kind {
@@ -200,7 +254,14 @@ pub fn lint(body: &[u8], format: Format) -> Vec<Problem> {
                         _ => &[""],
                     };
                     if !ok.contains(&suffix) {
-                        warn(&mut out, line, format!("sample {name:?} does not fit {} family {fam_name:?}", kind.as_str()));
+                        warn(
+                            &mut out,
+                            line,
+                            format!(
+                                "sample {name:?} does not fit {} family {fam_name:?}",
+                                kind.as_str()
+                            ),
+                        );
                     }
                 }
             }
@@ -214,15 +275,31 @@ pub fn lint(body: &[u8], format: Format) -> Vec<Problem> {
         if !f.help {
             warn(&mut out, f.first_line, format!("{name}: no help text"));
         }
-        if name.bytes().zip(name.bytes().skip(1)).any(|(a, b)| a.is_ascii_lowercase() && b.is_ascii_uppercase()) {
-            warn(&mut out, f.first_line, format!("{name}: metric names should be written in 'snake_case' not 'camelCase'"));
+        if name
+            .bytes()
+            .zip(name.bytes().skip(1))
+            .any(|(a, b)| a.is_ascii_lowercase() && b.is_ascii_uppercase())
+        {
+            warn(
+                &mut out,
+                f.first_line,
+                format!("{name}: metric names should be written in 'snake_case' not 'camelCase'"),
+            );
         }
         if name.contains(':') {
-            warn(&mut out, f.first_line, format!("{name}: metric names should not contain ':'"));
+            warn(
+                &mut out,
+                f.first_line,
+                format!("{name}: metric names should not contain ':'"),
+            );
         }
         for (unit, base) in BASE_UNITS {
             if unit != base && name.split('_').any(|w| w == *unit) {
-                warn(&mut out, f.first_line, format!("{name}: use base unit \"{base}\" instead of \"{unit}\""));
+                warn(
+                    &mut out,
+                    f.first_line,
+                    format!("{name}: use base unit \"{base}\" instead of \"{unit}\""),
+                );
             }
         }
     }
@@ -246,8 +323,13 @@ fn lint_series(
         })
     };
     for (l, _) in s.labels() {
-        if l.bytes().zip(l.bytes().skip(1)).any(|(a, b)| a.is_ascii_lowercase() && b.is_ascii_uppercase()) {
-            warn(format!("{name}: label names should be written in 'snake_case' not 'camelCase'"));
+        if l.bytes()
+            .zip(l.bytes().skip(1))
+            .any(|(a, b)| a.is_ascii_lowercase() && b.is_ascii_uppercase())
+        {
+            warn(format!(
+                "{name}: label names should be written in 'snake_case' not 'camelCase'"
+            ));
         }
     }
     let label = |n: &str| s.labels().find(|(k, _)| *k == n).map(|(_, v)| v);
@@ -262,12 +344,20 @@ fn lint_series(
                 }
             }
             if s.value < 0.0 || s.value.is_nan() {
-                warn(format!("{name}: bucket counts must be non-negative numbers"));
+                warn(format!(
+                    "{name}: bucket counts must be non-negative numbers"
+                ));
             }
         }
-        Some(MetricType::Summary) if !name.ends_with("_count") && !name.ends_with("_sum") && !name.ends_with("_created") => {
+        Some(MetricType::Summary)
+            if !name.ends_with("_count")
+                && !name.ends_with("_sum")
+                && !name.ends_with("_created") =>
+        {
             match label("quantile") {
-                None => warn(format!("{name}: summary quantile sample without \"quantile\" label")),
+                None => warn(format!(
+                    "{name}: summary quantile sample without \"quantile\" label"
+                )),
                 Some(v) => {
                     if super::parse_go_float(v.as_bytes()).is_err() {
                         warn(format!("{name}: \"quantile\" value {v:?} is not a number"));
@@ -276,7 +366,9 @@ fn lint_series(
             }
         }
         Some(MetricType::Counter) if s.value < 0.0 || (om && s.value.is_nan()) => {
-            warn(format!("{name}: counter values must not be negative or NaN"));
+            warn(format!(
+                "{name}: counter values must not be negative or NaN"
+            ));
         }
         _ => {}
     }
@@ -285,8 +377,12 @@ fn lint_series(
     }
     if om && s.exemplar.is_some() {
         match kind {
-            Some(MetricType::Counter) | Some(MetricType::Histogram) | Some(MetricType::GaugeHistogram) => {}
-            _ => warn(format!("{name}: exemplars are only allowed on counters and histogram buckets")),
+            Some(MetricType::Counter)
+            | Some(MetricType::Histogram)
+            | Some(MetricType::GaugeHistogram) => {}
+            _ => warn(format!(
+                "{name}: exemplars are only allowed on counters and histogram buckets"
+            )),
         }
     }
 }
@@ -294,12 +390,17 @@ fn lint_series(
 /// The family a sample belongs to: its name, or its name without a known
 /// suffix when that names a family already declared.
 fn family_of(name: &str, families: &HashMap<String, Family>) -> String {
-    if families.get(name).is_some_and(|f| f.kind.is_some() || f.help) {
+    if families
+        .get(name)
+        .is_some_and(|f| f.kind.is_some() || f.help)
+    {
         return name.to_string();
     }
     for suf in SUFFIXES {
         if let Some(base) = name.strip_suffix(suf)
-            && families.get(base).is_some_and(|f| f.kind.is_some() || f.help)
+            && families
+                .get(base)
+                .is_some_and(|f| f.kind.is_some() || f.help)
         {
             return base.to_string();
         }
@@ -325,13 +426,17 @@ fn lint_openmetrics_values(
         _ => &[],
     };
     if counts.iter().any(|suf| name.ends_with(suf)) && (v.is_nan() || v < 0.0) {
-        warn(format!("{name}: value must be a non-negative number, got {v}"));
+        warn(format!(
+            "{name}: value must be a non-negative number, got {v}"
+        ));
     }
     if kind == Some(MetricType::Histogram) && name.ends_with("_bucket") && v.is_infinite() {
         warn(format!("{name}: bucket value must be finite"));
     }
     match kind {
-        Some(MetricType::Info) if v != 1.0 => warn(format!("{name}: info value must be 1, got {v}")),
+        Some(MetricType::Info) if v != 1.0 => {
+            warn(format!("{name}: info value must be 1, got {v}"))
+        }
         Some(MetricType::Stateset) if v != 0.0 && v != 1.0 => {
             warn(format!("{name}: stateset value must be 0 or 1, got {v}"))
         }
@@ -346,9 +451,14 @@ fn lint_openmetrics_values(
         _ => {}
     }
     if let Some(ex) = &s.exemplar {
-        let chars: usize = ex.labels().map(|(k, v)| k.chars().count() + v.chars().count()).sum();
+        let chars: usize = ex
+            .labels()
+            .map(|(k, v)| k.chars().count() + v.chars().count())
+            .sum();
         if chars > 128 {
-            warn(format!("{name}: exemplar label set has {chars} characters, more than 128"));
+            warn(format!(
+                "{name}: exemplar label set has {chars} characters, more than 128"
+            ));
         }
     }
 }

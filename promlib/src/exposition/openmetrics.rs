@@ -10,8 +10,8 @@ use std::borrow::Cow;
 
 use super::float::{go_f64_to_i64, parse_go_float};
 use super::parser::{
-    Parser, RawError, Step, as_str, err, found, is_label_start, is_name_start, label_end,
-    line_end, name_end,
+    Parser, RawError, Step, as_str, err, found, is_label_start, is_name_start, label_end, line_end,
+    name_end,
 };
 use super::series::unescape_label_value;
 use super::{Entry, Exemplar, MetricType, Series};
@@ -49,10 +49,7 @@ impl<'a> Parser<'a> {
         match b[i] {
             b'#' => self.om_comment(i),
             c if is_name_start(c) => self.om_sample(i),
-            _ => err(
-                i,
-                format!("{} is not a valid start of a line", found(b, i)),
-            ),
+            _ => err(i, format!("{} is not a valid start of a line", found(b, i))),
         }
     }
 
@@ -130,11 +127,10 @@ impl<'a> Parser<'a> {
             }
             _ => {
                 let n = name.as_bytes();
-                if !text.is_empty()
-                    && !(n.len() > text.len()
-                        && n.ends_with(text)
-                        && n[n.len() - text.len() - 1] == b'_')
-                {
+                let is_suffix = n.len() > text.len()
+                    && n.ends_with(text)
+                    && n[n.len() - text.len() - 1] == b'_';
+                if !text.is_empty() && !is_suffix {
                     return err(k + 1, format!("unit not a suffix of metric {name:?}"));
                 }
                 Ok(Some(Entry::Unit {
@@ -244,10 +240,7 @@ impl<'a> Parser<'a> {
         if !(name.ends_with(b"_total") || name.ends_with(b"_bucket")) {
             return err(
                 i + 1,
-                format!(
-                    "metric name {} does not support exemplars",
-                    as_str(name)
-                ),
+                format!("metric name {} does not support exemplars", as_str(name)),
             );
         }
         let ls = i + 3;
@@ -368,7 +361,10 @@ impl<'a> Parser<'a> {
                 _ => {
                     return err(
                         i,
-                        format!("expected ',' or '}}' after label value, got {}", found(b, i)),
+                        format!(
+                            "expected ',' or '}}' after label value, got {}",
+                            found(b, i)
+                        ),
                     );
                 }
             }

@@ -45,7 +45,10 @@ impl<'a> Series<'a> {
     /// The label set Prometheus builds: `__name__` plus the labels, sorted.
     pub fn to_labels(&self) -> Labels {
         let mut pairs: Vec<(String, String)> = Vec::with_capacity(8);
-        pairs.push((labels::METRIC_NAME.to_string(), self.metric_name().to_string()));
+        pairs.push((
+            labels::METRIC_NAME.to_string(),
+            self.metric_name().to_string(),
+        ));
         pairs.extend(self.labels().map(|(n, v)| (n.to_string(), v.into_owned())));
         Labels::from_pairs(pairs)
     }
@@ -181,7 +184,10 @@ mod tests {
 
     #[test]
     fn unescape_like_go_replacer() {
-        assert_eq!(unescape_label_value(r#"a\"b\\c\nd\te\"#), "a\"b\\c\nd\\te\\");
+        assert_eq!(
+            unescape_label_value(r#"a\"b\\c\nd\te\"#),
+            "a\"b\\c\nd\\te\\"
+        );
         assert_eq!(unescape_label_value(r"\\n"), "\\n");
         assert_eq!(unescape_help_text(r#"\"x\\\n"#), "\\\"x\\\n");
     }

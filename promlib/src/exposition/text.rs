@@ -9,8 +9,8 @@ use std::borrow::Cow;
 
 use super::float::{parse_go_float, parse_go_int};
 use super::parser::{
-    Parser, RawError, Step, as_str, err, found, is_label_start, is_name_start, label_end,
-    line_end, name_end,
+    Parser, RawError, Step, as_str, err, found, is_label_start, is_name_start, label_end, line_end,
+    name_end,
 };
 use super::series::unescape_help_text;
 use super::{Entry, MetricType, Series};
@@ -46,10 +46,7 @@ impl<'a> Parser<'a> {
                 }
                 b'#' => self.text_comment(i),
                 c if is_name_start(c) => self.text_sample(i),
-                _ => err(
-                    i,
-                    format!("{} is not a valid start of a line", found(b, i)),
-                ),
+                _ => err(i, format!("{} is not a valid start of a line", found(b, i))),
             };
         }
     }
