@@ -42,12 +42,48 @@ fn cases() -> Vec<Case> {
     }
     // One case per value form: Go's ParseFloat decides, and we must agree.
     let values = [
-        "42", "-17", "1e10", "2.5E-3", "+3.5", ".5", "5.", "0x1p3", "0x1.8p1", "0x10", "nan",
-        "NaN", "inf", "+inf", "-Inf", "Infinity", "+Infinity", "infinity", "4.9e-324",
-        "1.7976931348623157e308", "1e309", "-1e309", "2.2250738585072014e-308",
+        "42",
+        "-17",
+        "1e10",
+        "2.5E-3",
+        "+3.5",
+        ".5",
+        "5.",
+        "0x1p3",
+        "0x1.8p1",
+        "0x10",
+        "nan",
+        "NaN",
+        "inf",
+        "+inf",
+        "-Inf",
+        "Infinity",
+        "+Infinity",
+        "infinity",
+        "4.9e-324",
+        "1.7976931348623157e308",
+        "1e309",
+        "-1e309",
+        "2.2250738585072014e-308",
         "0.1000000000000000055511151231257827021181583404541015625",
-        "123456789012345678901234567890", "-0", "1_000", "0x_1p0", "1e", "1.2.3", "0b101",
-        "0o17", "017", "00.5", "1e+05", "1E5", "+.5e-1", "- 1", "1 2", "Nan", "iNf", "",
+        "123456789012345678901234567890",
+        "-0",
+        "1_000",
+        "0x_1p0",
+        "1e",
+        "1.2.3",
+        "0b101",
+        "0o17",
+        "017",
+        "00.5",
+        "1e+05",
+        "1E5",
+        "+.5e-1",
+        "- 1",
+        "1 2",
+        "Nan",
+        "iNf",
+        "",
     ];
     for (i, v) in values.iter().enumerate() {
         out.push(Case {
@@ -133,8 +169,10 @@ fn serve(bodies: BTreeMap<String, (&'static str, String)>) -> u16 {
                         "HTTP/1.1 200 OK\r\nContent-Type: {ct}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                         body.len()
                     ),
-                    None => "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                        .to_string(),
+                    None => {
+                        "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                            .to_string()
+                    }
                 };
                 let _ = stream.write_all(resp.as_bytes());
             });
@@ -193,7 +231,8 @@ fn prometheus_stores_what_promlib_parses() {
         .collect();
     let port = serve(bodies.clone());
 
-    let mut config = String::from("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n");
+    let mut config =
+        String::from("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n");
     for c in &cases {
         config.push_str(&format!(
             "  - job_name: {n}\n    honor_labels: true\n    metrics_path: /{n}\n    static_configs: [{{targets: ['127.0.0.1:{port}']}}]\n",
@@ -206,7 +245,10 @@ fn prometheus_stores_what_promlib_parses() {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let health: BTreeMap<String, (String, String)> = loop {
         let t = prom.get_json("/api/v1/targets?state=active");
-        let active = t["data"]["activeTargets"].as_array().cloned().unwrap_or_default();
+        let active = t["data"]["activeTargets"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         let h: BTreeMap<String, (String, String)> = active
             .iter()
             .map(|t| {
@@ -224,7 +266,10 @@ fn prometheus_stores_what_promlib_parses() {
             std::thread::sleep(Duration::from_millis(1500));
             break h;
         }
-        assert!(std::time::Instant::now() < deadline, "targets not scraped in time: {h:?}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "targets not scraped in time: {h:?}"
+        );
         std::thread::sleep(Duration::from_millis(250));
     };
 
@@ -241,7 +286,10 @@ fn prometheus_stores_what_promlib_parses() {
                 continue;
             }
             (Err(e), true) => {
-                disagreements.push(format!("{}: Prometheus accepts, promlib rejects: {e}\n{body}", c.name));
+                disagreements.push(format!(
+                    "{}: Prometheus accepts, promlib rejects: {e}\n{body}",
+                    c.name
+                ));
                 continue;
             }
             (Ok(_), false) => {
