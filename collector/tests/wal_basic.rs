@@ -33,9 +33,8 @@ fn seg_files(dir: &std::path::Path) -> Vec<String> {
 fn every_record_kind_round_trips_with_exact_nan_bits_and_huge_label_sets() {
     let dir = tempfile::tempdir().unwrap();
     let wal = Wal::open(dir.path(), opts()).unwrap();
-    let huge = Labels::from_pairs(
-        (0..2000).map(|i| (format!("label_{i:05}"), "v".repeat(i % 300))),
-    );
+    let huge =
+        Labels::from_pairs((0..2000).map(|i| (format!("label_{i:05}"), "v".repeat(i % 300))));
     let mut defs = vec![def(1, "up"), def(2, "x")];
     defs.push(promshard_collector::series::SeriesDef {
         series: SeriesRef(u64::MAX),
@@ -76,7 +75,11 @@ fn every_record_kind_round_trips_with_exact_nan_bits_and_huge_label_sets() {
     for (a, b) in s.iter().zip(&samples) {
         assert_eq!(a.series, b.series);
         assert_eq!(a.timestamp_ms, b.timestamp_ms);
-        assert_eq!(a.value.to_bits(), b.value.to_bits(), "value bits must round-trip");
+        assert_eq!(
+            a.value.to_bits(),
+            b.value.to_bits(),
+            "value bits must round-trip"
+        );
     }
     assert_eq!(got[2].record, WalRecord::Metadata(metadata));
     assert_eq!(got[2].position, pos);
@@ -134,7 +137,12 @@ fn rollover_at_segment_size_repeats_definitions_in_each_segment() {
                     let l = known
                         .get(&e.position.segment)
                         .and_then(|m| m.get(&s.series.0))
-                        .unwrap_or_else(|| panic!("ref {} unresolved in segment {}", s.series.0, e.position.segment));
+                        .unwrap_or_else(|| {
+                            panic!(
+                                "ref {} unresolved in segment {}",
+                                s.series.0, e.position.segment
+                            )
+                        });
                     assert_eq!(l, &defs[s.series.0 as usize].labels);
                     n += 1;
                 }
@@ -184,7 +192,10 @@ async fn reader_waits_at_the_end_then_receives_new_appends() {
     }
     let got = tokio::time::timeout(WAIT, task).await.unwrap().unwrap();
     let s = samples_of(&got);
-    assert_eq!(s.iter().map(|s| s.value).collect::<Vec<_>>(), vec![0.0, 1.0, 2.0]);
+    assert_eq!(
+        s.iter().map(|s| s.value).collect::<Vec<_>>(),
+        vec![0.0, 1.0, 2.0]
+    );
 }
 
 #[test]
@@ -214,7 +225,10 @@ fn two_consumers_resume_from_their_own_checkpoints_and_deletion_waits_for_both()
     a.commit(ea.last().unwrap().position).unwrap();
     b.commit(b_cut).unwrap();
     let after = seg_files(dir.path());
-    assert!(after.len() < segs_before, "segments before b's checkpoint go");
+    assert!(
+        after.len() < segs_before,
+        "segments before b's checkpoint go"
+    );
     let first_left: u64 = after[0].trim_end_matches(".seg").parse().unwrap();
     assert_eq!(first_left, b_cut.segment, "b's segment must stay");
     drop((a, b));
@@ -315,9 +329,12 @@ fn age_bound_drops_old_segments_and_counts_them() {
     assert_eq!(before.dropped_segments, 0);
     std::thread::sleep(Duration::from_millis(600));
     let after = wal.stats();
-    assert_eq!(after.segments, 1, "only the current segment is left: {after:?}");
+    assert_eq!(
+        after.segments, 1,
+        "only the current segment is left: {after:?}"
+    );
     assert_eq!(after.dropped_segments, before.segments - 1);
-    assert_eq!(after.dropped_samples + 0, {
+    assert_eq!(after.dropped_samples, {
         // Everything but the current segment's samples.
         let mut r = wal.reader("q").unwrap();
         40 - samples_of(&drain(&mut r)).len() as u64
@@ -328,7 +345,14 @@ fn age_bound_drops_old_segments_and_counts_them() {
 fn next_series_ref_after_restart_is_above_every_ref_seen() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let wal = Wal::open(dir.path(), WalOptions { segment_size: 400, ..opts() }).unwrap();
+        let wal = Wal::open(
+            dir.path(),
+            WalOptions {
+                segment_size: 400,
+                ..opts()
+            },
+        )
+        .unwrap();
         assert_eq!(wal.next_series_ref(), 0);
         for r in [5u64, 1_000_000, 17] {
             wal.append(&numbered_batch(r)).unwrap();
@@ -411,7 +435,11 @@ fn checkpoint_commit_never_moves_backwards_and_stats_show_backlog() {
     let all = drain(&mut r);
     let mid = all[9].position;
     r.commit(mid).unwrap();
-    r.commit(WalPosition { segment: mid.segment, offset: 1 }).unwrap();
+    r.commit(WalPosition {
+        segment: mid.segment,
+        offset: 1,
+    })
+    .unwrap();
     let st = wal.stats();
     assert_eq!(st.consumers[0].checkpoint, mid);
     assert_eq!(st.consumers[0].backlog_bytes, st.head.offset - mid.offset);
@@ -421,4 +449,38 @@ fn checkpoint_commit_never_moves_backwards_and_stats_show_backlog() {
         wal.commit("nobody", mid),
         Err(WalError::UnknownConsumer(_))
     ));
+}
+
+#[test]
+fn interval_policy_fsyncs_in_the_background_and_always_before_returning() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(
+        dir.path(),
+        WalOptions {
+            fsync: FsyncPolicy::Interval(Duration::from_millis(20)),
+            ..WalOptions::default()
+        },
+    )
+    .unwrap();
+    let pos = wal.append(&numbered_batch(1)).unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    while wal.synced() < pos {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "background fsync never ran"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    drop(wal);
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(
+        dir.path(),
+        WalOptions {
+            fsync: FsyncPolicy::Always,
+            ..WalOptions::default()
+        },
+    )
+    .unwrap();
+    let pos = wal.append(&numbered_batch(1)).unwrap();
+    assert!(wal.synced() >= pos);
 }

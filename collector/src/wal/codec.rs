@@ -263,7 +263,11 @@ pub fn parse_frame_header(h: &[u8; FRAME_HEADER_LEN]) -> Result<FrameHeader, Cod
     if len > MAX_PAYLOAD_LEN {
         return Err(CodecError::TooLong(u64::from(len)));
     }
-    Ok(FrameHeader { len, crc, typ: h[8] })
+    Ok(FrameHeader {
+        len,
+        crc,
+        typ: h[8],
+    })
 }
 
 /// Checks the CRC of a frame's type byte and payload.
@@ -292,9 +296,11 @@ pub fn decode_frame(buf: &[u8]) -> Result<(WalRecord, usize), CodecError> {
         })?;
     let h = parse_frame_header(h)?;
     let end = FRAME_HEADER_LEN + h.len as usize;
-    let payload = buf.get(FRAME_HEADER_LEN..end).ok_or(CodecError::Truncated {
-        what: "frame payload",
-    })?;
+    let payload = buf
+        .get(FRAME_HEADER_LEN..end)
+        .ok_or(CodecError::Truncated {
+            what: "frame payload",
+        })?;
     check_crc(&h, payload)?;
     Ok((decode_payload(h.typ, payload)?, end))
 }

@@ -313,6 +313,11 @@ impl Wal {
         self.inner.enforce_bounds();
     }
 
+    /// The position up to which data is known to be fsynced.
+    pub fn synced(&self) -> WalPosition {
+        *lock(&self.inner.synced)
+    }
+
     /// fsyncs everything appended so far.
     pub fn sync(&self) -> Result<(), WalError> {
         let (file, pos) = {
@@ -491,7 +496,13 @@ impl Inner {
                 return Err(WalError::io("append to segment", &path, e));
             }
             for (r, d) in defs {
-                w.series.insert(r, SeriesEntry { def: d, segment: seg });
+                w.series.insert(
+                    r,
+                    SeriesEntry {
+                        def: d,
+                        segment: seg,
+                    },
+                );
             }
             w.offset += buf.len() as u64;
             w.segment_samples += batch.samples.len() as u64;
@@ -504,10 +515,7 @@ impl Inner {
             Counters::add(&self.counters.appended_bytes, buf.len() as u64);
             (pos, Arc::clone(&w.file))
         };
-        Counters::add(
-            &self.counters.appended_samples,
-            batch.samples.len() as u64,
-        );
+        Counters::add(&self.counters.appended_samples, batch.samples.len() as u64);
         Counters::add(&self.counters.appended_series, batch.series.len() as u64);
         Counters::add(
             &self.counters.appended_metadata,
@@ -573,7 +581,8 @@ impl Inner {
         w.segment_samples = 0;
         w.dirty = false;
         let idle = self.opts.series_idle_segments;
-        w.series.retain(|_, e| e.segment.saturating_add(idle) >= next);
+        w.series
+            .retain(|_, e| e.segment.saturating_add(idle) >= next);
         self.head.send_replace(WalPosition {
             segment: next,
             offset: SEGMENT_HEADER_LEN,
@@ -685,7 +694,9 @@ impl Inner {
             let undelivered: Vec<String> = st
                 .consumers
                 .iter()
-                .filter(|(_, p)| !(p.segment > oldest || (p.segment == oldest && p.offset >= info.size)))
+                .filter(|(_, p)| {
+                    !(p.segment > oldest || (p.segment == oldest && p.offset >= info.size))
+                })
                 .map(|(k, _)| k.clone())
                 .collect();
             if !self.remove_segment(&mut st, oldest) {

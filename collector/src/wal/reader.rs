@@ -149,11 +149,7 @@ impl WalReader {
             if self.segment > head.segment {
                 return Ok(false);
             }
-            let st = self
-                .inner
-                .state
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
+            let st = self.inner.state.lock().unwrap_or_else(|p| p.into_inner());
             let Some(&n) = st.segments.range(self.segment..).next().map(|(k, _)| k) else {
                 return Ok(false);
             };

@@ -95,9 +95,7 @@ pub fn scan_segment(path: &Path) -> Result<SegmentScan, WalError> {
         ..Default::default()
     };
     let mut magic = [0u8; SEGMENT_MAGIC.len()];
-    if file_len < SEGMENT_HEADER_LEN
-        || r.read_exact(&mut magic).is_err()
-        || &magic != SEGMENT_MAGIC
+    if file_len < SEGMENT_HEADER_LEN || r.read_exact(&mut magic).is_err() || &magic != SEGMENT_MAGIC
     {
         scan.bad_header = true;
         scan.bad_tail = Some("missing or wrong segment header".into());
