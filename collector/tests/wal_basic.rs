@@ -458,11 +458,16 @@ fn interval_policy_fsyncs_in_the_background_and_always_before_returning() {
         dir.path(),
         WalOptions {
             fsync: FsyncPolicy::Interval(Duration::from_millis(20)),
+            segment_size: 300,
             ..WalOptions::default()
         },
     )
     .unwrap();
-    let pos = wal.append(&numbered_batch(1)).unwrap();
+    let mut pos = wal.head();
+    for i in 0..20 {
+        pos = wal.append(&numbered_batch(i)).unwrap();
+    }
+    assert!(pos.segment > 2, "crosses segments: {pos}");
     let deadline = std::time::Instant::now() + WAIT;
     while wal.synced() < pos {
         assert!(

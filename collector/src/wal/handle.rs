@@ -57,6 +57,9 @@ struct Writer {
     segment_samples: u64,
     /// Whether data was written since the last fsync (Interval policy).
     dirty: bool,
+    /// Closed segments not yet fsynced (Interval policy: the background
+    /// thread syncs them, so a rollover does not stall appenders).
+    closed_unsynced: Vec<(u64, Arc<File>)>,
     series: RefMap<SeriesEntry>,
 }
 
@@ -188,6 +191,7 @@ impl Wal {
                 offset: SEGMENT_HEADER_LEN,
                 segment_samples: 0,
                 dirty: false,
+                closed_unsynced: Vec::new(),
                 series: RefMap::default(),
             }),
             state: Mutex::new(State {
@@ -320,18 +324,7 @@ impl Wal {
 
     /// fsyncs everything appended so far.
     pub fn sync(&self) -> Result<(), WalError> {
-        let (file, pos) = {
-            let mut w = lock(&self.inner.writer);
-            w.dirty = false;
-            (
-                Arc::clone(&w.file),
-                WalPosition {
-                    segment: w.segment,
-                    offset: w.offset,
-                },
-            )
-        };
-        self.inner.sync_to(&file, pos)
+        self.inner.sync_everything(true)
     }
 
     /// Stops the background thread and fsyncs. Dropping the WAL without
@@ -382,27 +375,10 @@ fn maintenance_loop(inner: &Inner, stop: &mpsc::Receiver<()>) {
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             _ => return,
         }
-        if let FsyncPolicy::Interval(_) = inner.opts.fsync {
-            let job = {
-                let mut w = lock(&inner.writer);
-                if w.dirty {
-                    w.dirty = false;
-                    Some((
-                        Arc::clone(&w.file),
-                        WalPosition {
-                            segment: w.segment,
-                            offset: w.offset,
-                        },
-                    ))
-                } else {
-                    None
-                }
-            };
-            if let Some((file, pos)) = job
-                && let Err(e) = inner.sync_to(&file, pos)
-            {
-                tracing::error!(error = %e, "WAL background fsync failed");
-            }
+        if let FsyncPolicy::Interval(_) = inner.opts.fsync
+            && let Err(e) = inner.sync_everything(false)
+        {
+            tracing::error!(error = %e, "WAL background fsync failed");
         }
         if last_bounds.elapsed() >= inner.opts.maintenance_interval {
             last_bounds = std::time::Instant::now();
@@ -531,6 +507,38 @@ impl Inner {
         Ok(pos)
     }
 
+    /// fsyncs closed segments not yet synced, the directory, and the
+    /// current segment (only if it has unsynced appends, unless `force`).
+    /// The file IO happens outside the writer lock.
+    fn sync_everything(&self, force: bool) -> Result<(), WalError> {
+        let (closed, current) = {
+            let mut w = lock(&self.writer);
+            let closed = std::mem::take(&mut w.closed_unsynced);
+            let current = (force || w.dirty).then(|| {
+                w.dirty = false;
+                (
+                    Arc::clone(&w.file),
+                    WalPosition {
+                        segment: w.segment,
+                        offset: w.offset,
+                    },
+                )
+            });
+            (closed, current)
+        };
+        for (n, f) in &closed {
+            f.sync_data()
+                .map_err(|e| WalError::io("fsync", &segment::segment_path(&self.dir, *n), e))?;
+        }
+        if !closed.is_empty() {
+            segment::sync_dir(&self.dir)?;
+        }
+        if let Some((file, pos)) = current {
+            self.sync_to(&file, pos)?;
+        }
+        Ok(())
+    }
+
     /// fsyncs `file` unless someone already synced past `pos` (group commit).
     fn sync_to(&self, file: &File, pos: WalPosition) -> Result<(), WalError> {
         let mut synced = lock(&self.synced);
@@ -547,14 +555,22 @@ impl Inner {
     /// Closes the current segment and starts the next. Called with the
     /// writer lock held.
     fn rollover(&self, w: &mut Writer) -> Result<(), WalError> {
-        if self.opts.fsync != FsyncPolicy::Never {
-            w.file.sync_data().map_err(|e| {
+        match self.opts.fsync {
+            // Under the lock: nothing may be written to the next segment
+            // before this one is on disk, or group commit (`synced`) could
+            // claim data of this segment synced that is not.
+            FsyncPolicy::Always => w.file.sync_data().map_err(|e| {
                 WalError::io("fsync", &segment::segment_path(&self.dir, w.segment), e)
-            })?;
+            })?,
+            FsyncPolicy::Interval(_) => {
+                let f = Arc::clone(&w.file);
+                w.closed_unsynced.push((w.segment, f));
+            }
+            FsyncPolicy::Never => {}
         }
         let next = w.segment + 1;
         let file = segment::create_segment(&self.dir, next)?;
-        if self.opts.fsync != FsyncPolicy::Never {
+        if self.opts.fsync == FsyncPolicy::Always {
             segment::sync_dir(&self.dir)?;
         }
         {
@@ -579,7 +595,8 @@ impl Inner {
         w.file = Arc::new(file);
         w.offset = SEGMENT_HEADER_LEN;
         w.segment_samples = 0;
-        w.dirty = false;
+        // The new segment's header is unsynced.
+        w.dirty = true;
         let idle = self.opts.series_idle_segments;
         w.series
             .retain(|_, e| e.segment.saturating_add(idle) >= next);

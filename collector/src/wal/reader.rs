@@ -82,7 +82,9 @@ impl WalReader {
         self.inner.commit(&self.name, pos)
     }
 
-    /// The next record, waiting for appends when at the end.
+    /// The next record, waiting (without polling) for appends when at the
+    /// end. Once the [`super::Wal`] is dropped, no more appends come and
+    /// this waits forever; use it under a shutdown signal (`select!`).
     pub async fn next(&mut self) -> Result<WalEntry, WalError> {
         loop {
             if let Some(e) = self.try_next()? {
