@@ -489,3 +489,61 @@ fn interval_policy_fsyncs_in_the_background_and_always_before_returning() {
     let pos = wal.append(&numbered_batch(1)).unwrap();
     assert!(wal.synced() >= pos);
 }
+
+#[test]
+fn reader_keeps_going_after_passed_segments_are_deleted_and_skips_dropped_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(
+        dir.path(),
+        WalOptions {
+            segment_size: 300,
+            ..opts()
+        },
+    )
+    .unwrap();
+    let mut r = wal.reader("q").unwrap();
+    for i in 0..30 {
+        wal.append(&numbered_batch(i)).unwrap();
+    }
+    let first = drain(&mut r);
+    r.commit(first.last().unwrap().position).unwrap();
+    assert_eq!(seg_files(dir.path()).len(), 1, "passed segments deleted");
+    for i in 30..60 {
+        wal.append(&numbered_batch(i)).unwrap();
+    }
+    let v: Vec<u64> = samples_of(&drain(&mut r))
+        .iter()
+        .map(|s| s.value as u64)
+        .collect();
+    assert_eq!(v, (30..60).collect::<Vec<_>>());
+    r.commit(wal.head()).unwrap();
+    drop(wal);
+
+    // Segments this consumer never read are dropped by a size bound: a
+    // reader at the old checkpoint skips ahead to what is left.
+    let wal = Wal::open(
+        dir.path(),
+        WalOptions {
+            segment_size: 300,
+            max_bytes: Some(1200),
+            ..opts()
+        },
+    )
+    .unwrap();
+    for i in 60..120 {
+        wal.append(&numbered_batch(i)).unwrap();
+    }
+    let st = wal.stats();
+    assert!(st.dropped_segments > 0);
+    let mut r = wal.reader("q").unwrap();
+    let v: Vec<u64> = samples_of(&drain(&mut r))
+        .iter()
+        .map(|s| s.value as u64)
+        .collect();
+    assert_eq!(v.last(), Some(&119));
+    // A dropped segment counts all its samples, also those before the
+    // checkpoint inside it: an upper bound.
+    assert!(v.len() as u64 + st.dropped_samples >= 60, "{st:?}");
+    assert!(v.len() < 60);
+    assert_eq!(v, (120 - v.len() as u64..120).collect::<Vec<_>>());
+}

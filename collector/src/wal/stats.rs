@@ -42,7 +42,8 @@ pub struct WalStats {
     /// Segments deleted because every consumer had passed them.
     pub deleted_segments: u64,
     /// Segments deleted by the size/age bounds before every consumer had
-    /// passed them, and the samples they held.
+    /// passed them, and the samples they held (all of a segment's samples,
+    /// also any before a consumer's checkpoint inside it: an upper bound).
     pub dropped_segments: u64,
     pub dropped_samples: u64,
     /// Torn or corrupt segment tails cut off when the WAL was opened.
