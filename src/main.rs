@@ -15,6 +15,8 @@ enum Command {
     /// Validate configs or expositions, like promtool.
     #[command(subcommand)]
     Check(CheckCommand),
+    /// Load-test parts: a fake target fleet and a checking remote-write sink.
+    Loadtest(promshard_loadtest::cli::LoadtestArgs),
 }
 
 #[derive(Subcommand)]
@@ -33,5 +35,6 @@ fn main() -> Result<()> {
             }
             Ok(())
         }
+        Command::Loadtest(args) => promshard_loadtest::cli::run(args),
     }
 }
