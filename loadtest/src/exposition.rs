@@ -85,7 +85,9 @@ impl ValueGen {
                 (amplitude * 2.0 + amplitude * (phase + n * 0.37).sin()).round() + n * 1e-3
             }
             SeriesKind::HistogramBucket | SeriesKind::HistogramCount => n * self.weight as f64,
-            SeriesKind::HistogramSum => n * self.weight as f64 * (0.05 + (self.seed % 7) as f64 * 0.01),
+            SeriesKind::HistogramSum => {
+                n * self.weight as f64 * (0.05 + (self.seed % 7) as f64 * 0.01)
+            }
         }
     }
 }
@@ -263,7 +265,11 @@ fn build_families(count: usize) -> Vec<Family> {
                                     ],
                                     kind: SeriesKind::HistogramBucket,
                                 },
-                                gen_: next_slot(SeriesKind::HistogramBucket, cumulative, &mut index),
+                                gen_: next_slot(
+                                    SeriesKind::HistogramBucket,
+                                    cumulative,
+                                    &mut index,
+                                ),
                             });
                         }
                         for (suffix, kind) in [
@@ -319,7 +325,6 @@ pub struct Template {
     /// Static text; `slots[i].0` is where value `i` goes.
     text: String,
     slots: Vec<(usize, ValueGen)>,
-    static_series: Vec<SeriesInfo>,
     churn_series: usize,
 }
 
@@ -331,7 +336,6 @@ impl Template {
         let families = build_families(count - churn_series);
         let mut text = String::with_capacity(count * 64);
         let mut slots = Vec::with_capacity(count);
-        let mut static_series = Vec::with_capacity(count);
         for family in families {
             let _ = writeln!(text, "# HELP {} {}", family.name, family.help);
             let _ = writeln!(text, "# TYPE {} {}", family.name, family.typ);
@@ -339,25 +343,27 @@ impl Template {
                 write_series_prefix(&mut text, &slot.info);
                 slots.push((text.len(), slot.gen_));
                 text.push('\n');
-                static_series.push(slot.info);
             }
         }
         Template {
             text,
             slots,
-            static_series,
             churn_series,
         }
     }
 
     /// Series exposed per scrape.
     pub fn series_count(&self) -> usize {
-        self.static_series.len() + self.churn_series
+        self.slots.len() + self.churn_series
     }
 
-    /// The series exposed during churn generation `generation`.
+    /// The series exposed during churn generation `generation` (rebuilt on
+    /// each call: a fleet of a million series keeps only the rendered text).
     pub fn series(&self, generation: u64) -> Vec<SeriesInfo> {
-        let mut all = self.static_series.clone();
+        let mut all: Vec<SeriesInfo> = build_families(self.slots.len())
+            .into_iter()
+            .flat_map(|f| f.series.into_iter().map(|s| s.info))
+            .collect();
         all.extend((0..self.churn_series).map(|i| churn_info(generation, i)));
         all
     }

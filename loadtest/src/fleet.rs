@@ -193,13 +193,19 @@ impl Fleet {
             )));
         }
         let base = u32::from(*config.base.ip());
-        if u64::from(base) + config.targets as u64 > u64::from(u32::from(Ipv4Addr::new(127, 255, 255, 255))) {
+        if u64::from(base) + config.targets as u64
+            > u64::from(u32::from(Ipv4Addr::new(127, 255, 255, 255)))
+        {
             return Err(FleetError::Config(format!(
                 "{} targets from {} leave 127.0.0.0/8",
                 config.targets, config.base
             )));
         }
-        let sizes = zipf_sizes(config.targets, config.series_per_target, config.zipf_exponent);
+        let sizes = zipf_sizes(
+            config.targets,
+            config.series_per_target,
+            config.zipf_exponent,
+        );
         let mut templates: HashMap<usize, Arc<Template>> = HashMap::new();
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut fleet = Fleet {
@@ -319,11 +325,24 @@ impl Fleet {
         out
     }
 
-    /// Stops every target and waits for the listeners to close.
+    /// Stops every target and waits (at most 5 s) for the listeners to
+    /// close; whatever is still open then is aborted.
     pub async fn stop(mut self) {
         let _ = self.shutdown.send(true);
-        for task in self.tasks.drain(..) {
-            let _ = task.await;
+        let tasks: Vec<_> = self.tasks.drain(..).collect();
+        let aborts: Vec<_> = tasks.iter().map(JoinHandle::abort_handle).collect();
+        let all = async {
+            for task in tasks {
+                let _ = task.await;
+            }
+        };
+        if tokio::time::timeout(Duration::from_secs(5), all)
+            .await
+            .is_err()
+        {
+            for a in aborts {
+                a.abort();
+            }
         }
     }
 }
@@ -346,11 +365,18 @@ async fn serve_metrics(State(target): State<Arc<TargetState>>) -> Response {
         Behaviour::Healthy => {}
         Behaviour::Slow { delay_ms } => tokio::time::sleep(Duration::from_millis(delay_ms)).await,
         Behaviour::ServerError => {
-            return (StatusCode::INTERNAL_SERVER_ERROR, "fake target: internal error\n").into_response();
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "fake target: internal error\n",
+            )
+                .into_response();
         }
         Behaviour::Malformed => {
             return (
-                [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+                [(
+                    header::CONTENT_TYPE,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                )],
                 "# TYPE broken counter\nbroken{unterminated=\"yes 12\nnot a sample line at all\n",
             )
                 .into_response();
@@ -367,7 +393,10 @@ async fn serve_metrics(State(target): State<Arc<TargetState>>) -> Response {
         .template
         .render(scrape, scrape / target.churn_every, &mut body);
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         body,
     )
         .into_response()

@@ -52,10 +52,18 @@ mod tests {
             assert_eq!(sizes.len(), n);
             assert_eq!(sizes.iter().sum::<usize>(), n * m);
             assert!(sizes.iter().all(|&x| x >= 1));
-            assert!(sizes.windows(2).all(|w| w[0] >= w[1]), "non-increasing by rank");
+            assert!(
+                sizes.windows(2).all(|w| w[0] >= w[1]),
+                "non-increasing by rank"
+            );
         }
         let sizes = zipf_sizes(1000, 1000, 1.0);
-        assert!(sizes[0] > 50 * sizes[999], "the first target is huge: {} vs {}", sizes[0], sizes[999]);
+        assert!(
+            sizes[0] > 50 * sizes[999],
+            "the first target is huge: {} vs {}",
+            sizes[0],
+            sizes[999]
+        );
     }
 
     #[test]

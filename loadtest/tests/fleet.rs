@@ -48,7 +48,8 @@ fn promtool_check(body: &str) -> (i32, String) {
         .write_all(body.as_bytes())
         .unwrap();
     let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     (out.status.code().unwrap_or(-1), text)
 }
 
@@ -87,8 +88,10 @@ async fn bodies_parse_with_promtool_and_have_the_expected_series() {
 async fn targets_have_distinct_loopback_addresses() {
     let fleet = Fleet::start(config(300, 5)).await.unwrap();
     let targets = fleet.targets();
-    let hosts: std::collections::HashSet<_> =
-        targets.iter().map(|t| t.rsplit_once(':').unwrap().0.to_owned()).collect();
+    let hosts: std::collections::HashSet<_> = targets
+        .iter()
+        .map(|t| t.rsplit_once(':').unwrap().0.to_owned())
+        .collect();
     assert_eq!(hosts.len(), 300);
     assert!(targets.iter().all(|t| t.starts_with("127.")));
     let (status, _) = scrape(&targets[299]).await;
@@ -106,7 +109,11 @@ async fn counters_grow_and_gauges_change_between_scrapes() {
         .expected_series(0, 0)
         .into_iter()
         .map(|s| {
-            let labels: Vec<String> = s.labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+            let labels: Vec<String> = s
+                .labels
+                .iter()
+                .map(|(k, v)| format!("{k}=\"{v}\""))
+                .collect();
             let id = if labels.is_empty() {
                 s.name.clone()
             } else {
@@ -117,7 +124,10 @@ async fn counters_grow_and_gauges_change_between_scrapes() {
         .collect();
     assert_eq!(kinds.len(), 500);
     let counters = kinds.values().filter(|c| **c).count();
-    assert!(counters > 100 && counters < 500, "{counters} counter-like series");
+    assert!(
+        counters > 100 && counters < 500,
+        "{counters} counter-like series"
+    );
     for (id, counter_like) in &kinds {
         let (a, b) = (first[id], second[id]);
         if *counter_like {
@@ -139,7 +149,12 @@ async fn zipf_sizes_sum_to_the_expected_total() {
     .unwrap();
     let sizes: Vec<usize> = fleet.target_infos().iter().map(|t| t.series).collect();
     assert_eq!(sizes.iter().sum::<usize>(), 50 * 40);
-    assert!(sizes[0] > 10 * sizes[49], "skewed: {} vs {}", sizes[0], sizes[49]);
+    assert!(
+        sizes[0] > 10 * sizes[49],
+        "skewed: {} vs {}",
+        sizes[0],
+        sizes[49]
+    );
     let mut served = 0;
     for t in fleet.targets() {
         served += samples(&scrape(&t).await.1).len();
@@ -157,7 +172,9 @@ async fn churn_replaces_series_every_k_scrapes() {
     .await
     .unwrap();
     let addr = &fleet.targets()[0];
-    let names = |body: String| -> std::collections::BTreeSet<String> { samples(&body).into_keys().collect() };
+    let names = |body: String| -> std::collections::BTreeSet<String> {
+        samples(&body).into_keys().collect()
+    };
     let s0 = names(scrape(addr).await.1);
     let s1 = names(scrape(addr).await.1);
     let s2 = names(scrape(addr).await.1);

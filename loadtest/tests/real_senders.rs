@@ -119,7 +119,10 @@ async fn check_sender(name: &str, start: impl FnOnce(&Path, &Fleet, &Sink) -> Ch
     assert_eq!(s.totals.out_of_order, 0, "{name}: {s:?}");
     assert_eq!(s.totals.counter_decreases, 0, "{name}: {s:?}");
     assert!(s.rejected.is_empty(), "{name}: {s:?}");
-    assert!(s.jobs[JOB].series >= (TARGETS * SERIES) as u64, "{name}: {s:?}");
+    assert!(
+        s.jobs[JOB].series >= (TARGETS * SERIES) as u64,
+        "{name}: {s:?}"
+    );
     eprintln!("{name}: {s:?}");
 }
 
@@ -168,7 +171,10 @@ async fn vmagent_remote_write_is_decoded() {
         Command::new("/usr/bin/vmagent")
             .arg(format!("-promscrape.config={}", config.display()))
             .arg(format!("-remoteWrite.url={}", sink.write_url()))
-            .arg(format!("-remoteWrite.tmpDataPath={}", dir.join("vmagent").display()))
+            .arg(format!(
+                "-remoteWrite.tmpDataPath={}",
+                dir.join("vmagent").display()
+            ))
             .arg("-remoteWrite.flushInterval=500ms")
             .arg(format!("-httpListenAddr=127.0.0.1:{}", free_port()))
             .stdout(Stdio::null())

@@ -32,11 +32,15 @@ fn request(ts: Vec<TimeSeries>) -> WriteRequest {
 }
 
 async fn post(sink: &Sink, body: Vec<u8>) -> reqwest::Response {
-    post_with(sink, body, &[
-        ("Content-Encoding", "snappy"),
-        ("Content-Type", "application/x-protobuf"),
-        ("X-Prometheus-Remote-Write-Version", "0.1.0"),
-    ])
+    post_with(
+        sink,
+        body,
+        &[
+            ("Content-Encoding", "snappy"),
+            ("Content-Type", "application/x-protobuf"),
+            ("X-Prometheus-Remote-Write-Version", "0.1.0"),
+        ],
+    )
     .await
 }
 
@@ -70,7 +74,13 @@ async fn counts_duplicates_out_of_order_gaps_and_stale_markers() {
     ]);
     let r2 = request(vec![series(
         &a,
-        &[(1500, 1.5), (5000, 5.0), (6000, 6.0), (7000, stale), (20000, 1.0)],
+        &[
+            (1500, 1.5),
+            (5000, 5.0),
+            (6000, 6.0),
+            (7000, stale),
+            (20000, 1.0),
+        ],
     )]);
     for r in [r1, r2] {
         assert_eq!(post(&sink, encode_request(&r)).await.status(), 204);
@@ -87,17 +97,32 @@ async fn counts_duplicates_out_of_order_gaps_and_stale_markers() {
     assert_eq!(s.totals.samples, 10);
     assert_eq!(s.totals.duplicates, 1);
     assert_eq!(s.totals.out_of_order, 1);
-    assert_eq!(s.totals.gaps, 1, "2000 -> 5000 only; the return after stale is no gap");
-    assert_eq!(s.totals.stale_markers, 1, "an ordinary NaN is not a staleness marker");
+    assert_eq!(
+        s.totals.gaps, 1,
+        "2000 -> 5000 only; the return after stale is no gap"
+    );
+    assert_eq!(
+        s.totals.stale_markers, 1,
+        "an ordinary NaN is not a staleness marker"
+    );
     assert_eq!(s.jobs["j1"].samples, 8);
     assert_eq!(s.jobs["j2"].samples, 2);
-    assert_eq!(s.totals.counter_decreases, 0, "a reset after staleness is no decrease");
+    assert_eq!(
+        s.totals.counter_decreases, 0,
+        "a reset after staleness is no decrease"
+    );
 
     let found = sink.series(&Matcher::parse(r#"a_total{job="j1"}"#).unwrap(), 10);
     assert_eq!(found.len(), 1);
-    assert_eq!((found[0].first_timestamp, found[0].last_timestamp), (1000, 20000));
+    assert_eq!(
+        (found[0].first_timestamp, found[0].last_timestamp),
+        (1000, 20000)
+    );
     let over_http: Vec<promshard_loadtest::sink::SeriesReport> = reqwest::Client::new()
-        .get(format!("http://{}/series?match=%7Bjob%3D%22j2%22%7D", sink.addr()))
+        .get(format!(
+            "http://{}/series?match=%7Bjob%3D%22j2%22%7D",
+            sink.addr()
+        ))
         .send()
         .await
         .unwrap()
@@ -112,7 +137,16 @@ async fn counts_duplicates_out_of_order_gaps_and_stale_markers() {
 async fn learned_interval_detects_a_missing_slot() {
     let sink = start(None).await;
     let s = [("__name__", "g"), ("job", "j")];
-    let r = request(vec![series(&s, &[(0, 1.0), (15000, 1.0), (30000, 1.0), (60000, 1.0), (75000, 1.0)])]);
+    let r = request(vec![series(
+        &s,
+        &[
+            (0, 1.0),
+            (15000, 1.0),
+            (30000, 1.0),
+            (60000, 1.0),
+            (75000, 1.0),
+        ],
+    )]);
     assert_eq!(post(&sink, encode_request(&r)).await.status(), 204);
     assert_eq!(sink.summary().totals.gaps, 1);
 }
@@ -133,29 +167,64 @@ async fn sender_rule_violations_are_rejected_and_counted() {
     let sink = start(None).await;
     let ok = request(vec![series(&[("__name__", "x"), ("a", "1")], &[(0, 1.0)])]);
     let cases: Vec<(WriteRequest, &str)> = vec![
-        (request(vec![series(&[("__name__", "x"), ("b", "1"), ("a", "1")], &[(0, 1.0)])]), "unsorted_labels"),
-        (request(vec![series(&[("__name__", "x"), ("a", "1"), ("a", "2")], &[(0, 1.0)])]), "repeated_label_name"),
-        (request(vec![series(&[("__name__", "x"), ("a", "")], &[(0, 1.0)])]), "empty_label"),
-        (request(vec![series(&[("a", "1")], &[(0, 1.0)])]), "missing_metric_name"),
+        (
+            request(vec![series(
+                &[("__name__", "x"), ("b", "1"), ("a", "1")],
+                &[(0, 1.0)],
+            )]),
+            "unsorted_labels",
+        ),
+        (
+            request(vec![series(
+                &[("__name__", "x"), ("a", "1"), ("a", "2")],
+                &[(0, 1.0)],
+            )]),
+            "repeated_label_name",
+        ),
+        (
+            request(vec![series(&[("__name__", "x"), ("a", "")], &[(0, 1.0)])]),
+            "empty_label",
+        ),
+        (
+            request(vec![series(&[("a", "1")], &[(0, 1.0)])]),
+            "missing_metric_name",
+        ),
     ];
     for (req, _) in &cases {
         let resp = post(&sink, encode_request(req)).await;
         assert_eq!(resp.status(), 400);
     }
     // Malformed bodies: not snappy; snappy of garbage protobuf.
-    assert_eq!(post(&sink, b"\xff\xff\xff\xff\xff\x0fnot snappy".to_vec()).await.status(), 400);
+    assert_eq!(
+        post(&sink, b"\xff\xff\xff\xff\xff\x0fnot snappy".to_vec())
+            .await
+            .status(),
+        400
+    );
     let garbage = snap::raw::Encoder::new().compress_vec(&[0xff; 32]).unwrap();
     assert_eq!(post(&sink, garbage).await.status(), 400);
     // Framed snappy is not the block format remote write uses.
     let mut framed = snap::write::FrameEncoder::new(Vec::new());
     std::io::Write::write_all(&mut framed, &prost::Message::encode_to_vec(&ok)).unwrap();
-    assert_eq!(post(&sink, framed.into_inner().unwrap()).await.status(), 400);
+    assert_eq!(
+        post(&sink, framed.into_inner().unwrap()).await.status(),
+        400
+    );
     // Headers.
     let body = encode_request(&ok);
     let headers_missing: [&[(&str, &str)]; 3] = [
-        &[("Content-Type", "application/x-protobuf"), ("X-Prometheus-Remote-Write-Version", "0.1.0")],
-        &[("Content-Encoding", "snappy"), ("X-Prometheus-Remote-Write-Version", "0.1.0")],
-        &[("Content-Encoding", "snappy"), ("Content-Type", "application/x-protobuf")],
+        &[
+            ("Content-Type", "application/x-protobuf"),
+            ("X-Prometheus-Remote-Write-Version", "0.1.0"),
+        ],
+        &[
+            ("Content-Encoding", "snappy"),
+            ("X-Prometheus-Remote-Write-Version", "0.1.0"),
+        ],
+        &[
+            ("Content-Encoding", "snappy"),
+            ("Content-Type", "application/x-protobuf"),
+        ],
     ];
     for h in headers_missing {
         assert_eq!(post_with(&sink, body.clone(), h).await.status(), 400);
@@ -165,7 +234,12 @@ async fn sender_rule_violations_are_rejected_and_counted() {
 
     let s = sink.summary();
     for (_, reason) in &cases {
-        assert_eq!(s.rejected.get(*reason), Some(&1), "{reason}: {:?}", s.rejected);
+        assert_eq!(
+            s.rejected.get(*reason),
+            Some(&1),
+            "{reason}: {:?}",
+            s.rejected
+        );
     }
     assert_eq!(s.rejected.get("snappy"), Some(&2), "{:?}", s.rejected);
     assert_eq!(s.rejected.get("protobuf"), Some(&1), "{:?}", s.rejected);
@@ -193,11 +267,17 @@ async fn fault_injection_answers_n_requests_then_recovers() {
             let resp = post(&sink, body.clone()).await;
             assert_eq!(resp.status().as_u16(), status);
             assert_eq!(
-                resp.headers().get("retry-after").map(|v| v.to_str().unwrap()),
+                resp.headers()
+                    .get("retry-after")
+                    .map(|v| v.to_str().unwrap()),
                 retry
             );
         }
-        assert_eq!(post(&sink, body.clone()).await.status(), 204, "recovered after {status}");
+        assert_eq!(
+            post(&sink, body.clone()).await.status(),
+            204,
+            "recovered after {status}"
+        );
     }
     // For a duration, through the in-process API.
     sink.inject(Fault {
@@ -210,7 +290,11 @@ async fn fault_injection_answers_n_requests_then_recovers() {
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(post(&sink, body.clone()).await.status(), 204);
     // Until cleared.
-    sink.inject(Fault { status: 500, ..Fault::default() }).unwrap();
+    sink.inject(Fault {
+        status: 500,
+        ..Fault::default()
+    })
+    .unwrap();
     assert_eq!(post(&sink, body.clone()).await.status(), 500);
     let resp = reqwest::Client::new()
         .post(format!("http://{}/control", sink.addr()))
@@ -220,7 +304,13 @@ async fn fault_injection_answers_n_requests_then_recovers() {
         .unwrap();
     assert_eq!(resp.status(), 204);
     assert_eq!(post(&sink, body).await.status(), 204);
-    assert!(sink.inject(Fault { status: 418, ..Fault::default() }).is_err());
+    assert!(
+        sink.inject(Fault {
+            status: 418,
+            ..Fault::default()
+        })
+        .is_err()
+    );
 
     let s = sink.summary();
     assert_eq!(s.injected_faults, 10);

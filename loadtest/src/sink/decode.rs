@@ -2,8 +2,8 @@
 //! and the sender rules on labels.
 
 use axum::http::HeaderMap;
-use prost::Message;
 use promshard_proto::prometheus::WriteRequest;
+use prost::Message;
 
 /// Largest decompressed body accepted.
 pub const MAX_DECOMPRESSED: usize = 256 << 20;

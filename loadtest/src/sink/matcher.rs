@@ -39,7 +39,9 @@ impl Matcher {
                 .and_then(|r| r.strip_suffix('}'))
                 .ok_or_else(|| err("braces do not close"))?;
             for part in inner.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-                let (k, v) = part.split_once('=').ok_or_else(|| err("a matcher has no '='"))?;
+                let (k, v) = part
+                    .split_once('=')
+                    .ok_or_else(|| err("a matcher has no '='"))?;
                 let v = v
                     .trim()
                     .strip_prefix('"')
@@ -66,10 +68,11 @@ mod tests {
     #[test]
     fn parses_name_and_labels() {
         let m = Matcher::parse(r#"up{job="a", instance="x:1"}"#).unwrap();
-        let labels: BTreeMap<String, String> = [("__name__", "up"), ("job", "a"), ("instance", "x:1")]
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect();
+        let labels: BTreeMap<String, String> =
+            [("__name__", "up"), ("job", "a"), ("instance", "x:1")]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect();
         assert!(m.matches(&labels));
         assert!(!Matcher::parse(r#"{job="b"}"#).unwrap().matches(&labels));
         assert!(Matcher::parse("").unwrap().matches(&labels));

@@ -160,12 +160,13 @@ pub struct Sink {
 impl Sink {
     /// Binds and starts serving.
     pub async fn start(config: SinkConfig) -> Result<Sink, SinkError> {
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| SinkError::Bind {
-                addr: config.listen,
-                source,
-            })?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| SinkError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
         let addr = listener.local_addr().map_err(|source| SinkError::Bind {
             addr: config.listen,
             source,

@@ -230,7 +230,10 @@ impl SinkState {
         for shard in &self.shards {
             let shard = lock(shard);
             for s in shard.series.values() {
-                for c in [&mut totals, &mut per_job[usize::from(s.job).min(names.len() - 1)]] {
+                for c in [
+                    &mut totals,
+                    &mut per_job[usize::from(s.job).min(names.len() - 1)],
+                ] {
                     add(c, s);
                 }
             }
@@ -357,7 +360,14 @@ mod tests {
     #[test]
     fn observe_counts_each_anomaly_once() {
         let mut s = SeriesState::default();
-        for (ts, v) in [(1000, 1.0), (2000, 2.0), (2000, 2.0), (1500, 9.0), (5000, 3.0), (6000, 1.0)] {
+        for (ts, v) in [
+            (1000, 1.0),
+            (2000, 2.0),
+            (2000, 2.0),
+            (1500, 9.0),
+            (5000, 3.0),
+            (6000, 1.0),
+        ] {
             observe(&mut s, ts, v, None);
         }
         assert_eq!(s.samples, 6);
