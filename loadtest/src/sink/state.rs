@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use promshard_proto::STALE_NAN_BITS;
-use promshard_proto::prometheus::{Label, WriteRequest};
+use promshard_proto::prometheus::{Label, TimeSeries, WriteRequest};
 use xxhash_rust::xxh3::Xxh3;
 
 use super::decode::RejectReason;
@@ -185,40 +185,55 @@ impl SinkState {
     /// Records every sample of an already checked request.
     pub fn record(&self, req: &WriteRequest) {
         self.accepted.fetch_add(1, Ordering::Relaxed);
-        for ts in &req.timeseries {
+        // One lock per shard and request; a series stays in one shard, so
+        // its samples keep the request's order.
+        let mut by_shard: Vec<Vec<(u64, usize)>> = vec![Vec::new(); SHARDS];
+        for (i, ts) in req.timeseries.iter().enumerate() {
             let hash = hash_labels(&ts.labels);
-            let shard = &self.shards[(hash >> 60) as usize % SHARDS];
-            let mut shard = lock(shard);
-            let state = match shard.series.get_mut(&hash) {
-                Some(s) => s,
-                None => {
-                    let label = |n: &str| {
-                        ts.labels
-                            .iter()
-                            .find(|l| l.name == n)
-                            .map_or("", |l| l.value.as_str())
-                    };
-                    let fresh = SeriesState {
-                        job: self.job_index(label("job")),
-                        counter_like: is_counter_like(label("__name__")),
-                        ..SeriesState::default()
-                    };
-                    if self.record_labels {
-                        let mut s = String::new();
-                        for l in &ts.labels {
-                            s.push_str(&l.name);
-                            s.push('\u{ff}');
-                            s.push_str(&l.value);
-                            s.push('\u{ff}');
-                        }
-                        shard.labels.insert(hash, s.into_boxed_str());
-                    }
-                    shard.series.entry(hash).or_insert(fresh)
-                }
-            };
-            for sample in &ts.samples {
-                observe(state, sample.timestamp, sample.value, self.interval_ms);
+            by_shard[(hash >> 60) as usize % SHARDS].push((hash, i));
+        }
+        for (shard, batch) in self.shards.iter().zip(by_shard) {
+            if batch.is_empty() {
+                continue;
             }
+            let mut shard = lock(shard);
+            for (hash, i) in batch {
+                let ts = &req.timeseries[i];
+                self.record_series(&mut shard, hash, ts);
+            }
+        }
+    }
+
+    fn record_series(&self, shard: &mut Shard, hash: u64, ts: &TimeSeries) {
+        let state = match shard.series.get_mut(&hash) {
+            Some(s) => s,
+            None => {
+                let label = |n: &str| {
+                    ts.labels
+                        .iter()
+                        .find(|l| l.name == n)
+                        .map_or("", |l| l.value.as_str())
+                };
+                let fresh = SeriesState {
+                    job: self.job_index(label("job")),
+                    counter_like: is_counter_like(label("__name__")),
+                    ..SeriesState::default()
+                };
+                if self.record_labels {
+                    let mut s = String::new();
+                    for l in &ts.labels {
+                        s.push_str(&l.name);
+                        s.push('\u{ff}');
+                        s.push_str(&l.value);
+                        s.push('\u{ff}');
+                    }
+                    shard.labels.insert(hash, s.into_boxed_str());
+                }
+                shard.series.entry(hash).or_insert(fresh)
+            }
+        };
+        for sample in &ts.samples {
+            observe(state, sample.timestamp, sample.value, self.interval_ms);
         }
     }
 
