@@ -22,6 +22,8 @@ enum Command {
     /// Run discovery and relabeling once; print the targets as Prometheus'
     /// `/api/v1/targets?state=any` JSON.
     Targets(TargetsArgs),
+    /// Load-test parts: a fake target fleet and a checking remote-write sink.
+    Loadtest(promshard_loadtest::cli::LoadtestArgs),
 }
 
 #[derive(clap::Args)]
@@ -97,6 +99,7 @@ fn main() -> Result<()> {
             Ok(())
         }
         Command::Check(CheckCommand::Metrics { format }) => check_metrics(format.as_deref()),
+        Command::Loadtest(args) => promshard_loadtest::cli::run(args),
     }
 }
 

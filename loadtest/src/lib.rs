@@ -1,0 +1,17 @@
+//! Load-test parts the promshard collector is measured with.
+//!
+//! - [`fleet`]: thousands of fake scrape targets with node_exporter-like
+//!   bodies, size skew, churn, and slow or broken targets.
+//! - [`sink`]: a remote write 1.0 receiver that checks every series for
+//!   gaps, duplicates, out-of-order samples and staleness markers.
+//! - [`cli`]: `promshard loadtest fleet|sink`.
+
+pub mod cli;
+pub mod exposition;
+pub mod fleet;
+pub mod sink;
+pub mod zipf;
+
+pub use exposition::{SeriesInfo, SeriesKind};
+pub use fleet::{Behaviour, Fleet, FleetConfig, FleetError, TargetInfo};
+pub use sink::{Fault, Sink, SinkConfig, SinkError, Summary};
