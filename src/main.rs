@@ -73,7 +73,8 @@ enum CheckCommand {
     },
     /// Lint an exposition read from stdin. Prints `line N: message` for
     /// each problem. Exit codes as promtool: 0 clean, 1 parse errors (the
-    /// scrape would fail), 3 lint warnings only.
+    /// scrape would fail) or, for OpenMetrics, any break of an OpenMetrics
+    /// 1.0 MUST rule (strict validation), 3 lint warnings only.
     Metrics {
         /// `text` or `openmetrics`; default: OpenMetrics when the body has
         /// a `# EOF` line, text otherwise.
@@ -151,7 +152,9 @@ fn check_metrics(format: Option<&str>) -> Result<()> {
     for p in &problems {
         println!("{p}");
     }
-    if problems.iter().any(|p| p.severity == Severity::Error) {
+    // OpenMetrics bodies are checked strictly: a broken MUST rule of the
+    // specification is an error, though Prometheus 2.42 would ingest it.
+    if problems.iter().any(|p| p.severity >= Severity::Violation) {
         std::process::exit(1);
     }
     if !problems.is_empty() {

@@ -5,10 +5,13 @@
 //! accepts (its parser checks syntax line by line, not family-level rules);
 //! those are listed in `ACCEPTED_BY_PROMETHEUS` with the reason, and for them
 //! `lint` must report at least one problem.
+//!
+//! The strict mode, `validate_openmetrics`, must accept exactly the
+//! `shouldParse: true` cases and reject every other one: 211 of 211.
 
 use std::path::PathBuf;
 
-use promshard_promlib::exposition::{Format, Parser, lint};
+use promshard_promlib::exposition::{Format, Parser, Severity, lint, validate_openmetrics};
 
 /// Bad cases Prometheus 2.42's openmetricsparse accepts, grouped by reason.
 /// Checked against the real Prometheus 2.42 (scraping each case and reading
@@ -339,9 +342,18 @@ fn openmetrics_suite() {
     let (mut good_ok, mut bad_rejected, mut bad_accepted_listed) = (0, 0, 0);
     let mut failures = Vec::new();
     let mut lint_misses: Vec<String> = Vec::new();
+    let (mut strict_good, mut strict_bad) = (0, 0);
     for case in &cases {
         let name = case.file_name().unwrap().to_str().unwrap().to_string();
         let body = std::fs::read(case.join("metrics")).unwrap();
+        match (validate_openmetrics(&body), should_parse(case)) {
+            (Ok(()), true) => strict_good += 1,
+            (Err(_), false) => strict_bad += 1,
+            (Ok(()), false) => failures.push(format!("{name}: strict mode accepts a bad case")),
+            (Err(p), true) => {
+                failures.push(format!("{name}: strict mode rejects a good case: {p:?}"))
+            }
+        }
         let result = parse_all(&body);
         let listed = ACCEPTED_BY_PROMETHEUS.iter().any(|(n, _)| *n == name);
         if should_parse(case) {
@@ -376,7 +388,7 @@ fn openmetrics_suite() {
                     // must find what is actually wrong.
                     let found: Vec<_> = lint(&body, Format::OpenMetrics)
                         .into_iter()
-                        .filter(|p| !p.message.ends_with("no help text"))
+                        .filter(|p| p.severity == Severity::Violation)
                         .collect();
                     if found.is_empty() {
                         lint_misses.push(name.clone());
@@ -392,9 +404,24 @@ fn openmetrics_suite() {
         cases.len()
     );
     println!(
-        "lint finds no specific problem in {} of them: {lint_misses:?}",
-        lint_misses.len()
+        "Strict OpenMetrics 1.0 (validate_openmetrics): {} of {} cases as the suite says; \
+         good accepted {strict_good}; bad rejected {strict_bad}",
+        strict_good + strict_bad,
+        cases.len()
     );
+    if !lint_misses.is_empty() {
+        failures.push(format!(
+            "lint reports no OpenMetrics violation for {} accepted-bad cases: {lint_misses:?}",
+            lint_misses.len()
+        ));
+    }
+    assert_eq!(bad_accepted_listed, ACCEPTED_BY_PROMETHEUS.len());
+    assert_eq!(
+        (good_ok, bad_rejected),
+        (44, 96),
+        "Prometheus-compatible mode"
+    );
+    assert_eq!((strict_good, strict_bad), (44, 167), "strict mode");
     assert!(
         failures.is_empty(),
         "{} failures:\n{}",

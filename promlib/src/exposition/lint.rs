@@ -5,6 +5,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 
+use super::om_family::FamilyRun;
 use super::{Entry, Format, MetricType, Parser};
 
 /// How bad a problem is.
@@ -12,6 +13,10 @@ use super::{Entry, Format, MetricType, Parser};
 pub enum Severity {
     /// Style advice (promtool's lint problems); Prometheus ingests the body.
     Warning,
+    /// Breaks a MUST rule of OpenMetrics 1.0 that Prometheus 2.42 does not
+    /// check when scraping (it ingests the body);
+    /// [`validate_openmetrics`] rejects the body for it.
+    Violation,
     /// Prometheus 2.42 fails the scrape on this.
     Error,
 }
@@ -29,6 +34,11 @@ impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.severity {
             Severity::Error => write!(f, "line {}: {}", self.line, self.message),
+            Severity::Violation => write!(
+                f,
+                "line {}: invalid OpenMetrics 1.0: {}",
+                self.line, self.message
+            ),
             Severity::Warning => write!(f, "line {}: warning: {}", self.line, self.message),
         }
     }
@@ -76,11 +86,25 @@ pub fn lint(body: &[u8], format: Format) -> Vec<Problem> {
     let mut current: Option<String> = None;
     let mut seen_series: HashSet<(Vec<u8>, Option<i64>)> = HashSet::new();
     let om = format == Format::OpenMetrics;
+    let mut run: Option<FamilyRun> = None;
     let mut p = Parser::new(body, format);
     let warn = |out: &mut Vec<Problem>, line: usize, message: String| {
         out.push(Problem {
             line,
             severity: Severity::Warning,
+            message,
+        })
+    };
+    // OpenMetrics MUST rules; in the text format the same checks are advice.
+    let rule_severity = if om {
+        Severity::Violation
+    } else {
+        Severity::Warning
+    };
+    let rule = |out: &mut Vec<Problem>, line: usize, message: String| {
+        out.push(Problem {
+            line,
+            severity: rule_severity,
             message,
         })
     };
@@ -110,7 +134,7 @@ pub fn lint(body: &[u8], format: Format) -> Vec<Problem> {
                 prev.closed = true;
             }
             if families.get(&fam_name).is_some_and(|f| f.closed) {
-                warn(
+                rule(
                     &mut out,
                     line,
                     format!(
@@ -127,14 +151,14 @@ pub fn lint(body: &[u8], format: Format) -> Vec<Problem> {
         match entry {
             Entry::Help { .. } => {
                 if let Some(l) = fam.help_line {
-                    warn(
+                    rule(
                         &mut out,
                         line,
                         format!("second HELP line for metric {fam_name:?} (first on line {l})"),
                     );
                 }
                 if om && fam.has_samples {
-                    warn(
+                    rule(
                         &mut out,
                         line,
                         format!("HELP for {fam_name:?} after its samples"),
@@ -145,14 +169,14 @@ pub fn lint(body: &[u8], format: Format) -> Vec<Problem> {
             }
             Entry::Type { kind, .. } => {
                 if let Some(l) = fam.type_line {
-                    warn(
+                    rule(
                         &mut out,
                         line,
                         format!("second TYPE line for metric {fam_name:?} (first on line {l})"),
                     );
                 }
                 if fam.has_samples {
-                    warn(
+                    rule(
                         &mut out,
                         line,
                         format!("TYPE for {fam_name:?} after its samples"),
@@ -169,7 +193,7 @@ pub fn lint(body: &[u8], format: Format) -> Vec<Problem> {
                         })
                 });
                 if let Some((other, _)) = clash {
-                    warn(
+                    rule(
                         &mut out,
                         line,
                         format!("metric family {fam_name:?} clashes with family {other:?}"),
@@ -207,14 +231,14 @@ pub fn lint(body: &[u8], format: Format) -> Vec<Problem> {
             }
             Entry::Unit { .. } => {
                 if let Some(l) = fam.unit_line {
-                    warn(
+                    rule(
                         &mut out,
                         line,
                         format!("second UNIT line for metric {fam_name:?} (first on line {l})"),
                     );
                 }
                 if fam.has_samples {
-                    warn(
+                    rule(
                         &mut out,
                         line,
                         format!("UNIT for {fam_name:?} after its samples"),
@@ -222,7 +246,7 @@ pub fn lint(body: &[u8], format: Format) -> Vec<Problem> {
                 }
                 fam.unit_line = Some(line);
                 if matches!(fam.kind, Some(MetricType::Info | MetricType::Stateset)) {
-                    warn(
+                    rule(
                         &mut out,
                         line,
                         format!("{fam_name}: info and stateset families must not have a unit"),
@@ -236,13 +260,25 @@ pub fn lint(body: &[u8], format: Format) -> Vec<Problem> {
                 // where the truncated ones do not: compare untimed only.
                 let key = (s.to_labels().canonical_bytes(), s.timestamp_ms);
                 if (!om || s.timestamp_ms.is_none()) && !seen_series.insert(key) {
-                    warn(
+                    rule(
                         &mut out,
                         line,
                         format!("duplicate series {}", s.to_labels()),
                     );
                 }
                 lint_series(&mut out, line, &s, fam.kind, om);
+                if om {
+                    let kind = fam.kind;
+                    if run.as_ref().map(FamilyRun::name) != Some(fam_name.as_str()) {
+                        if let Some(done) = run.take() {
+                            done.finish(&mut out);
+                        }
+                        run = Some(FamilyRun::new(&fam_name, kind));
+                    }
+                    if let Some(r) = run.as_mut() {
+                        r.sample(&mut out, line, &s);
+                    }
+                }
                 if om && let Some(kind) = fam.kind {
                     let suffix = &name[fam_name.len().min(name.len())..];
                     let ok: &[&str] = match kind {
@@ -254,7 +290,7 @@ pub fn lint(body: &[u8], format: Format) -> Vec<Problem> {
                         _ => &[""],
                     };
                     if !ok.contains(&suffix) {
-                        warn(
+                        rule(
                             &mut out,
                             line,
                             format!(
@@ -267,6 +303,9 @@ pub fn lint(body: &[u8], format: Format) -> Vec<Problem> {
             }
             Entry::Comment(_) | Entry::Eof => {}
         }
+    }
+    if let Some(done) = run.take() {
+        done.finish(&mut out);
     }
     // Family-level advice, at each family's first line.
     let mut fams: Vec<(&String, &Family)> = families.iter().collect();
@@ -307,6 +346,24 @@ pub fn lint(body: &[u8], format: Format) -> Vec<Problem> {
     out
 }
 
+/// Checks `body` against OpenMetrics 1.0 strictly: every parse error and
+/// every MUST rule of the specification (family grouping and order,
+/// per-type values, histogram structure, exemplars, units, clashing names).
+/// Ok when the body is valid OpenMetrics; otherwise every problem found
+/// (severity [`Severity::Error`] or [`Severity::Violation`]), in line order.
+/// Style advice from [`lint`] is not included.
+pub fn validate_openmetrics(body: &[u8]) -> Result<(), Vec<Problem>> {
+    let problems: Vec<Problem> = lint(body, Format::OpenMetrics)
+        .into_iter()
+        .filter(|p| p.severity >= Severity::Violation)
+        .collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
+}
+
 fn lint_series(
     out: &mut Vec<Problem>,
     line: usize,
@@ -315,10 +372,15 @@ fn lint_series(
     om: bool,
 ) {
     let name = s.metric_name();
-    let mut warn = |message: String| {
+    let rule_severity = if om {
+        Severity::Violation
+    } else {
+        Severity::Warning
+    };
+    let mut push = |severity: Severity, message: String| {
         out.push(Problem {
             line,
-            severity: Severity::Warning,
+            severity,
             message,
         })
     };
@@ -327,26 +389,34 @@ fn lint_series(
             .zip(l.bytes().skip(1))
             .any(|(a, b)| a.is_ascii_lowercase() && b.is_ascii_uppercase())
         {
-            warn(format!(
-                "{name}: label names should be written in 'snake_case' not 'camelCase'"
-            ));
+            push(
+                Severity::Warning,
+                format!("{name}: label names should be written in 'snake_case' not 'camelCase'"),
+            );
         }
     }
     let label = |n: &str| s.labels().find(|(k, _)| *k == n).map(|(_, v)| v);
     match kind {
         Some(MetricType::Histogram | MetricType::GaugeHistogram) if name.ends_with("_bucket") => {
             match label("le") {
-                None => warn(format!("{name}: histogram bucket without \"le\" label")),
+                None => push(
+                    rule_severity,
+                    format!("{name}: histogram bucket without \"le\" label"),
+                ),
                 Some(v) => {
                     if super::parse_go_float(v.as_bytes()).is_err() {
-                        warn(format!("{name}: \"le\" value {v:?} is not a number"));
+                        push(
+                            rule_severity,
+                            format!("{name}: \"le\" value {v:?} is not a number"),
+                        );
                     }
                 }
             }
             if s.value < 0.0 || s.value.is_nan() {
-                warn(format!(
-                    "{name}: bucket counts must be non-negative numbers"
-                ));
+                push(
+                    rule_severity,
+                    format!("{name}: bucket counts must be non-negative numbers"),
+                );
             }
         }
         Some(MetricType::Summary)
@@ -355,34 +425,41 @@ fn lint_series(
                 && !name.ends_with("_created") =>
         {
             match label("quantile") {
-                None => warn(format!(
-                    "{name}: summary quantile sample without \"quantile\" label"
-                )),
+                None => push(
+                    rule_severity,
+                    format!("{name}: summary quantile sample without \"quantile\" label"),
+                ),
                 Some(v) => {
                     if super::parse_go_float(v.as_bytes()).is_err() {
-                        warn(format!("{name}: \"quantile\" value {v:?} is not a number"));
+                        push(
+                            rule_severity,
+                            format!("{name}: \"quantile\" value {v:?} is not a number"),
+                        );
                     }
                 }
             }
         }
-        Some(MetricType::Counter) if s.value < 0.0 || (om && s.value.is_nan()) => {
-            warn(format!(
-                "{name}: counter values must not be negative or NaN"
-            ));
+        // OpenMetrics: `lint_openmetrics_values` has the stricter rule.
+        Some(MetricType::Counter) if !om && s.value < 0.0 => {
+            push(
+                rule_severity,
+                format!("{name}: counter values must not be negative or NaN"),
+            );
         }
         _ => {}
     }
     if om {
-        lint_openmetrics_values(&mut warn, s, kind);
+        lint_openmetrics_values(&mut |m| push(Severity::Violation, m), s, kind);
     }
     if om && s.exemplar.is_some() {
         match kind {
             Some(MetricType::Counter)
             | Some(MetricType::Histogram)
             | Some(MetricType::GaugeHistogram) => {}
-            _ => warn(format!(
-                "{name}: exemplars are only allowed on counters and histogram buckets"
-            )),
+            _ => push(
+                rule_severity,
+                format!("{name}: exemplars are only allowed on counters and histogram buckets"),
+            ),
         }
     }
 }
@@ -420,7 +497,8 @@ fn lint_openmetrics_values(
     let v = s.value;
     let counts: &[&str] = match kind {
         Some(MetricType::Counter) => &["_total", "_created"],
-        Some(MetricType::Histogram) => &["_bucket", "_count", "_sum", "_created"],
+        // Buckets: `lint_series` checks them for both histogram types.
+        Some(MetricType::Histogram) => &["_count", "_sum", "_created"],
         Some(MetricType::GaugeHistogram) => &["_gcount"],
         Some(MetricType::Summary) => &["_count", "_sum", "_created"],
         _ => &[],
@@ -440,7 +518,15 @@ fn lint_openmetrics_values(
         Some(MetricType::Stateset) if v != 0.0 && v != 1.0 => {
             warn(format!("{name}: stateset value must be 0 or 1, got {v}"))
         }
+        Some(MetricType::GaugeHistogram) if name.ends_with("_gsum") && v.is_nan() => {
+            warn(format!("{name}: _gsum must not be NaN"))
+        }
         Some(MetricType::Summary) => {
+            if s.labels().any(|(k, _)| k == "quantile") && v < 0.0 {
+                warn(format!(
+                    "{name}: quantile values must not be negative, got {v}"
+                ));
+            }
             if let Some((_, q)) = s.labels().find(|(k, _)| *k == "quantile")
                 && let Ok(q) = super::parse_go_float(q.as_bytes())
                 && !(0.0..=1.0).contains(&q)

@@ -24,17 +24,20 @@
 //! Where Prometheus 2.42 is lenient, so is this parser (text format: missing
 //! commas between labels, a trailing comma, whitespace around tokens;
 //! OpenMetrics: no family-level checks). [`lint`] reports what Prometheus
-//! would let through but `promtool check metrics` would complain about.
+//! would let through but `promtool check metrics` would complain about;
+//! [`validate_openmetrics`] is the strict OpenMetrics 1.0 check: it rejects
+//! every body that breaks a MUST rule of the specification.
 
 mod float;
 mod lint;
+mod om_family;
 mod openmetrics;
 mod parser;
 mod series;
 mod text;
 
 pub use float::parse_go_float;
-pub use lint::{Problem, Severity, lint};
+pub use lint::{Problem, Severity, lint, validate_openmetrics};
 pub use parser::Parser;
 pub use series::{Exemplar, LabelIter, Series};
 
