@@ -5,3 +5,4 @@
 //! batches -> WAL -> remote-write queues.
 
 pub mod series;
+pub mod remote;
