@@ -10,7 +10,7 @@ use std::time::Duration;
 use promshard_promlib::config::RemoteWriteConfig;
 use promshard_promlib::labels::Labels;
 use promshard_promlib::relabel::{self, RelabelConfig};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -75,8 +75,10 @@ pub struct Undelivered {
 /// Shards: start at `min_shards`; every `reshard_interval`, when no shard
 /// is retrying and more than one full batch per shard is pending, the
 /// count doubles (up to `max_shards`); when less than a quarter batch per
-/// shard is pending, it halves (down to `min_shards`). Resharding drains
-/// the old shards first, so the order of a series is kept.
+/// shard is pending, it halves (down to `min_shards`). On a reshard each
+/// old shard finishes the batch it is sending and hands back its queue,
+/// which is routed to the new shards before newer input, so the order of
+/// a series is kept.
 ///
 /// Needs a Tokio runtime: tasks are spawned on [`start`](Self::start).
 #[derive(Debug)]
@@ -185,12 +187,13 @@ impl RemoteWriteQueue {
             remote: self.name.clone(),
         };
         let input = self.input.as_ref().ok_or_else(closed)?;
-        let n = batch.samples.len() as u64;
-        self.stats.pending_samples.fetch_add(n, Relaxed);
-        if input.send((position, batch)).await.is_err() {
-            self.stats.sub_pending(n);
-            return Err(closed());
-        }
+        // Reserve first: if this future is dropped while waiting, nothing
+        // was taken and nothing is counted.
+        let permit = input.reserve().await.map_err(|_| closed())?;
+        self.stats
+            .pending_samples
+            .fetch_add(batch.samples.len() as u64, Relaxed);
+        permit.send((position, batch));
         self.last_position = position;
         Ok(())
     }
@@ -245,13 +248,19 @@ impl Drop for RemoteWriteQueue {
     }
 }
 
+struct ShardHandle {
+    tx: mpsc::Sender<QueuedSample>,
+    handback: oneshot::Sender<()>,
+    task: JoinHandle<shard::Handback>,
+}
+
 /// Routes input to the shards; owns the ref -> labels map.
 struct Dispatcher {
     ctx: Arc<ShardContext>,
     rules: Vec<RelabelConfig>,
     refs: HashMap<SeriesRef, Result<Arc<Labels>, DropReason>>,
     metadata: Arc<Mutex<BTreeMap<String, Metadata>>>,
-    shards: Vec<(mpsc::Sender<QueuedSample>, JoinHandle<()>)>,
+    shards: Vec<ShardHandle>,
     capacity: usize,
     min_shards: usize,
     max_shards: usize,
@@ -278,7 +287,12 @@ impl Dispatcher {
                     }
                     None => break,
                 },
-                _ = tick.tick() => self.maybe_reshard().await,
+                _ = tick.tick() => {
+                    self.maybe_reshard().await;
+                    // A reshard can take a while; judge again a full
+                    // interval after it.
+                    tick.reset();
+                }
             }
         }
         self.stop_shards().await;
@@ -287,8 +301,14 @@ impl Dispatcher {
     fn spawn_shards(&mut self, n: usize) {
         for _ in 0..n {
             let (tx, rx) = mpsc::channel(self.capacity);
-            let task = tokio::spawn(shard::run(self.ctx.clone(), rx, self.cancel.clone()));
-            self.shards.push((tx, task));
+            let (handback, handback_rx) = oneshot::channel();
+            let task = tokio::spawn(shard::run(
+                self.ctx.clone(),
+                rx,
+                self.cancel.clone(),
+                handback_rx,
+            ));
+            self.shards.push(ShardHandle { tx, handback, task });
         }
         self.ctx.stats.current_shards.store(n as u64, Relaxed);
     }
@@ -298,13 +318,45 @@ impl Dispatcher {
     async fn stop_shards(&mut self) {
         let shards = std::mem::take(&mut self.shards);
         let mut tasks = Vec::with_capacity(shards.len());
-        for (tx, task) in shards {
+        for ShardHandle { tx, task, .. } in shards {
             drop(tx);
             tasks.push(task);
         }
         for t in tasks {
             let _ = t.await;
         }
+    }
+
+    /// Takes back what the shards have not sent (each first finishes the
+    /// batch it is sending), in order per shard. None when cancelled.
+    async fn take_back(&mut self) -> Option<Vec<QueuedSample>> {
+        let shards = std::mem::take(&mut self.shards);
+        let mut tasks = Vec::with_capacity(shards.len());
+        for ShardHandle {
+            tx,
+            handback,
+            task,
+        } in shards
+        {
+            let _ = handback.send(());
+            drop(tx);
+            tasks.push(task);
+        }
+        let mut back = Vec::new();
+        for t in tasks {
+            match t.await {
+                Ok(Some((batch, mut rx))) => {
+                    back.extend(batch);
+                    while let Ok(s) = rx.try_recv() {
+                        back.push(s);
+                    }
+                }
+                // Input closed without a handback cannot happen here (we
+                // hold the only sender until now); cancelled or panicked.
+                Ok(None) | Err(_) => return None,
+            }
+        }
+        Some(back)
     }
 
     async fn maybe_reshard(&mut self) {
@@ -324,11 +376,13 @@ impl Dispatcher {
         };
         if desired != current {
             tracing::info!(remote = %self.name, from = current, to = desired, pending, "resharding");
-            self.stop_shards().await;
-            if *self.cancel.borrow() {
+            let Some(back) = self.take_back().await else {
                 return;
-            }
+            };
             self.spawn_shards(desired);
+            // A series' queued samples all came from one old shard, in
+            // order; they go to its new shard before any newer input.
+            self.route(back).await;
         }
     }
 
@@ -383,17 +437,23 @@ impl Dispatcher {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .register(position, routed.len());
+        self.route(routed).await
+    }
+
+    /// Sends samples to their shards, waiting while a shard is full.
+    /// False when cancelled.
+    async fn route(&mut self, samples: Vec<QueuedSample>) -> bool {
         let n = self.shards.len().max(1) as u64;
         let mut cancel = self.cancel.clone();
-        for s in routed {
+        for s in samples {
             let i = (shard_hash(s.series) % n) as usize;
-            let Some((tx, _)) = self.shards.get(i) else {
+            let Some(shard) = self.shards.get(i) else {
                 return false;
             };
             tokio::select! {
                 biased;
                 _ = cancelled(&mut cancel) => return false,
-                r = tx.send(s) => if r.is_err() {
+                r = shard.tx.send(s) => if r.is_err() {
                     // A shard only ends early when cancelled.
                     return false;
                 }

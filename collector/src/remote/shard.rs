@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use super::encode::{self, QueuedSample};
@@ -25,12 +25,23 @@ pub(crate) struct ShardContext {
     pub tracker: Arc<Mutex<Tracker>>,
 }
 
-/// Runs until its input closes (then flushes) or `cancel` turns true.
+/// What a shard gives back when asked to ([`run`]'s `handback`): the
+/// samples it had not sent yet, in order (its partial batch, then its
+/// queue), so they can be routed to a new set of shards.
+pub(crate) type Handback = Option<(Vec<QueuedSample>, mpsc::Receiver<QueuedSample>)>;
+
+/// Runs until its input closes (then flushes), `cancel` turns true, or
+/// `handback` fires; then it first finishes the batch it is sending (so
+/// the order of each series is kept) and returns what it still holds.
 pub(crate) async fn run(
     ctx: Arc<ShardContext>,
     mut rx: mpsc::Receiver<QueuedSample>,
     mut cancel: watch::Receiver<bool>,
-) {
+    handback: oneshot::Receiver<()>,
+) -> Handback {
+    let mut handback = handback;
+    // A oneshot must not be polled again once it completed (sender gone).
+    let mut handback_gone = false;
     let max = ctx.max_samples_per_send.max(1);
     let mut batch: Vec<QueuedSample> = Vec::with_capacity(max);
     let mut deadline = Instant::now();
@@ -39,7 +50,14 @@ pub(crate) async fn run(
         // so that it can borrow `cancel` itself.
         let step = tokio::select! {
             biased;
-            _ = cancelled(&mut cancel) => return,
+            _ = cancelled(&mut cancel) => return None,
+            r = &mut handback, if !handback_gone => match r {
+                Ok(()) => return Some((batch, rx)),
+                Err(_) => {
+                    handback_gone = true;
+                    Step::Wait
+                }
+            },
             msg = rx.recv() => match msg {
                 Some(s) => {
                     if batch.is_empty() {
@@ -56,14 +74,14 @@ pub(crate) async fn run(
             Step::Wait => {}
             Step::Flush => {
                 if !flush(&ctx, &mut batch, &mut cancel).await {
-                    return;
+                    return None;
                 }
             }
             Step::Finish => {
                 if !batch.is_empty() {
                     flush(&ctx, &mut batch, &mut cancel).await;
                 }
-                return;
+                return None;
             }
         }
     }
@@ -120,7 +138,9 @@ async fn flush(
 /// Marks the batch's samples done in the tracker (per position) and
 /// empties it.
 fn release(ctx: &ShardContext, batch: &mut Vec<QueuedSample>) {
-    let n = batch.len() as u64;
+    // Before the delivered position moves: whoever sees it move sees
+    // these samples gone from the pending count too.
+    ctx.stats.sub_pending(batch.len() as u64);
     {
         let mut tracker = ctx.tracker.lock().unwrap_or_else(|p| p.into_inner());
         let mut i = 0;
@@ -135,6 +155,5 @@ fn release(ctx: &ShardContext, batch: &mut Vec<QueuedSample>) {
             i = j;
         }
     }
-    ctx.stats.sub_pending(n);
     batch.clear();
 }
