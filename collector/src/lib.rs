@@ -4,5 +4,5 @@
 //! metric relabeling, limits, staleness, synthetic series) -> [`series`]
 //! batches -> WAL -> remote-write queues.
 
-pub mod series;
 pub mod remote;
+pub mod series;

@@ -40,10 +40,22 @@ async fn headers_encoding_and_labels_are_correct() {
         1,
         batch(
             vec![
-                def(1, &[("zeta", "z"), ("__name__", "m1"), ("alpha", "a"), ("empty", "")]),
+                def(
+                    1,
+                    &[
+                        ("zeta", "z"),
+                        ("__name__", "m1"),
+                        ("alpha", "a"),
+                        ("empty", ""),
+                    ],
+                ),
                 def(2, &[("__name__", "m2"), ("job", "j")]),
             ],
-            vec![sample(1, T0, 1.0), sample(2, T0, 2.0), sample(1, T0 + 1000, 3.0)],
+            vec![
+                sample(1, T0, 1.0),
+                sample(2, T0, 2.0),
+                sample(1, T0 + 1000, 3.0),
+            ],
         ),
     )
     .await
@@ -54,7 +66,10 @@ async fn headers_encoding_and_labels_are_correct() {
     let req = &got[0];
     assert_eq!(req.header("content-encoding"), Some("snappy"));
     assert_eq!(req.header("content-type"), Some("application/x-protobuf"));
-    assert_eq!(req.header("x-prometheus-remote-write-version"), Some("0.1.0"));
+    assert_eq!(
+        req.header("x-prometheus-remote-write-version"),
+        Some("0.1.0")
+    );
     assert_eq!(
         req.header("user-agent"),
         Some(format!("promshard/{}", env!("CARGO_PKG_VERSION")).as_str())
@@ -69,7 +84,10 @@ async fn headers_encoding_and_labels_are_correct() {
         sorted.dedup();
         assert_eq!(names, sorted, "labels sorted by name, no repeats");
         assert!(names.contains(&"__name__"));
-        assert!(ts.labels.iter().all(|l| !l.value.is_empty()), "no empty values");
+        assert!(
+            ts.labels.iter().all(|l| !l.value.is_empty()),
+            "no empty values"
+        );
         let t: Vec<i64> = ts.samples.iter().map(|s| s.timestamp).collect();
         assert!(t.windows(2).all(|w| w[0] < w[1]));
     }
@@ -83,7 +101,13 @@ async fn headers_encoding_and_labels_are_correct() {
     assert!(stats.bytes_sent.load(Relaxed) > 0);
     assert_eq!(stats.pending_samples.load(Relaxed), 0);
     let u = q.shutdown(Duration::from_secs(2)).await;
-    assert_eq!(u, Undelivered { samples: 0, delivered_position: 1 });
+    assert_eq!(
+        u,
+        Undelivered {
+            samples: 0,
+            delivered_position: 1
+        }
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -103,7 +127,9 @@ async fn order_per_series_is_kept_across_shards() {
         .collect();
     q.push(1, batch(defs, vec![])).await.unwrap();
     for t in 0..steps {
-        let samples = (0..series).map(|s| sample(s, T0 + t * 1000, t as f64)).collect();
+        let samples = (0..series)
+            .map(|s| sample(s, T0 + t * 1000, t as f64))
+            .collect();
         q.push(2 + t as u64, batch(vec![], samples)).await.unwrap();
     }
     wait_delivered(&q, 1 + steps as u64).await;
@@ -159,7 +185,11 @@ async fn write_relabel_configs_apply_and_drops_are_counted() {
     let got = accepted_samples(&r);
     assert_eq!(
         got,
-        vec![("__name__=kept,env=prod,stage=s-prod".to_string(), T0, 1f64.to_bits())]
+        vec![(
+            "__name__=kept,env=prod,stage=s-prod".to_string(),
+            T0,
+            1f64.to_bits()
+        )]
     );
     let stats = q.stats();
     assert_eq!(stats.dropped_relabel.load(Relaxed), 3);
@@ -174,11 +204,7 @@ async fn status_500_then_204_resends_the_same_data() {
     r.script([Reply::status(500)]);
     let dir = tempfile::tempdir().unwrap();
     // A long first backoff leaves time to look at the delivered position.
-    let cfg = remote_config(
-        &r.url(),
-        "",
-        "",
-    );
+    let cfg = remote_config(&r.url(), "", "");
     let mut cfg = cfg;
     cfg.queue_config.min_backoff = promshard_promlib::duration::Duration::from_millis(1500);
     cfg.queue_config.max_backoff = promshard_promlib::duration::Duration::from_millis(3000);
@@ -247,14 +273,20 @@ async fn status_429_waits_for_retry_after() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = remote_config(&r.url(), "", "");
     let mut q = RemoteWriteQueue::start(&cfg, dir.path(), opts()).unwrap();
-    q.push(1, batch(vec![def(1, &[("__name__", "m")])], vec![sample(1, T0, 1.0)]))
-        .await
-        .unwrap();
+    q.push(
+        1,
+        batch(vec![def(1, &[("__name__", "m")])], vec![sample(1, T0, 1.0)]),
+    )
+    .await
+    .unwrap();
     wait_delivered(&q, 1).await;
     let all = r.received();
     assert_eq!(all.len(), 2);
     let gap = all[1].at - all[0].at;
-    assert!(gap >= Duration::from_millis(1500), "retried after {gap:?}, not Retry-After: 2");
+    assert!(
+        gap >= Duration::from_millis(1500),
+        "retried after {gap:?}, not Retry-After: 2"
+    );
     assert!(gap < Duration::from_secs(5), "waited {gap:?}");
     q.shutdown(Duration::from_secs(2)).await;
 }
@@ -266,14 +298,20 @@ async fn receiver_down_then_back_gets_everything_once() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = remote_config(&r.url(), "      min_shards: 2\n      max_shards: 2\n", "");
     let mut q = RemoteWriteQueue::start(&cfg, dir.path(), opts()).unwrap();
-    let defs = (0..5).map(|s| def(s, &[("__name__", "outage"), ("s", &s.to_string())])).collect();
+    let defs = (0..5)
+        .map(|s| def(s, &[("__name__", "outage"), ("s", &s.to_string())]))
+        .collect();
     q.push(1, batch(defs, vec![])).await.unwrap();
     for t in 0..10i64 {
         let samples = (0..5).map(|s| sample(s, T0 + t, t as f64)).collect();
         q.push(2 + t as u64, batch(vec![], samples)).await.unwrap();
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(*q.delivered().borrow(), 1, "only the series-only batch is delivered while down");
+    assert_eq!(
+        *q.delivered().borrow(),
+        1,
+        "only the series-only batch is delivered while down"
+    );
     assert!(q.stats().failed_requests.load(Relaxed) > 0);
     r.restart().await;
     wait_delivered(&q, 11).await;
@@ -300,8 +338,14 @@ async fn stale_marker_and_ordinary_nan_keep_their_bits() {
     .await
     .unwrap();
     wait_delivered(&q, 1).await;
-    let bits: Vec<u64> = accepted_samples(&r).into_iter().map(|(_, _, b)| b).collect();
-    assert_eq!(bits, vec![f64::NAN.to_bits(), promshard_proto::STALE_NAN_BITS]);
+    let bits: Vec<u64> = accepted_samples(&r)
+        .into_iter()
+        .map(|(_, _, b)| b)
+        .collect();
+    assert_eq!(
+        bits,
+        vec![f64::NAN.to_bits(), promshard_proto::STALE_NAN_BITS]
+    );
     assert_ne!(f64::NAN.to_bits(), promshard_proto::STALE_NAN_BITS);
     q.shutdown(Duration::from_secs(2)).await;
 }
@@ -323,9 +367,14 @@ async fn input_blocks_when_capacity_is_full() {
     let mut pushed = 0u64;
     let mut blocked = false;
     for i in 0..50u64 {
-        let samples = (0..5).map(|j| sample(1, T0 + (i * 5 + j) as i64, 1.0)).collect();
-        match tokio::time::timeout(Duration::from_millis(300), q.push(2 + i, batch(vec![], samples)))
-            .await
+        let samples = (0..5)
+            .map(|j| sample(1, T0 + (i * 5 + j) as i64, 1.0))
+            .collect();
+        match tokio::time::timeout(
+            Duration::from_millis(300),
+            q.push(2 + i, batch(vec![], samples)),
+        )
+        .await
         {
             Ok(res) => {
                 res.unwrap();
@@ -341,7 +390,10 @@ async fn input_blocks_when_capacity_is_full() {
     // One batch in flight, `capacity` queued in the shard, one batch held
     // by the dispatcher, one in the input channel.
     let pending = q.stats().pending_samples.load(Relaxed);
-    assert!(pending <= 20, "pending {pending} samples: memory not bounded");
+    assert!(
+        pending <= 20,
+        "pending {pending} samples: memory not bounded"
+    );
     assert!(pushed <= 4, "{pushed} batches taken before blocking");
     r.set_default_delay(Duration::ZERO);
     let u = q.shutdown(Duration::from_secs(15)).await;
@@ -369,7 +421,13 @@ async fn shutdown_delivers_what_is_queued() {
     let start = Instant::now();
     let u = q.shutdown(Duration::from_secs(5)).await;
     assert!(start.elapsed() < Duration::from_secs(3));
-    assert_eq!(u, Undelivered { samples: 0, delivered_position: 5 });
+    assert_eq!(
+        u,
+        Undelivered {
+            samples: 0,
+            delivered_position: 5
+        }
+    );
     assert_eq!(accepted_samples(&r).len(), 10);
 }
 
@@ -380,27 +438,49 @@ async fn shutdown_reports_what_it_could_not_deliver() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = remote_config(&r.url(), "", "");
     let mut q = RemoteWriteQueue::start(&cfg, dir.path(), opts()).unwrap();
-    q.push(1, batch(vec![def(1, &[("__name__", "m")])], vec![sample(1, T0, 1.0)]))
-        .await
-        .unwrap();
-    q.push(2, batch(vec![], vec![sample(1, T0 + 1, 1.0), sample(1, T0 + 2, 1.0)]))
-        .await
-        .unwrap();
+    q.push(
+        1,
+        batch(vec![def(1, &[("__name__", "m")])], vec![sample(1, T0, 1.0)]),
+    )
+    .await
+    .unwrap();
+    q.push(
+        2,
+        batch(vec![], vec![sample(1, T0 + 1, 1.0), sample(1, T0 + 2, 1.0)]),
+    )
+    .await
+    .unwrap();
     wait_until(WAIT, "a failed attempt", || !r.received().is_empty()).await;
     let start = Instant::now();
     let u = q.shutdown(Duration::from_millis(500)).await;
     let took = start.elapsed();
-    assert!(took >= Duration::from_millis(450) && took < Duration::from_secs(3), "took {took:?}");
-    assert_eq!(u, Undelivered { samples: 3, delivered_position: 0 });
+    assert!(
+        took >= Duration::from_millis(450) && took < Duration::from_secs(3),
+        "took {took:?}"
+    );
+    assert_eq!(
+        u,
+        Undelivered {
+            samples: 3,
+            delivered_position: 0
+        }
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metadata_is_sent_in_its_own_requests() {
     let r = Receiver::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let cfg = remote_config(&r.url(), "", "    metadata_config:\n      send_interval: 200ms\n");
+    let cfg = remote_config(
+        &r.url(),
+        "",
+        "    metadata_config:\n      send_interval: 200ms\n",
+    );
     let mut q = RemoteWriteQueue::start(&cfg, dir.path(), opts()).unwrap();
-    let mut b = batch(vec![def(1, &[("__name__", "reqs_total")])], vec![sample(1, T0, 1.0)]);
+    let mut b = batch(
+        vec![def(1, &[("__name__", "reqs_total")])],
+        vec![sample(1, T0, 1.0)],
+    );
     b.metadata.push(Metadata {
         metric_family_name: "reqs".to_string(),
         kind: "counter".to_string(),
@@ -450,7 +530,9 @@ async fn shards_grow_with_backlog() {
         },
     )
     .unwrap();
-    let defs = (0..10).map(|s| def(s, &[("__name__", "grow"), ("s", &s.to_string())])).collect();
+    let defs = (0..10)
+        .map(|s| def(s, &[("__name__", "grow"), ("s", &s.to_string())]))
+        .collect();
     q.push(1, batch(defs, vec![])).await.unwrap();
     for t in 0..30i64 {
         let samples = (0..10).map(|s| sample(s, T0 + t, 1.0)).collect();
@@ -458,7 +540,10 @@ async fn shards_grow_with_backlog() {
     }
     let stats = q.stats();
     let t = Instant::now();
-    wait_until(WAIT, "more shards", || stats.current_shards.load(Relaxed) > 1).await;
+    wait_until(WAIT, "more shards", || {
+        stats.current_shards.load(Relaxed) > 1
+    })
+    .await;
     assert!(
         stats.pending_samples.load(Relaxed) > 100,
         "grew only after the backlog was sent ({:?})",

@@ -4,9 +4,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use prost::Message;
 use promshard_promlib::labels::Labels;
 use promshard_proto::prometheus::{self as pb, metric_metadata::MetricType};
+use prost::Message;
 
 use crate::series::{Metadata, SeriesRef};
 
@@ -114,13 +114,13 @@ mod tests {
     fn groups_by_series_and_orders_by_timestamp() {
         let a = Arc::new(Labels::from_pairs([("__name__", "a"), ("x", "1")]));
         let b = Arc::new(Labels::from_pairs([("__name__", "b")]));
-        let req = write_request(&[
-            qs(1, &a, 20, 1.0),
-            qs(2, &b, 5, 2.0),
-            qs(1, &a, 10, 3.0),
-        ]);
+        let req = write_request(&[qs(1, &a, 20, 1.0), qs(2, &b, 5, 2.0), qs(1, &a, 10, 3.0)]);
         assert_eq!(req.timeseries.len(), 2);
-        let ts: Vec<i64> = req.timeseries[0].samples.iter().map(|s| s.timestamp).collect();
+        let ts: Vec<i64> = req.timeseries[0]
+            .samples
+            .iter()
+            .map(|s| s.timestamp)
+            .collect();
         assert_eq!(ts, vec![10, 20]);
         assert_eq!(req.timeseries[0].labels[0].name, "__name__");
         assert_eq!(req.timeseries[1].samples[0].value, 2.0);
@@ -130,9 +130,14 @@ mod tests {
     fn compressed_body_is_snappy_block_and_keeps_nan_bits() {
         let a = Arc::new(Labels::from_pairs([("__name__", "a")]));
         let stale = f64::from_bits(promshard_proto::STALE_NAN_BITS);
-        let body = compress(&write_request(&[qs(1, &a, 1, stale), qs(1, &a, 2, f64::NAN)]))
-            .expect("compress");
-        let raw = snap::raw::Decoder::new().decompress_vec(&body).expect("block format");
+        let body = compress(&write_request(&[
+            qs(1, &a, 1, stale),
+            qs(1, &a, 2, f64::NAN),
+        ]))
+        .expect("compress");
+        let raw = snap::raw::Decoder::new()
+            .decompress_vec(&body)
+            .expect("block format");
         let req = pb::WriteRequest::decode(raw.as_slice()).expect("protobuf");
         let s = &req.timeseries[0].samples;
         assert_eq!(s[0].value.to_bits(), promshard_proto::STALE_NAN_BITS);

@@ -332,12 +332,7 @@ impl Dispatcher {
     async fn take_back(&mut self) -> Option<Vec<QueuedSample>> {
         let shards = std::mem::take(&mut self.shards);
         let mut tasks = Vec::with_capacity(shards.len());
-        for ShardHandle {
-            tx,
-            handback,
-            task,
-        } in shards
-        {
+        for ShardHandle { tx, handback, task } in shards {
             let _ = handback.send(());
             drop(tx);
             tasks.push(task);

@@ -7,8 +7,8 @@ use promshard_promlib::config::RemoteWriteConfig;
 use promshard_promlib::scrape::{HttpClient, redact_url, user_agent};
 use reqwest::StatusCode;
 use reqwest::header::{
-    AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue,
-    RETRY_AFTER, USER_AGENT,
+    AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER,
+    USER_AGENT,
 };
 use tokio::sync::watch;
 
@@ -287,7 +287,10 @@ mod tests {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         assert_eq!(parse_retry_after("2", now), Some(Duration::from_secs(2)));
         let later = httpdate::fmt_http_date(now + Duration::from_secs(30));
-        assert_eq!(parse_retry_after(&later, now), Some(Duration::from_secs(30)));
+        assert_eq!(
+            parse_retry_after(&later, now),
+            Some(Duration::from_secs(30))
+        );
         let past = httpdate::fmt_http_date(now - Duration::from_secs(30));
         assert_eq!(parse_retry_after(&past, now), Some(Duration::ZERO));
         assert_eq!(parse_retry_after("soon", now), None);
@@ -310,7 +313,13 @@ mod tests {
             r(502, Some(Duration::from_secs(2))),
             Attempt::Retry { after: None, .. }
         ));
-        assert!(matches!(r(400, None), Attempt::Rejected { status: 400, .. }));
-        assert!(matches!(r(404, None), Attempt::Rejected { status: 404, .. }));
+        assert!(matches!(
+            r(400, None),
+            Attempt::Rejected { status: 400, .. }
+        ));
+        assert!(matches!(
+            r(404, None),
+            Attempt::Rejected { status: 404, .. }
+        ));
     }
 }

@@ -9,11 +9,11 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use prost::Message;
 use promshard_collector::series::{AppendBatch, Sample, SeriesDef, SeriesRef};
 use promshard_promlib::config::RemoteWriteConfig;
 use promshard_promlib::labels::Labels;
 use promshard_proto::prometheus::WriteRequest;
+use prost::Message;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{JoinHandle, JoinSet};
@@ -39,7 +39,11 @@ impl Received {
     }
 
     pub fn sample_count(&self) -> usize {
-        self.request.timeseries.iter().map(|t| t.samples.len()).sum()
+        self.request
+            .timeseries
+            .iter()
+            .map(|t| t.samples.len())
+            .sum()
     }
 }
 
@@ -242,7 +246,10 @@ pub fn remote_config(url: &str, queue: &str, extra: &str) -> RemoteWriteConfig {
     );
     let cfg = promshard_promlib::config::load_str(&text, "test.yml")
         .unwrap_or_else(|e| panic!("config: {e}\n{text}"));
-    cfg.remote_write.into_iter().next().expect("one remote_write")
+    cfg.remote_write
+        .into_iter()
+        .next()
+        .expect("one remote_write")
 }
 
 pub fn labels(pairs: &[(&str, &str)]) -> Labels {

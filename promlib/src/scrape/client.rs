@@ -4,7 +4,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use reqwest::header::{ACCEPT, HeaderValue, ACCEPT_ENCODING, AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
+use reqwest::header::{
+    ACCEPT, ACCEPT_ENCODING, AUTHORIZATION, CONTENT_TYPE, HeaderValue, USER_AGENT,
+};
 
 use crate::config::{HttpClientConfig, ScrapeConfig};
 
@@ -134,7 +136,6 @@ impl HttpClient {
 }
 
 impl ScrapeClient {
-
     /// Scrapes `url` once; `timeout` bounds the whole request, body included.
     pub async fn scrape(
         &self,
