@@ -574,3 +574,17 @@ async fn positions_must_increase() {
     wait_delivered(&q, 2).await;
     q.shutdown(Duration::from_secs(1)).await;
 }
+
+#[tokio::test]
+async fn bad_settings_are_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = remote_config("http://127.0.0.1:9/api/v1/write", "", "");
+    cfg.sigv4 = Some(Default::default());
+    let err = RemoteWriteQueue::start(&cfg, dir.path(), opts()).unwrap_err();
+    assert!(err.to_string().contains("sigv4"), "{err}");
+    let mut cfg = remote_config("http://127.0.0.1:9/api/v1/write", "", "");
+    cfg.queue_config.min_shards = 3;
+    cfg.queue_config.max_shards = 2;
+    let err = RemoteWriteQueue::start(&cfg, dir.path(), opts()).unwrap_err();
+    assert!(err.to_string().contains("min_shards"), "{err}");
+}

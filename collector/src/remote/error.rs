@@ -22,6 +22,8 @@ pub enum RemoteError {
         name: String,
         reason: String,
     },
+    #[error("remote_write {remote}: {what} is not supported by promshard")]
+    Unsupported { remote: String, what: &'static str },
     #[error("remote_write {remote}: queue_config: {reason}")]
     QueueConfig { remote: String, reason: String },
     #[error("remote_write {remote}: the queue is shut down; input not taken")]

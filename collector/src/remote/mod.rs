@@ -5,6 +5,11 @@
 //! retries 5xx, 429 and network errors with backoff (honoring
 //! `Retry-After`), drops other 4xx, and reports the delivered position.
 //!
+//! Differences from Prometheus 2.42: a 429 is always retried (promshard
+//! never drops data on rate limiting; `queue_config.retry_on_http_429` is
+//! not consulted), and `sigv4` is refused at start. Exemplars and native
+//! histograms are not sent (the series contract carries neither).
+//!
 //! The input is an interface of its own (not the WAL): an adapter feeds
 //! WAL records in and truncates the WAL up to [`RemoteWriteQueue::delivered`].
 

@@ -117,6 +117,14 @@ impl RemoteWriteQueue {
         if q.capacity == 0 || q.max_samples_per_send == 0 {
             return Err(bad("capacity and max_samples_per_send must be positive"));
         }
+        // Unsigned requests to a SigV4 endpoint would be rejected (403)
+        // and dropped: refuse rather than lose data.
+        if cfg.sigv4.is_some() {
+            return Err(RemoteError::Unsupported {
+                remote: name.clone(),
+                what: "sigv4",
+            });
+        }
         let endpoint = Endpoint::new(cfg, &name, base_dir)?;
         let stats = Arc::new(RemoteStats::new());
         let (delivered_tx, delivered) = watch::channel(options.delivered_before);
