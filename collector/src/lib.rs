@@ -4,5 +4,6 @@
 //! metric relabeling, limits, staleness, synthetic series) -> [`series`]
 //! batches -> WAL -> remote-write queues.
 
+pub mod remote;
 pub mod series;
 pub mod wal;

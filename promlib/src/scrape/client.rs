@@ -4,7 +4,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use reqwest::header::{ACCEPT, ACCEPT_ENCODING, AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
+use reqwest::header::{
+    ACCEPT, ACCEPT_ENCODING, AUTHORIZATION, CONTENT_TYPE, HeaderValue, USER_AGENT,
+};
 
 use crate::config::{HttpClientConfig, ScrapeConfig};
 
@@ -26,8 +28,7 @@ const MAX_PREALLOCATION: u64 = 16 << 20;
 /// shared by all its targets (it is cheap to clone and `Send + Sync`).
 #[derive(Clone, Debug)]
 pub struct ScrapeClient {
-    http: reqwest::Client,
-    auth: AuthSource,
+    http: HttpClient,
     /// 0 = no limit.
     body_size_limit: u64,
     user_agent: String,
@@ -61,6 +62,32 @@ impl ScrapeClient {
         base_dir: &Path,
         body_size_limit: u64,
     ) -> Result<Self, ClientError> {
+        Ok(ScrapeClient {
+            http: HttpClient::new(http, base_dir)?,
+            body_size_limit,
+            user_agent: user_agent(),
+        })
+    }
+
+    /// The body size limit in bytes (0 = none).
+    pub fn body_size_limit(&self) -> u64 {
+        self.body_size_limit
+    }
+}
+
+/// An HTTP client built from an `HttpClientConfig` as Prometheus' common
+/// config builds one: TLS (rustls + aws-lc-rs), proxy, redirects, HTTP/2,
+/// and the credentials (oauth2, basic, bearer, authorization; `*_file`
+/// re-read per request). Scrapes and remote write both use it.
+#[derive(Clone, Debug)]
+pub struct HttpClient {
+    http: reqwest::Client,
+    auth: AuthSource,
+}
+
+impl HttpClient {
+    /// Relative `*_file` paths are resolved against `base_dir`.
+    pub fn new(http: &HttpClientConfig, base_dir: &Path) -> Result<Self, ClientError> {
         let tls = tls::client_config(&http.tls_config, base_dir, http.enable_http2)?;
         let redirect = if http.follow_redirects {
             reqwest::redirect::Policy::limited(MAX_REDIRECTS)
@@ -89,19 +116,26 @@ impl ScrapeClient {
         let http_client = builder
             .build()
             .map_err(|e| ClientError::Build(error_chain(&e)))?;
-        Ok(ScrapeClient {
+        Ok(HttpClient {
             http: http_client,
             auth: AuthSource::from_config(http, base_dir)?,
-            body_size_limit,
-            user_agent: user_agent(),
         })
     }
 
-    /// The body size limit in bytes (0 = none).
-    pub fn body_size_limit(&self) -> u64 {
-        self.body_size_limit
+    /// The underlying client (TLS, proxy, redirects, HTTP/2 as configured).
+    pub fn client(&self) -> &reqwest::Client {
+        &self.http
     }
 
+    /// The `Authorization` header for one request to `url` (already
+    /// redacted, for error messages), reading `*_file` credentials now so
+    /// that rotated secrets take effect.
+    pub async fn authorization(&self, url: &str) -> Result<Option<HeaderValue>, ScrapeError> {
+        self.auth.header(url).await
+    }
+}
+
+impl ScrapeClient {
     /// Scrapes `url` once; `timeout` bounds the whole request, body included.
     pub async fn scrape(
         &self,
@@ -161,12 +195,13 @@ impl ScrapeClient {
         })?;
         let mut req = self
             .http
+            .client()
             .get(parsed)
             .header(USER_AGENT, &self.user_agent)
             .header(ACCEPT, ACCEPT_HEADER)
             .header(ACCEPT_ENCODING, ACCEPT_ENCODING_HEADER)
             .header(TIMEOUT_HEADER, format_timeout_seconds(timeout));
-        if let Some(auth) = self.auth.header(shown).await? {
+        if let Some(auth) = self.http.authorization(shown).await? {
             req = req.header(AUTHORIZATION, auth);
         }
         let mut resp = req.send().await.map_err(|e| request_error(shown, e))?;

@@ -82,7 +82,7 @@ impl ScrapeError {
 }
 
 /// The URL as errors show it: a password in the userinfo becomes `xxxxx`.
-pub(crate) fn redact_url(url: &str) -> String {
+pub fn redact_url(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(mut u) if u.password().is_some() => {
             let _ = u.set_password(Some("xxxxx"));

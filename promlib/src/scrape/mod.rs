@@ -14,8 +14,8 @@ mod headers;
 mod oauth2;
 mod tls;
 
-pub use client::{ScrapeClient, ScrapeResponse};
-pub use error::{ClientError, ScrapeError};
+pub use client::{HttpClient, ScrapeClient, ScrapeResponse};
+pub use error::{ClientError, ScrapeError, redact_url};
 pub use headers::{
     ACCEPT_ENCODING_HEADER, ACCEPT_HEADER, TIMEOUT_HEADER, format_timeout_seconds, user_agent,
 };

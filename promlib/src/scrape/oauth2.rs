@@ -140,18 +140,23 @@ impl OAuth2Source {
     }
 
     async fn request(&self, secret: &Secret, in_params: bool) -> Result<CachedToken, String> {
-        let mut form = url::form_urlencoded::Serializer::new(String::new());
-        form.append_pair("grant_type", "client_credentials");
-        if !self.scopes.is_empty() {
-            form.append_pair("scope", &self.scopes.join(" "));
-        }
-        for (k, v) in &self.endpoint_params {
-            form.append_pair(k, v);
-        }
-        if in_params {
-            form.append_pair("client_id", &self.client_id);
-            form.append_pair("client_secret", secret.expose());
-        }
+        // Built in a block: the serializer is not `Sync`, and holding it
+        // across the await below would make this future not `Send`.
+        let form_body = {
+            let mut form = url::form_urlencoded::Serializer::new(String::new());
+            form.append_pair("grant_type", "client_credentials");
+            if !self.scopes.is_empty() {
+                form.append_pair("scope", &self.scopes.join(" "));
+            }
+            for (k, v) in &self.endpoint_params {
+                form.append_pair(k, v);
+            }
+            if in_params {
+                form.append_pair("client_id", &self.client_id);
+                form.append_pair("client_secret", secret.expose());
+            }
+            form.finish()
+        };
         let mut req = self
             .http
             .post(&self.token_url)
@@ -171,7 +176,7 @@ impl OAuth2Source {
             req = req.header(AUTHORIZATION, hv);
         }
         let resp = req
-            .body(form.finish())
+            .body(form_body)
             .send()
             .await
             .map_err(|e| format!("cannot fetch token: {}", error_chain(&e.without_url())))?;

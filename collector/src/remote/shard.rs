@@ -1,0 +1,159 @@
+//! One shard: batches the samples routed to it and sends one batch at a
+//! time, retrying it until it is accepted or rejected (so the order of
+//! each series is kept).
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+
+use super::encode::{self, QueuedSample};
+use super::send::{Backoff, Endpoint, Outcome, cancelled, send_with_retry};
+use super::stats::{DropReason, RemoteStats};
+use super::tracker::Tracker;
+
+/// What every shard of a queue shares.
+#[derive(Debug)]
+pub(crate) struct ShardContext {
+    pub endpoint: Endpoint,
+    pub max_samples_per_send: usize,
+    pub batch_send_deadline: Duration,
+    pub backoff: Backoff,
+    pub stats: Arc<RemoteStats>,
+    pub tracker: Arc<Mutex<Tracker>>,
+}
+
+/// What a shard gives back when asked to ([`run`]'s `handback`): the
+/// samples it had not sent yet, in order (its partial batch, then its
+/// queue), so they can be routed to a new set of shards.
+pub(crate) type Handback = Option<(Vec<QueuedSample>, mpsc::Receiver<QueuedSample>)>;
+
+/// Runs until its input closes (then flushes), `cancel` turns true, or
+/// `handback` fires; then it first finishes the batch it is sending (so
+/// the order of each series is kept) and returns what it still holds.
+pub(crate) async fn run(
+    ctx: Arc<ShardContext>,
+    mut rx: mpsc::Receiver<QueuedSample>,
+    mut cancel: watch::Receiver<bool>,
+    handback: oneshot::Receiver<()>,
+) -> Handback {
+    let mut handback = handback;
+    // A oneshot must not be polled again once it completed (sender gone).
+    let mut handback_gone = false;
+    let max = ctx.max_samples_per_send.max(1);
+    let mut batch: Vec<QueuedSample> = Vec::with_capacity(max);
+    let mut deadline = Instant::now();
+    loop {
+        // The select only decides what to do; the flush happens after it
+        // so that it can borrow `cancel` itself.
+        let step = tokio::select! {
+            biased;
+            _ = cancelled(&mut cancel) => return None,
+            r = &mut handback, if !handback_gone => match r {
+                Ok(()) => return Some((batch, rx)),
+                Err(_) => {
+                    handback_gone = true;
+                    Step::Wait
+                }
+            },
+            msg = rx.recv() => match msg {
+                Some(s) => {
+                    if batch.is_empty() {
+                        deadline = Instant::now() + ctx.batch_send_deadline;
+                    }
+                    batch.push(s);
+                    if batch.len() >= max { Step::Flush } else { Step::Wait }
+                }
+                None => Step::Finish,
+            },
+            _ = tokio::time::sleep_until(deadline), if !batch.is_empty() => Step::Flush,
+        };
+        match step {
+            Step::Wait => {}
+            Step::Flush => {
+                if !flush(&ctx, &mut batch, &mut cancel).await {
+                    return None;
+                }
+            }
+            Step::Finish => {
+                if !batch.is_empty() {
+                    flush(&ctx, &mut batch, &mut cancel).await;
+                }
+                return None;
+            }
+        }
+    }
+}
+
+enum Step {
+    Wait,
+    Flush,
+    Finish,
+}
+
+/// Sends `batch` (retrying) and releases its positions. False when
+/// cancelled (the batch stays undelivered and pending).
+async fn flush(
+    ctx: &ShardContext,
+    batch: &mut Vec<QueuedSample>,
+    cancel: &mut watch::Receiver<bool>,
+) -> bool {
+    let n = batch.len() as u64;
+    let req = encode::write_request(batch);
+    let outcome = match encode::compress(&req) {
+        Ok(body) => {
+            send_with_retry(
+                &ctx.endpoint,
+                body.into(),
+                ctx.backoff,
+                n,
+                &ctx.stats,
+                cancel,
+            )
+            .await
+        }
+        Err(e) => {
+            // Snappy fails only on inputs over 4 GiB, far above any batch.
+            tracing::error!(url = %ctx.endpoint.shown, error = %e, "cannot compress batch; dropped");
+            Outcome::Rejected
+        }
+    };
+    match outcome {
+        Outcome::Cancelled => return false,
+        Outcome::Delivered => {
+            ctx.stats.samples_sent.fetch_add(n, Relaxed);
+            if let Some(ts) = batch.iter().map(|s| s.timestamp_ms).max() {
+                ctx.stats.note_sent_timestamp(ts);
+            }
+        }
+        Outcome::Rejected => ctx.stats.add_dropped(DropReason::ClientError, n),
+    }
+    ctx.stats.batches_sent.fetch_add(1, Relaxed);
+    release(ctx, batch);
+    true
+}
+
+/// Marks the batch's samples done in the tracker (per position) and
+/// empties it.
+fn release(ctx: &ShardContext, batch: &mut Vec<QueuedSample>) {
+    // Before the delivered position moves: whoever sees it move sees
+    // these samples gone from the pending count too.
+    ctx.stats.sub_pending(batch.len() as u64);
+    {
+        let mut tracker = ctx.tracker.lock().unwrap_or_else(|p| p.into_inner());
+        let mut i = 0;
+        while i < batch.len() {
+            let pos = batch[i].position;
+            let mut j = i;
+            // Samples of one position are mostly adjacent; count runs.
+            while j < batch.len() && batch[j].position == pos {
+                j += 1;
+            }
+            tracker.done(pos, j - i);
+            i = j;
+        }
+    }
+    batch.clear();
+}
