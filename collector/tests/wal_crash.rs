@@ -114,8 +114,10 @@ const CHILD_ENV: &str = "PROMSHARD_WAL_CRASH_CHILD_DIR";
 
 /// The child role of the SIGKILL test: appends numbered batches with
 /// fsync=Always and reports each after `append` returned. Does nothing
-/// when run as an ordinary test.
+/// when run as an ordinary test, so it is ignored there; the crash test
+/// runs it with `--ignored`.
 #[test]
+#[ignore = "child role of the SIGKILL crash test"]
 fn wal_crash_child() {
     let Ok(dir) = std::env::var(CHILD_ENV) else {
         return;
@@ -149,6 +151,7 @@ fn sigkilled_appender_loses_no_batch_it_reported_synced() {
         .args([
             "--exact",
             "wal_crash_child",
+            "--ignored",
             "--nocapture",
             "--test-threads",
             "1",

@@ -204,18 +204,6 @@ fn same_value(a: f64, b: f64) -> bool {
     (a.is_nan() && b.is_nan()) || a.to_bits() == b.to_bits() || a == b
 }
 
-fn encode(q: &str) -> String {
-    q.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
 #[test]
 fn prometheus_stores_what_promlib_parses() {
     let now_ms = SystemTime::now()
@@ -303,7 +291,10 @@ fn prometheus_stores_what_promlib_parses() {
         }
         let ours = ours.unwrap_or_default();
         let q = format!("{{job=\"{}\",__name__!~\"up|scrape_.+\"}}", c.name);
-        let v = prom.get_json(&format!("/api/v1/query?query={}", encode(&q)));
+        let v = prom.get_json(&format!(
+            "/api/v1/query?query={}",
+            common::percent_encode(&q)
+        ));
         let mut theirs: BTreeMap<Labels, f64> = BTreeMap::new();
         for r in v["data"]["result"].as_array().cloned().unwrap_or_default() {
             let mut labels: Labels = serde_json::from_value(r["metric"].clone()).expect("labels");

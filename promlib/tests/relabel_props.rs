@@ -24,19 +24,6 @@ const PATTERNS: &[&str] = &[
 const TEMPLATES: &[&str] = &[
     "$1", "${1}", "$2x", "$$", "$", "x", "", "${n}_$1", "$1x", "a$",
 ];
-const ACTIONS: [Action; 11] = [
-    Action::Replace,
-    Action::Keep,
-    Action::Drop,
-    Action::KeepEqual,
-    Action::DropEqual,
-    Action::HashMod,
-    Action::LabelMap,
-    Action::LabelDrop,
-    Action::LabelKeep,
-    Action::Lowercase,
-    Action::Uppercase,
-];
 
 fn name() -> impl Strategy<Value = String> {
     prop_oneof![
@@ -64,7 +51,7 @@ fn rule() -> impl Strategy<Value = RelabelConfig> {
             proptest::sample::select(TEMPLATES).prop_map(String::from)
         ],
         proptest::sample::select(TEMPLATES),
-        proptest::sample::select(&ACTIONS[..]),
+        proptest::sample::select(&Action::ALL[..]),
     )
         .prop_map(
             |(src, sep, pat, modulus, target, repl, action)| RelabelConfig {

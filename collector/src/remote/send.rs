@@ -4,7 +4,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use promshard_promlib::config::RemoteWriteConfig;
-use promshard_promlib::scrape::{HttpClient, redact_url, user_agent};
+use promshard_promlib::scrape::{HttpClient, error_chain, redact_url, user_agent};
 use reqwest::StatusCode;
 use reqwest::header::{
     AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER,
@@ -186,20 +186,6 @@ pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration
         at.duration_since(now).unwrap_or(Duration::ZERO)
     };
     Some(d.min(MAX_RETRY_AFTER))
-}
-
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut s = err.to_string();
-    let mut cur = err.source();
-    while let Some(e) = cur {
-        let m = e.to_string();
-        if !s.contains(&m) {
-            s.push_str(": ");
-            s.push_str(&m);
-        }
-        cur = e.source();
-    }
-    s
 }
 
 /// Resolves once `cancel` is true (or its sender is gone). Holds no

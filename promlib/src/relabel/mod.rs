@@ -58,7 +58,8 @@ impl Action {
         }
     }
 
-    const ALL: [Action; 11] = [
+    /// Every action, in the order Prometheus documents them.
+    pub const ALL: [Action; 11] = [
         Action::Replace,
         Action::Keep,
         Action::Drop,

@@ -94,7 +94,7 @@ pub fn redact_url(url: &str) -> String {
 
 /// The chain of an error's causes, `a: b: c`, so a transport error says
 /// what went wrong (reqwest's top-level message alone is vague).
-pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
+pub fn error_chain(err: &dyn std::error::Error) -> String {
     let mut out = err.to_string();
     let mut cur = err.source();
     while let Some(e) = cur {
