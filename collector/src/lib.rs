@@ -4,6 +4,9 @@
 //! metric relabeling, limits, staleness, synthetic series) -> [`series`]
 //! batches -> WAL -> remote-write queues.
 
+pub mod pipeline;
 pub mod remote;
+pub mod scrape;
 pub mod series;
+pub mod ship;
 pub mod wal;
