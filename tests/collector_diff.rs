@@ -19,7 +19,12 @@ use common::{STALE_NAN_BITS, now_ms, wait_until, write_atomic};
 /// The only series of `samples` matching `m`; panics unless exactly one.
 fn one(samples: &Samples, m: &[(&str, &str)]) -> (common::capture::Labels, Vec<(i64, u64)>) {
     let s = select(samples, m);
-    assert_eq!(s.len(), 1, "want exactly one series {m:?}, got {:?}", s.keys());
+    assert_eq!(
+        s.len(),
+        1,
+        "want exactly one series {m:?}, got {:?}",
+        s.keys()
+    );
     s.into_iter().next().unwrap()
 }
 
@@ -54,7 +59,12 @@ static_configs: [{targets: ['{addr}'], labels: {zone: static}}]\n",
     // honor_labels: true — the body's labels win.
     one(
         &p,
-        &[("__name__", "conflict"), ("job", "from_body"), ("instance", "body:1"), ("zone", "a")],
+        &[
+            ("__name__", "conflict"),
+            ("job", "from_body"),
+            ("instance", "body:1"),
+            ("zone", "a"),
+        ],
     );
     // false — the target's labels win, the body's get the exported_ prefix.
     let (l, _) = one(&p, &[("__name__", "conflict"), ("job", "honor_false")]);
@@ -86,7 +96,11 @@ static_configs: [{targets: ['{addr}']}]\n",
     pair.settle(&[("job", "ts_false")], 3);
     let p = pair.assert_agree();
     let (l, s) = one(&p, &[("__name__", "with_ts"), ("job", "ts_true")]);
-    assert_eq!(sig(&l, &s).fixed_ts, Some(t), "honored timestamp {t}: {s:?}");
+    assert_eq!(
+        sig(&l, &s).fixed_ts,
+        Some(t),
+        "honored timestamp {t}: {s:?}"
+    );
     let (l, s) = one(&p, &[("__name__", "with_ts"), ("job", "ts_false")]);
     assert!(s.len() >= 2, "{s:?}");
     assert_eq!(sig(&l, &s).fixed_ts, None, "scrape times, not {t}: {s:?}");
@@ -150,7 +164,10 @@ static_configs: [{targets: ['{addr}']}]\n",
             s.iter().all(|(t, b)| *t <= over || *b == STALE_NAN_BITS),
             "{n}: no samples of failed scrapes: {s:?}"
         );
-        assert!(!sig(&l, &s).stale, "{n}: Prometheus 2.42 marks nothing stale: {s:?}");
+        assert!(
+            !sig(&l, &s).stale,
+            "{n}: Prometheus 2.42 marks nothing stale: {s:?}"
+        );
     }
     assert!(select(&p, &[("__name__", "d")]).is_empty());
 }
@@ -187,7 +204,10 @@ fn target_removed_from_file_sd_gets_stale_markers_for_all_series() {
         )
     };
     let addr = fx.addr();
-    write_atomic(&sd, &format!("[{}, {}]", group("stay", &addr), group("gone", &addr)));
+    write_atomic(
+        &sd,
+        &format!("[{}, {}]", group("stay", &addr), group("gone", &addr)),
+    );
     let pair = Pair::start(
         fx,
         "",
@@ -211,7 +231,12 @@ fn target_removed_from_file_sd_gets_stale_markers_for_all_series() {
     pair.settle(&[("instance", "stay")], 2);
     let p = pair.assert_agree();
     let gone = select(&p, &[("instance", "gone")]);
-    assert_eq!(gone.len(), 6, "gone_metric + 5 synthetic: {:?}", gone.keys());
+    assert_eq!(
+        gone.len(),
+        6,
+        "gone_metric + 5 synthetic: {:?}",
+        gone.keys()
+    );
     for (l, s) in &gone {
         assert!(sig(l, s).ends_stale, "{l:?} ends stale: {s:?}");
     }
@@ -221,7 +246,10 @@ fn target_removed_from_file_sd_gets_stale_markers_for_all_series() {
 #[test]
 fn external_labels_are_added_but_do_not_override() {
     let fx = Fixture::start();
-    fx.set("/ext", Route::text("ext_metric{region=\"body\"} 1\nplain 2\n"));
+    fx.set(
+        "/ext",
+        Route::text("ext_metric{region=\"body\"} 1\nplain 2\n"),
+    );
     let pair = Pair::start(
         fx,
         "  external_labels:\n    region: eu\n    job: not_this\n    replica: r1\n",
@@ -277,7 +305,10 @@ fn ordinary_nan_stays_ordinary_nan() {
     pair.settle(&[("job", "nan")], 3);
     let p = pair.assert_agree();
     let (_, s) = one(&p, &[("__name__", "nan_metric")]);
-    assert!(s.iter().all(|(_, b)| *b == PROM_NAN_BITS), "prometheus: {s:?}");
+    assert!(
+        s.iter().all(|(_, b)| *b == PROM_NAN_BITS),
+        "prometheus: {s:?}"
+    );
     let o = pair.ours_cap.snapshot();
     let (_, s) = one(&o, &[("__name__", "nan_metric")]);
     assert!(

@@ -125,7 +125,11 @@ impl Agent {
                     last_err = e;
                     let exited = a.child.try_wait().ok().flatten().is_some();
                     if !exited {
-                        panic!("{} not ready: {last_err}\n--- log ---\n{}", kind.name(), a.log());
+                        panic!(
+                            "{} not ready: {last_err}\n--- log ---\n{}",
+                            kind.name(),
+                            a.log()
+                        );
                     }
                     // Maybe the port was taken meanwhile: try another.
                 }

@@ -138,7 +138,11 @@ pub fn label<'a>(labels: &'a Labels, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
-async fn write(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn write(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     {
         let mut g = inner.lock().unwrap();
         g.requests += 1;

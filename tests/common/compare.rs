@@ -98,7 +98,10 @@ pub fn sig(labels: &Labels, samples: &[(i64, u64)]) -> Sig {
 
 /// Signatures of every series.
 pub fn sigs(samples: &Samples) -> BTreeMap<Labels, Sig> {
-    samples.iter().map(|(l, s)| (l.clone(), sig(l, s))).collect()
+    samples
+        .iter()
+        .map(|(l, s)| (l.clone(), sig(l, s)))
+        .collect()
 }
 
 /// `{a="b", ...}` for messages.

@@ -191,7 +191,11 @@ async fn serve(State(inner): State<Arc<Mutex<Inner>>>, uri: Uri) -> Response {
             });
             use futures_util::StreamExt;
             let stream = first.chain(rest);
-            ([(header::CONTENT_TYPE, route.content_type)], Body::from_stream(stream)).into_response()
+            (
+                [(header::CONTENT_TYPE, route.content_type)],
+                Body::from_stream(stream),
+            )
+                .into_response()
         }
     }
 }

@@ -99,8 +99,16 @@ impl Pair {
     /// Snapshots of both receivers `(prometheus, ours)` after checking no
     /// request broke a sender rule.
     pub fn snapshots(&self) -> (Samples, Samples) {
-        assert_eq!(self.prom_cap.rejected(), Vec::<String>::new(), "prometheus broke a rule");
-        assert_eq!(self.ours_cap.rejected(), Vec::<String>::new(), "ours broke a sender rule");
+        assert_eq!(
+            self.prom_cap.rejected(),
+            Vec::<String>::new(),
+            "prometheus broke a rule"
+        );
+        assert_eq!(
+            self.ours_cap.rejected(),
+            Vec::<String>::new(),
+            "ours broke a sender rule"
+        );
         (self.prom_cap.snapshot(), self.ours_cap.snapshot())
     }
 
