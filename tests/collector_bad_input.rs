@@ -195,15 +195,27 @@ static_configs: [{}, {}]\n",
     );
     assert!(s.agent.alive(), "the process survives");
     let p = s.cap.snapshot();
+    let big_up = up_values(&p, &[("instance", "big")]);
     assert!(
-        up_values(&p, &[("instance", "big")])
-            .iter()
-            .all(|v| *v == 0.0)
+        big_up.iter().all(|v| *v == 0.0),
+        "big target up: {big_up:?}"
     );
+    // The other target of the same process keeps working meanwhile.
+    let small = select(&p, &[("instance", "small")]);
     assert!(
         up_values(&p, &[("instance", "small")])
             .iter()
-            .all(|v| *v == 1.0)
+            .all(|v| *v == 1.0),
+        "small target up while the big one is scraped:\n{}",
+        small
+            .iter()
+            .map(|(l, v)| format!(
+                "{}: {}",
+                common::compare::fmt_labels(l),
+                common::compare::fmt_samples(v)
+            ))
+            .collect::<Vec<_>>()
+            .join("\n")
     );
     assert!(select(&p, &[("__name__", "big_metric")]).is_empty());
     let (rss, hwm) = s.agent.rss_kib().expect("read /proc status");

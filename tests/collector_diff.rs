@@ -89,6 +89,7 @@ static_configs: [{targets: ['{addr}']}]\n  \
 static_configs: [{targets: ['{addr}']}]\n",
     );
     pair.settle(&[("job", "ts_true")], 1);
+    pair.settle(&[("job", "ts_false")], 1);
     let t = now_ms();
     pair.fixture
         .set_body("/ts", format!("with_ts 5 {t}\nwithout_ts 6\n"));

@@ -26,7 +26,10 @@ pub struct Sig {
     pub stale: bool,
     /// The sample with the highest timestamp is a staleness marker.
     pub ends_stale: bool,
-    /// All non-stale samples (at least 2) share this timestamp.
+    /// All non-stale samples share this timestamp. (How many samples is
+    /// not compared: Prometheus agent re-sends an honored explicit
+    /// timestamp's sample at every scrape, a sender may send it once; a
+    /// receiver stores one either way.)
     pub fixed_ts: Option<i64>,
 }
 
@@ -63,7 +66,6 @@ pub fn sig(labels: &Labels, samples: &[(i64, u64)]) -> Sig {
     let ignore_values = TIMING_DEPENDENT.contains(&name);
     let mut values = BTreeSet::new();
     let mut ts = BTreeSet::new();
-    let mut live = 0usize;
     let mut stale = false;
     let mut last: Option<(i64, u64)> = None;
     for &(t, b) in samples {
@@ -74,7 +76,6 @@ pub fn sig(labels: &Labels, samples: &[(i64, u64)]) -> Sig {
             stale = true;
             continue;
         }
-        live += 1;
         ts.insert(t);
         if !ignore_values {
             values.insert(if f64::from_bits(b).is_nan() {
@@ -88,7 +89,7 @@ pub fn sig(labels: &Labels, samples: &[(i64, u64)]) -> Sig {
         values,
         stale,
         ends_stale: last.is_some_and(|(_, b)| b == STALE_NAN_BITS),
-        fixed_ts: if live >= 2 && ts.len() == 1 {
+        fixed_ts: if ts.len() == 1 {
             ts.first().copied()
         } else {
             None
@@ -102,6 +103,27 @@ pub fn sigs(samples: &Samples) -> BTreeMap<Labels, Sig> {
         .iter()
         .map(|(l, s)| (l.clone(), sig(l, s)))
         .collect()
+}
+
+/// `[(ts, value), ...]` (at most 12) for messages.
+pub fn fmt_samples(s: &[(i64, u64)]) -> String {
+    let shown: Vec<String> = s
+        .iter()
+        .take(12)
+        .map(|(t, b)| {
+            if *b == STALE_NAN_BITS {
+                format!("({t}, stale)")
+            } else {
+                format!("({t}, {})", fmt_bits(*b))
+            }
+        })
+        .collect();
+    let more = if s.len() > 12 {
+        format!(" +{} more", s.len() - 12)
+    } else {
+        String::new()
+    };
+    format!("[{}]{more}", shown.join(", "))
 }
 
 /// `{a="b", ...}` for messages.
@@ -120,8 +142,11 @@ pub fn diff(prom: &Samples, ours: &Samples) -> Vec<String> {
         match b.get(l) {
             None => out.push(format!("only in prometheus: {} {sa}", fmt_labels(l))),
             Some(sb) if sa != sb => out.push(format!(
-                "differs: {}\n    prometheus: {sa}\n    ours:       {sb}",
-                fmt_labels(l)
+                "differs: {}\n    prometheus: {sa}\n    ours:       {sb}\n    \
+prometheus samples: {}\n    ours samples:       {}",
+                fmt_labels(l),
+                fmt_samples(&prom[l]),
+                fmt_samples(&ours[l])
             )),
             Some(_) => {}
         }
