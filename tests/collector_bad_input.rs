@@ -157,7 +157,7 @@ fn solo(fixture: Fixture, scrape_configs: &str) -> Solo {
 }
 
 #[test]
-fn target_with_a_million_series_over_sample_limit_keeps_rss_bounded() {
+fn target_with_a_million_series_over_sample_limit_fails_alone_with_bounded_rss() {
     const SERIES: usize = 1_000_000;
     const RSS_BOUND_KIB: u64 = 1024 * 1024; // 1 GiB: generous, the body is ~30 MB.
     let fx = Fixture::start();

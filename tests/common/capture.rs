@@ -29,6 +29,10 @@ struct Inner {
     samples: Samples,
     /// Answer this status (without recording) instead of accepting.
     fail_with: Option<u16>,
+    /// `Retry-After` seconds sent with a `fail_with` status.
+    retry_after: Option<u64>,
+    /// When each write request arrived, with the status answered.
+    log: Vec<(std::time::Instant, u16)>,
     requests: u64,
     accepted: u64,
     refused: u64,
@@ -82,7 +86,21 @@ impl Capture {
 
     /// Answer `status` to every write from now on (`None`: accept again).
     pub fn fail_with(&self, status: Option<u16>) {
-        self.inner.lock().unwrap().fail_with = status;
+        let mut g = self.inner.lock().unwrap();
+        g.fail_with = status;
+        g.retry_after = None;
+    }
+
+    /// Answer `status` with `Retry-After: secs` from now on.
+    pub fn fail_with_retry_after(&self, status: u16, secs: u64) {
+        let mut g = self.inner.lock().unwrap();
+        g.fail_with = Some(status);
+        g.retry_after = Some(secs);
+    }
+
+    /// Arrival time and answered status of every write request.
+    pub fn request_log(&self) -> Vec<(std::time::Instant, u16)> {
+        self.inner.lock().unwrap().log.clone()
     }
 
     /// A copy of everything accepted so far.
@@ -148,10 +166,19 @@ async fn write(
         g.requests += 1;
         if let Some(code) = g.fail_with {
             g.refused += 1;
-            return StatusCode::from_u16(code)
+            g.log.push((std::time::Instant::now(), code));
+            let mut resp = StatusCode::from_u16(code)
                 .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
                 .into_response();
+            if let Some(secs) = g.retry_after {
+                resp.headers_mut().insert(
+                    axum::http::header::RETRY_AFTER,
+                    axum::http::HeaderValue::from(secs),
+                );
+            }
+            return resp;
         }
+        g.log.push((std::time::Instant::now(), 204));
     }
     let checked = decode::check_headers(&headers)
         .and_then(|()| decode::decode_body(&body))
