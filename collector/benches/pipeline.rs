@@ -20,7 +20,9 @@ fn node_body() -> Vec<u8> {
     let mut family = 0;
     while n < SERIES {
         let name = format!("node_family_{family}_total");
-        b.push_str(&format!("# HELP {name} Family {family} of node metrics.\n# TYPE {name} counter\n"));
+        b.push_str(&format!(
+            "# HELP {name} Family {family} of node metrics.\n# TYPE {name} counter\n"
+        ));
         for i in 0..(10 + family % 40) {
             if n == SERIES {
                 break;
@@ -64,7 +66,13 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             let mut p = TargetPipeline::new(settings(), target(), Arc::new(RefAllocator::new(1)));
             let mut out = AppendBatch::default();
-            let r = p.on_scrape(&body, Format::Text, 1000, Duration::from_millis(5), &mut out);
+            let r = p.on_scrape(
+                &body,
+                Format::Text,
+                1000,
+                Duration::from_millis(5),
+                &mut out,
+            );
             black_box((r, out));
         })
     });

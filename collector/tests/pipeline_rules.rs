@@ -48,7 +48,10 @@ fn relabel_removing_name_fails_the_scrape() {
     let mut p = pipeline(s, &[("job", "j")]);
     let mut out = AppendBatch::default();
     let r = p.on_scrape(b"a 1\n", TEXT, 1000, ms(1), &mut out);
-    assert_eq!(r.error.as_deref(), Some("missing metric name (__name__ label)"));
+    assert_eq!(
+        r.error.as_deref(),
+        Some("missing metric name (__name__ label)")
+    );
 }
 
 #[test]
@@ -65,7 +68,13 @@ fn metric_relabel_does_not_touch_synthetic_series() {
 fn honor_labels_false_renames_conflicts_to_exported() {
     let mut p = pipeline(settings(), &[("job", "outer"), ("instance", "h:1")]);
     let mut out = AppendBatch::default();
-    p.on_scrape(b"a{job=\"inner\",exported_job=\"e\"} 1\n", TEXT, 1000, ms(1), &mut out);
+    p.on_scrape(
+        b"a{job=\"inner\",exported_job=\"e\"} 1\n",
+        TEXT,
+        1000,
+        ms(1),
+        &mut out,
+    );
     assert!(
         value_of(
             &p,
@@ -144,10 +153,19 @@ fn duplicate_series_keep_the_first_sample() {
     let mut p = pipeline(settings(), &[]);
     let mut out = AppendBatch::default();
     // The same labels written twice, once in another label order.
-    let r = p.on_scrape(b"a{x=\"1\",y=\"2\"} 1\na{y=\"2\",x=\"1\"} 2\n", TEXT, 1000, ms(1), &mut out);
+    let r = p.on_scrape(
+        b"a{x=\"1\",y=\"2\"} 1\na{y=\"2\",x=\"1\"} 2\n",
+        TEXT,
+        1000,
+        ms(1),
+        &mut out,
+    );
     assert_eq!(r.error, None);
     assert_eq!(r.duplicates, 1);
-    assert_eq!((r.samples_scraped, r.samples_post_relabel, r.series), (2, 2, 1));
+    assert_eq!(
+        (r.samples_scraped, r.samples_post_relabel, r.series),
+        (2, 2, 1)
+    );
     assert_eq!(value_of(&p, &out, "a{x=\"1\", y=\"2\"}"), Some((1000, 1.0)));
 }
 
@@ -162,16 +180,32 @@ fn sample_limit_fails_the_whole_scrape() {
     let r = p.on_scrape(b"a 1\nb 1\ndropped 1\n", TEXT, 1000, ms(1), &mut b1);
     assert_eq!(r.error, None);
     let mut b2 = AppendBatch::default();
-    let r = p.on_scrape(b"a 1\nb 1\nc 1\nd 1\ndropped 1\n", TEXT, 2000, ms(1), &mut b2);
+    let r = p.on_scrape(
+        b"a 1\nb 1\nc 1\nd 1\ndropped 1\n",
+        TEXT,
+        2000,
+        ms(1),
+        &mut b2,
+    );
     assert_eq!(r.error.as_deref(), Some("sample limit exceeded"));
     // As Prometheus 2.42: every sample is counted, series_added only
     // counts new series within the limit (here none: a and b are known).
-    assert_eq!((r.samples_scraped, r.samples_post_relabel, r.series_added), (5, 4, 0));
+    assert_eq!(
+        (r.samples_scraped, r.samples_post_relabel, r.series_added),
+        (5, 4, 0)
+    );
     assert!(value_of(&p, &b2, "c{job=\"j\"}").is_none());
-    assert!(is_stale_marker(value_of(&p, &b2, "a{job=\"j\"}").unwrap().1));
-    assert!(is_stale_marker(value_of(&p, &b2, "b{job=\"j\"}").unwrap().1));
+    assert!(is_stale_marker(
+        value_of(&p, &b2, "a{job=\"j\"}").unwrap().1
+    ));
+    assert!(is_stale_marker(
+        value_of(&p, &b2, "b{job=\"j\"}").unwrap().1
+    ));
     assert_eq!(value_of(&p, &b2, "up{job=\"j\"}"), Some((2000, 0.0)));
-    assert_eq!(value_of(&p, &b2, "scrape_samples_scraped{job=\"j\"}"), Some((2000, 5.0)));
+    assert_eq!(
+        value_of(&p, &b2, "scrape_samples_scraped{job=\"j\"}"),
+        Some((2000, 5.0))
+    );
     assert_eq!(
         value_of(&p, &b2, "scrape_samples_post_metric_relabeling{job=\"j\"}"),
         Some((2000, 4.0))
@@ -180,10 +214,20 @@ fn sample_limit_fails_the_whole_scrape() {
 
 #[test]
 fn label_limits_fail_the_scrape() {
-    let cases: [(fn(&mut promshard_collector::pipeline::JobSettings), &str); 3] = [
-        (|s| s.label_limit = 2, "label_limit exceeded (metric: b, number of labels: 3, limit: 2)"),
-        (|s| s.label_name_length_limit = 8, "label_name_length_limit exceeded"),
-        (|s| s.label_value_length_limit = 3, "label_value_length_limit exceeded"),
+    type SetLimit = fn(&mut promshard_collector::pipeline::JobSettings);
+    let cases: [(SetLimit, &str); 3] = [
+        (
+            |s| s.label_limit = 2,
+            "label_limit exceeded (metric: b, number of labels: 3, limit: 2)",
+        ),
+        (
+            |s| s.label_name_length_limit = 8,
+            "label_name_length_limit exceeded",
+        ),
+        (
+            |s| s.label_value_length_limit = 3,
+            "label_value_length_limit exceeded",
+        ),
     ];
     for (set, msg) in cases {
         let mut s = settings();
@@ -192,12 +236,20 @@ fn label_limits_fail_the_scrape() {
         let mut b1 = AppendBatch::default();
         p.on_scrape(b"a 1\n", TEXT, 1000, ms(1), &mut b1);
         let mut b2 = AppendBatch::default();
-        let r = p.on_scrape(b"a 1\nb{long_name=\"long\"} 1\nc 1\n", TEXT, 2000, ms(1), &mut b2);
+        let r = p.on_scrape(
+            b"a 1\nb{long_name=\"long\"} 1\nc 1\n",
+            TEXT,
+            2000,
+            ms(1),
+            &mut b2,
+        );
         let err = r.error.unwrap();
         assert!(err.starts_with(msg), "{err}");
         assert_eq!(r.samples_scraped, 2, "{msg}");
         assert_eq!(r.samples_post_relabel, 1, "{msg}");
-        assert!(is_stale_marker(value_of(&p, &b2, "a{job=\"j\"}").unwrap().1));
+        assert!(is_stale_marker(
+            value_of(&p, &b2, "a{job=\"j\"}").unwrap().1
+        ));
         assert_eq!(value_of(&p, &b2, "up{job=\"j\"}"), Some((2000, 0.0)));
     }
 }
@@ -220,22 +272,47 @@ fn metadata_is_emitted_when_first_seen_or_changed() {
     let body = b"# HELP a The a.\n# TYPE a counter\na 1\n# TYPE g gauge\ng 1\n";
     let mut out = AppendBatch::default();
     p.on_scrape(body, TEXT, 1000, ms(1), &mut out);
-    let mut names: Vec<_> = out.metadata.iter().map(|m| (m.metric_family_name.as_str(), m.kind.as_str(), m.help.as_str())).collect();
+    let mut names: Vec<_> = out
+        .metadata
+        .iter()
+        .map(|m| {
+            (
+                m.metric_family_name.as_str(),
+                m.kind.as_str(),
+                m.help.as_str(),
+            )
+        })
+        .collect();
     names.sort();
     assert_eq!(names, vec![("a", "counter", "The a."), ("g", "gauge", "")]);
     let mut out = AppendBatch::default();
     p.on_scrape(body, TEXT, 2000, ms(1), &mut out);
     assert!(out.metadata.is_empty());
     let mut out = AppendBatch::default();
-    p.on_scrape(b"# HELP a Changed.\n# TYPE a counter\na 1\n", TEXT, 3000, ms(1), &mut out);
+    p.on_scrape(
+        b"# HELP a Changed.\n# TYPE a counter\na 1\n",
+        TEXT,
+        3000,
+        ms(1),
+        &mut out,
+    );
     assert_eq!(out.metadata.len(), 1);
     assert_eq!(out.metadata[0].help, "Changed.");
     // OpenMetrics units.
     let mut out = AppendBatch::default();
-    let r = p.on_scrape(b"# TYPE t_seconds gauge\n# UNIT t_seconds seconds\nt_seconds 1\n# EOF\n", OPENMETRICS, 4000, ms(1), &mut out);
+    let r = p.on_scrape(
+        b"# TYPE t_seconds gauge\n# UNIT t_seconds seconds\nt_seconds 1\n# EOF\n",
+        OPENMETRICS,
+        4000,
+        ms(1),
+        &mut out,
+    );
     assert_eq!(r.error, None);
     assert_eq!(out.metadata.len(), 1);
-    assert_eq!((out.metadata[0].kind.as_str(), out.metadata[0].unit.as_str()), ("gauge", "seconds"));
+    assert_eq!(
+        (out.metadata[0].kind.as_str(), out.metadata[0].unit.as_str()),
+        ("gauge", "seconds")
+    );
 }
 
 #[test]
@@ -263,7 +340,9 @@ fn set_settings_keeps_staleness_and_relabels_again() {
     let mut b2 = AppendBatch::default();
     let r = p.on_scrape(b"a 1\nb 1\n", TEXT, 2000, ms(1), &mut b2);
     assert_eq!(r.samples_post_relabel, 1);
-    assert!(is_stale_marker(value_of(&p, &b2, "b{job=\"j\"}").unwrap().1));
+    assert!(is_stale_marker(
+        value_of(&p, &b2, "b{job=\"j\"}").unwrap().1
+    ));
     assert_eq!(value_of(&p, &b2, "a{job=\"j\"}"), Some((2000, 1.0)));
     assert_defined_before_use(&[b1, b2]);
 }

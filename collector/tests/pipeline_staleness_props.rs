@@ -28,7 +28,9 @@ fn step() -> impl Strategy<Value = Step> {
 }
 
 fn body(set: &BTreeSet<u8>) -> String {
-    set.iter().map(|i| format!("m{{i=\"{i}\"}} {i}\n")).collect()
+    set.iter()
+        .map(|i| format!("m{{i=\"{i}\"}} {i}\n"))
+        .collect()
 }
 
 proptest! {
