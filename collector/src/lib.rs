@@ -4,6 +4,7 @@
 //! metric relabeling, limits, staleness, synthetic series) -> [`series`]
 //! batches -> WAL -> remote-write queues.
 
+pub mod api;
 pub mod pipeline;
 pub mod remote;
 pub mod scrape;

@@ -26,7 +26,7 @@ mod shipper;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use promshard_promlib::config::RemoteWriteConfig;
@@ -100,6 +100,52 @@ pub struct Shippers {
     wal: Arc<Wal>,
     /// By consumer name.
     running: BTreeMap<String, Running>,
+    published: StatusSource,
+}
+
+/// What `/metrics` needs of one running remote.
+#[derive(Clone)]
+struct Published {
+    consumer: String,
+    name: String,
+    url: String,
+    stats: Arc<RemoteStats>,
+    delivered: tokio::sync::watch::Receiver<u64>,
+}
+
+/// A cheap, clonable view of the running remotes' statuses that does not
+/// borrow the [`Shippers`] (so `/metrics` never waits for a reload).
+#[derive(Clone)]
+pub struct StatusSource {
+    wal: Arc<Wal>,
+    remotes: Arc<Mutex<Vec<Published>>>,
+}
+
+impl StatusSource {
+    /// One status per running remote, in consumer-name order.
+    pub fn statuses(&self) -> Vec<RemoteStatus> {
+        let published = self
+            .remotes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let wal = self.wal.stats();
+        published
+            .into_iter()
+            .map(|p| RemoteStatus {
+                backlog_bytes: wal
+                    .consumers
+                    .iter()
+                    .find(|c| c.name == p.consumer)
+                    .map_or(0, |c| c.backlog_bytes),
+                delivered_position: *p.delivered.borrow(),
+                name: p.name,
+                url: p.url,
+                consumer: p.consumer,
+                stats: p.stats,
+            })
+            .collect()
+    }
 }
 
 /// Consumer names of `remotes`, refusing two entries with one name.
@@ -215,6 +261,10 @@ impl Shippers {
             reason: format!("retaining WAL consumers: {e}"),
         })?;
         let mut shippers = Shippers {
+            published: StatusSource {
+                wal: wal.clone(),
+                remotes: Arc::default(),
+            },
             wal,
             running: BTreeMap::new(),
         };
@@ -223,6 +273,7 @@ impl Shippers {
             let r = start_one(&shippers.wal, name, cfg, base_dir)?;
             shippers.running.insert(name.clone(), r);
         }
+        shippers.publish();
         Ok(shippers)
     }
 
@@ -262,6 +313,7 @@ impl Shippers {
         for r in &stopping {
             tracing::info!(remote = %r.name, "remote_write entry changed or removed; stopping its shipper");
         }
+        self.publish();
         stop_all(
             stopping,
             shipper::Control::Stop {
@@ -288,27 +340,38 @@ impl Shippers {
                 }
             }
         }
+        self.publish();
         first_err.map_or(Ok(()), Err)
     }
 
     /// One status per running remote, in consumer-name order.
     pub fn statuses(&self) -> Vec<RemoteStatus> {
-        let wal = self.wal.stats();
-        self.running
+        self.published.statuses()
+    }
+
+    /// A view of [`statuses`](Self::statuses) that stays current across
+    /// reloads, for the HTTP API.
+    pub fn status_source(&self) -> StatusSource {
+        self.published.clone()
+    }
+
+    fn publish(&self) {
+        let list = self
+            .running
             .iter()
-            .map(|(consumer, r)| RemoteStatus {
+            .map(|(consumer, r)| Published {
+                consumer: consumer.clone(),
                 name: r.name.clone(),
                 url: r.url.clone(),
-                consumer: consumer.clone(),
                 stats: r.stats.clone(),
-                backlog_bytes: wal
-                    .consumers
-                    .iter()
-                    .find(|c| c.name == *consumer)
-                    .map_or(0, |c| c.backlog_bytes),
-                delivered_position: *r.delivered.borrow(),
+                delivered: r.delivered.clone(),
             })
-            .collect()
+            .collect();
+        *self
+            .published
+            .remotes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = list;
     }
 
     /// Delivers what the WAL holds within `grace`, then stops: each
@@ -323,6 +386,7 @@ impl Shippers {
             deadline: Instant::now() + grace,
         };
         let stopping: Vec<Running> = std::mem::take(&mut self.running).into_values().collect();
+        self.publish();
         stop_all(stopping, control).await
     }
 }
