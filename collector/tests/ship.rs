@@ -329,3 +329,55 @@ fn consumer_names_are_stable_and_distinct() {
         "queue settings do not change the consumer"
     );
 }
+
+#[tokio::test]
+async fn shutdown_with_the_receiver_down_ends_within_the_grace() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = open(dir.path(), 1 << 20);
+    let mut r = Receiver::start().await;
+    r.stop();
+    // A tiny queue: the shipper blocks in push.
+    let c = remote_config(
+        &r.url(),
+        "      capacity: 10\n      max_samples_per_send: 5\n      min_shards: 1\n      max_shards: 1\n",
+        "",
+    );
+    let shippers = Shippers::start(wal.clone(), &[c], dir.path()).unwrap();
+    // More than two pushes of BATCH_SAMPLES: the third waits.
+    append_all(&wal, &batches(0, 4000));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let t = std::time::Instant::now();
+    let left = tokio::time::timeout(
+        Duration::from_secs(10),
+        shippers.shutdown(Duration::from_millis(500)),
+    )
+    .await
+    .expect("shutdown ends");
+    let took = t.elapsed();
+    assert!(took < Duration::from_secs(3), "shutdown took {took:?}");
+    assert!(left > 0, "undelivered samples are reported");
+}
+
+#[tokio::test]
+async fn after_a_crash_everything_arrives_at_least_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = Receiver::start().await;
+    r.set_default_delay(Duration::from_millis(30));
+    let c = remote_config(&r.url(), "      max_samples_per_send: 20\n", "");
+    let wal = open(dir.path(), 4096);
+    let shippers = Shippers::start(wal.clone(), std::slice::from_ref(&c), dir.path()).unwrap();
+    append_all(&wal, &batches(0, 200));
+    wait_until(WAIT, "some delivered", || accepted_samples(&r).len() >= 100).await;
+    // A crash: no shutdown, no final commit.
+    drop(shippers);
+    drop(wal);
+    r.set_default_delay(Duration::ZERO);
+    let wal = open(dir.path(), 4096);
+    let shippers = Shippers::start(wal.clone(), std::slice::from_ref(&c), dir.path()).unwrap();
+    wait_until(WAIT, "everything", || {
+        let c = counts(&r);
+        (0..200).all(|t| (0..4).all(|s| c.contains_key(&(format!("__name__=m,s={s}"), t))))
+    })
+    .await;
+    assert_eq!(shippers.shutdown(Duration::from_secs(5)).await, 0);
+}

@@ -118,6 +118,8 @@ async fn run(
     ));
     let mut pending = Pending::default();
     let mut last_read: Option<WalPosition> = None;
+    // Samples of a batch whose push was abandoned by a stop.
+    let mut abandoned = 0u64;
     let end = 'read: loop {
         let ctl = *control.borrow_and_update();
         if let Control::Stop { grace } = ctl {
@@ -154,14 +156,9 @@ async fn run(
             let batch = pending.take();
             // Pushing waits while the queue is full; a stop (or the drain
             // deadline) abandons the batch, which stays in the WAL.
-            let deadline = match ctl {
-                Control::Drain { deadline, .. } => Some(deadline),
-                _ => None,
-            };
             let pushed = tokio::select! {
                 r = queue.push(qpos, batch) => Some(r),
                 _ = wait_stop(&mut control) => None,
-                _ = sleep_until_opt(deadline) => None,
             };
             match pushed {
                 Some(Ok(())) => {}
@@ -171,6 +168,7 @@ async fn run(
                 }
                 None => {
                     tracing::debug!(remote = %remote, samples = n, "stopping while the queue was full");
+                    abandoned = n as u64;
                     break end_of(*control.borrow());
                 }
             }
@@ -204,7 +202,7 @@ async fn run(
             }
         }
     };
-    let unpushed = pending.batch.samples.len() as u64;
+    let unpushed = pending.batch.samples.len() as u64 + abandoned;
     let grace = match end {
         End::Until(deadline) => deadline.saturating_duration_since(Instant::now()),
         End::Grace(g) => g,
@@ -236,23 +234,26 @@ fn end_of(ctl: Control) -> End {
     }
 }
 
-/// Resolves when the control says Stop (a Drain keeps pushing).
+/// Resolves when the control says Stop, or Drain and its deadline passed
+/// (a Drain before its deadline keeps pushing).
 async fn wait_stop(control: &mut watch::Receiver<Control>) {
     loop {
-        if matches!(*control.borrow_and_update(), Control::Stop { .. }) {
-            return;
+        let ctl = *control.borrow_and_update();
+        match ctl {
+            Control::Stop { .. } => return,
+            Control::Drain { deadline, .. } => {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(deadline) => return,
+                    r = control.changed() => if r.is_err() { return },
+                }
+            }
+            Control::Run => {
+                if control.changed().await.is_err() {
+                    // The Shippers were dropped: stop.
+                    return;
+                }
+            }
         }
-        if control.changed().await.is_err() {
-            // The Shippers were dropped: stop.
-            return;
-        }
-    }
-}
-
-async fn sleep_until_opt(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
     }
 }
 
