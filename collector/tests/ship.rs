@@ -381,3 +381,69 @@ async fn after_a_crash_everything_arrives_at_least_once() {
     .await;
     assert_eq!(shippers.shutdown(Duration::from_secs(5)).await, 0);
 }
+
+#[tokio::test]
+async fn metadata_records_reach_the_remote() {
+    use promshard_collector::series::Metadata;
+    let dir = tempfile::tempdir().unwrap();
+    let wal = open(dir.path(), 1 << 20);
+    let r = Receiver::start().await;
+    let c = remote_config(
+        &r.url(),
+        "",
+        "    metadata_config:\n      send_interval: 200ms\n",
+    );
+    let shippers = Shippers::start(wal.clone(), &[c], dir.path()).unwrap();
+    let mut b = batches(0, 1).remove(0);
+    b.metadata.push(Metadata {
+        metric_family_name: "m".into(),
+        kind: "gauge".into(),
+        help: "a gauge".into(),
+        unit: String::new(),
+    });
+    wal.append(&b).unwrap();
+    wait_until(WAIT, "metadata", || {
+        r.accepted().iter().any(|x| {
+            x.request
+                .metadata
+                .iter()
+                .any(|m| m.metric_family_name == "m")
+        })
+    })
+    .await;
+    shippers.shutdown(Duration::from_secs(5)).await;
+    assert_exactly_once(&r, 0..1);
+}
+
+/// A rough figure, not a benchmark: `cargo test --test ship throughput --
+/// --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn throughput() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = open(dir.path(), 8 << 20);
+    let r = Receiver::start().await;
+    let c = remote_config(&r.url(), "      max_samples_per_send: 2000\n", "");
+    let (series, scrapes) = (1000u64, 200i64);
+    let defs: Vec<_> = (0..series)
+        .map(|s| def(s, &[("__name__", "m"), ("s", &s.to_string())]))
+        .collect();
+    wal.append(&batch(defs, vec![])).unwrap();
+    for t in 0..scrapes {
+        let samples = (0..series).map(|s| sample(s, t, 1.0)).collect();
+        wal.append(&batch(vec![], samples)).unwrap();
+    }
+    let total = series as usize * scrapes as usize;
+    let t0 = std::time::Instant::now();
+    let shippers = Shippers::start(wal.clone(), &[c], dir.path()).unwrap();
+    wait_until(Duration::from_secs(60), "all", || {
+        r.accepted().iter().map(|x| x.sample_count()).sum::<usize>() >= total
+    })
+    .await;
+    let took = t0.elapsed();
+    shippers.shutdown(Duration::from_secs(5)).await;
+    eprintln!(
+        "shipped {total} samples in {took:?}: {:.0} samples/s",
+        total as f64 / took.as_secs_f64()
+    );
+}
