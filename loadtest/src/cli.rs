@@ -168,7 +168,9 @@ pub fn parse_duration(s: &str) -> Result<Duration> {
 
 /// Runs a load-test part until Ctrl-C (its own tokio runtime).
 pub fn run(args: LoadtestArgs) -> Result<()> {
+    // Logs go to stderr: stdout holds reports (bench-collector --json).
     let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),

@@ -77,10 +77,11 @@ fn tiny_run_measures_vmagent_and_prometheus_and_reports_a_failing_promshard() {
             m.peak_rss_bytes >= m.max_sampled_rss_bytes,
             "{name}: the high-water mark is below a sampled RSS: {m:?}"
         );
-        // Scrape times jitter by a few ms around the window's edges: one
-        // scrape per target more or less.
+        // A scrape's timestamp near an edge of the window may fall on
+        // either side (more so on a busy machine): one target's scrape
+        // (20 samples) more or less at each edge.
         assert!(
-            (95.0..=105.0).contains(&m.delivered_percent),
+            m.delivered_samples.abs_diff(m.expected_samples) <= 2 * 20,
             "{name}: delivered {} of {}: {table}",
             m.delivered_samples,
             m.expected_samples

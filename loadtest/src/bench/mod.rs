@@ -126,7 +126,7 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport, BenchError> {
             "the interval and the duration must be positive".into(),
         ));
     }
-    if config.duration.as_millis() % interval_ms != 0 {
+    if !config.duration.as_millis().is_multiple_of(interval_ms) {
         return Err(BenchError::Config(format!(
             "the duration {:?} is not a whole number of intervals of {:?}",
             config.duration, config.interval
