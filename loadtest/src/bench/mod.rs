@@ -215,13 +215,21 @@ fn free_port() -> Result<u16, BenchError> {
     Ok(listener.local_addr().map_err(io)?.port())
 }
 
-/// The last few lines of a contender's log, for a failure message.
+/// What a contender's log says about its end: a Rust panic's message when
+/// there is one (a backtrace would bury it), else the last few lines.
 fn log_tail(path: &Path) -> String {
     let mut text = String::new();
     if let Ok(mut f) = File::open(path) {
         let _ = f.read_to_string(&mut text);
     }
+    summarize_log(&text)
+}
+
+fn summarize_log(text: &str) -> String {
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    if let Some(i) = lines.iter().position(|l| l.contains("panicked at")) {
+        return lines[i..lines.len().min(i + 2)].join(" | ");
+    }
     let tail = lines[lines.len().saturating_sub(5)..].join(" | ");
     if tail.is_empty() {
         "no output".to_owned()
@@ -418,5 +426,22 @@ impl Bench<'_> {
             gaps: summary.totals.gaps,
             rejected_requests: summary.rejected.values().sum(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::summarize_log;
+
+    #[test]
+    fn a_panic_message_is_shown_instead_of_the_backtrace_end() {
+        let log = "starting\n\nthread 'main' (7) panicked at collector/src/ship/mod.rs:50:9:\n\
+                   not yet implemented: ship\nstack backtrace:\n  0: x\n  1: y\n  2: z\n";
+        assert_eq!(
+            summarize_log(log),
+            "thread 'main' (7) panicked at collector/src/ship/mod.rs:50:9: | not yet implemented: ship"
+        );
+        assert_eq!(summarize_log("a\nb\n"), "a | b");
+        assert_eq!(summarize_log(""), "no output");
     }
 }
