@@ -199,6 +199,23 @@ impl Running {
     }
 }
 
+/// The contender gets SIGKILL when the thread that started it (this
+/// run's main thread) ends, so a benchmark killed or interrupted midway
+/// leaves no scraper behind.
+fn die_with_parent(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt as _;
+    // SAFETY: between fork and exec only async-signal-safe calls are
+    // allowed; prctl is a plain system call.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -324,6 +341,7 @@ impl Bench<'_> {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log2));
+        die_with_parent(&mut cmd);
         let mut child = Running(
             cmd.spawn()
                 .map_err(|e| format!("cannot start {}: {e}", binary.display()))?,
