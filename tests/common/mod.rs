@@ -9,6 +9,15 @@
 //!   `promshard collector`, killed on drop.
 //! - [`compare`]: the differential comparison of two captures.
 //! - [`prom`]: promlib's Prometheus harness (free ports, HTTP, binary).
+//!
+//! Files: `collector_diff.rs` (differential scenarios),
+//! `collector_bad_input.rs`, `collector_crash.rs` (SIGKILL + restart),
+//! `collector_retry.rs` (500 / 400 / 429). All of them take ~3 min on 2
+//! cores (debug build): `cargo test --test 'collector_*'`.
+//! `PROMSHARD_DIFFTEST_OURS=prometheus` puts Prometheus agent in place of
+//! promshard (a self-check of the harness: the differential and bad-input
+//! tests pass; crash and 429 tests are promshard guarantees Prometheus
+//! 2.42 does not give).
 #![allow(dead_code)]
 
 pub mod agent;
