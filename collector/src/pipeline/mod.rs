@@ -4,19 +4,40 @@
 //! series bytes, so a series seen before skips label work) -> staleness ->
 //! synthetic series -> external_labels -> an [`AppendBatch`].
 //!
-//! SKELETON: the signatures are the contract between the scrape loops and
-//! the pipeline; bodies are being written.
+//! Modules: [`raw_cache`] (raw bytes -> series), [`series_table`] (refs,
+//! definitions, last timestamps), [`labels`] (target and external labels),
+//! [`limits`], [`staleness`], [`report`] (synthetic series), [`metadata`].
 
+mod error;
+mod labels;
+mod limits;
+mod metadata;
+mod raw_cache;
+mod report;
+mod series_table;
+mod staleness;
+
+pub use error::ScrapeFailure;
+pub use report::SYNTHETIC_NAMES;
+
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use promshard_promlib::config::ScrapeConfig;
-use promshard_promlib::exposition::Format;
-use promshard_promlib::labels::Labels;
-use promshard_promlib::relabel::RelabelConfig;
+use promshard_promlib::exposition::{Entry, Format, Parser};
+use promshard_promlib::labels::{Labels, METRIC_NAME};
+use promshard_promlib::relabel::{self, RelabelConfig};
 
-use crate::series::{AppendBatch, SeriesDef, SeriesRef};
+use crate::series::{AppendBatch, Sample, SeriesDef, SeriesRef};
+use labels::external::apply_external;
+use labels::target_labels::apply_target_labels;
+use limits::{LabelLimits, over_sample_limit};
+use metadata::MetadataCache;
+use raw_cache::{RawCache, Resolved};
+use report::{ReportSeries, ReportValues};
+use series_table::SeriesTable;
 
 /// Hands out series refs unique in this collector process and above every
 /// ref in the WAL (start it at `Wal::next_series_ref()`).
@@ -85,27 +106,98 @@ pub struct ScrapeReport {
     /// Series this target currently has (after relabeling, without the
     /// synthetic ones).
     pub series: u64,
+    /// Samples skipped because their series already had a sample at that
+    /// timestamp (the same series twice in one body).
+    pub duplicates: u64,
+    /// Samples skipped because their explicit timestamp is before the
+    /// series' last sample.
+    pub out_of_order: u64,
+    /// Samples skipped because their explicit timestamp is more than 10
+    /// minutes after the scrape (Prometheus' out-of-bounds check).
+    pub out_of_bounds: u64,
+    /// Stale markers written for series of the previous scrape.
+    pub stale_markers: u64,
+}
+
+/// How far after the scrape an explicit timestamp may be (Prometheus'
+/// `maxAheadTime`).
+const MAX_AHEAD_MS: i64 = 10 * 60 * 1000;
+/// Table entries unseen for this many scrapes are forgotten (one more than
+/// needed to write their stale marker, so `define_all` still finds them).
+const TABLE_KEEP_ITERATIONS: u64 = 2;
+
+/// A sample accepted while parsing, written only if the scrape succeeds.
+#[derive(Clone, Copy, Debug)]
+struct Pending {
+    slot: u32,
+    ts: i64,
+    value: f64,
+    explicit_ts: bool,
+    /// The raw series was not in the cache.
+    new: bool,
+}
+
+/// Counts of a body's first pass.
+#[derive(Default)]
+struct ParseCounts {
+    total: u64,
+    added: u64,
+    /// New series among the samples within the sample limit.
+    series_added: u64,
 }
 
 /// The pipeline of one target. Owned by its scrape loop; not shared.
 pub struct TargetPipeline {
-    _private: (),
+    settings: Arc<JobSettings>,
+    limits: LabelLimits,
+    target_labels: Labels,
+    refs: Arc<RefAllocator>,
+    cache: RawCache,
+    table: SeriesTable,
+    metadata: MetadataCache,
+    report: Option<ReportSeries>,
+    /// Incremented by every scrape, failed or not.
+    iter: u64,
+    pending: Vec<Pending>,
+}
+
+fn label_limits(s: &JobSettings) -> LabelLimits {
+    LabelLimits {
+        label_limit: s.label_limit,
+        name_length: s.label_name_length_limit,
+        value_length: s.label_value_length_limit,
+    }
 }
 
 impl TargetPipeline {
     /// `target_labels`: the target's public labels (final labels without
     /// `__*`), attached to every sample as Prometheus does.
     pub fn new(settings: Arc<JobSettings>, target_labels: Labels, refs: Arc<RefAllocator>) -> Self {
-        let _ = (settings, target_labels, refs);
-        todo!("pipeline")
+        TargetPipeline {
+            limits: label_limits(&settings),
+            settings,
+            target_labels: target_labels.public().without_empty(),
+            refs,
+            cache: RawCache::default(),
+            table: SeriesTable::default(),
+            metadata: MetadataCache::default(),
+            report: None,
+            iter: 0,
+            pending: Vec::new(),
+        }
     }
 
     /// A reload changed the job's settings (not the target): keep the
     /// series seen (so staleness keeps working across the reload), but
     /// forget cached relabeling results.
     pub fn set_settings(&mut self, settings: Arc<JobSettings>) {
-        let _ = settings;
-        todo!("pipeline")
+        if settings.external_labels != self.settings.external_labels {
+            // The synthetic series get new labels, hence new refs.
+            self.report = None;
+        }
+        self.limits = label_limits(&settings);
+        self.settings = settings;
+        self.cache.clear();
     }
 
     /// A scrape that returned `body` (`format` from its Content-Type),
@@ -122,8 +214,235 @@ impl TargetPipeline {
         duration: Duration,
         out: &mut AppendBatch,
     ) -> ScrapeReport {
-        let _ = (body, format, ts_ms, duration, out);
-        todo!("pipeline")
+        self.iter += 1;
+        let iter = self.iter;
+        self.metadata.begin();
+        let mut pending = std::mem::take(&mut self.pending);
+        pending.clear();
+        let (counts, failure) = self.parse_body(body, format, ts_ms, &mut pending);
+
+        let report = match failure {
+            Some(failure) => {
+                self.metadata.clear_pending();
+                let stale_markers = staleness::mark_stale(&mut self.table, iter - 1, ts_ms, out);
+                self.finish_iteration(false);
+                ScrapeReport {
+                    error: Some(failure.to_string()),
+                    samples_scraped: counts.total,
+                    samples_post_relabel: counts.added,
+                    series_added: counts.series_added,
+                    stale_markers,
+                    ..ScrapeReport::default()
+                }
+            }
+            None => {
+                let mut report = self.commit(&pending, ts_ms, out);
+                report.samples_scraped = counts.total;
+                report.samples_post_relabel = counts.added;
+                report.stale_markers = staleness::mark_stale(&mut self.table, iter - 1, ts_ms, out);
+                self.metadata.commit(iter, &mut out.metadata);
+                // An empty body does not flush the cache (as Prometheus).
+                self.finish_iteration(!body.is_empty());
+                report
+            }
+        };
+        pending.clear();
+        self.pending = pending;
+        self.write_report(&report, ts_ms, duration, out);
+        report
+    }
+
+    /// First pass: parse, resolve every sample to a series (cache, or label
+    /// work on a miss), check limits. Nothing is written to the batch.
+    fn parse_body(
+        &mut self,
+        body: &[u8],
+        format: Format,
+        ts_ms: i64,
+        pending: &mut Vec<Pending>,
+    ) -> (ParseCounts, Option<ScrapeFailure>) {
+        let iter = self.iter;
+        let settings = Arc::clone(&self.settings);
+        let mut counts = ParseCounts::default();
+        let mut sample_limit_hit = false;
+        for entry in Parser::new(body, format) {
+            let series = match entry {
+                Err(e) => return (counts, Some(ScrapeFailure::Parse(e))),
+                Ok(Entry::Series(s)) => s,
+                Ok(Entry::Type { name, kind }) => {
+                    self.metadata.observe_type(name, kind, iter);
+                    continue;
+                }
+                Ok(Entry::Help { name, help }) => {
+                    self.metadata.observe_help(name, &help, iter);
+                    continue;
+                }
+                Ok(Entry::Unit { name, unit }) => {
+                    self.metadata.observe_unit(name, unit, iter);
+                    continue;
+                }
+                Ok(Entry::Comment(_) | Entry::Eof) => continue,
+            };
+            counts.total += 1;
+            let explicit = if settings.honor_timestamps {
+                series.timestamp_ms
+            } else {
+                None
+            };
+            let cached = match self.cache.get(series.raw(), iter) {
+                Some(Resolved::Dropped) => continue,
+                Some(Resolved::Series { slot, series: r }) => {
+                    self.table.get_mut(slot, r).is_some().then_some(slot)
+                }
+                None => None,
+            };
+            let (slot, new) = match cached {
+                Some(slot) => (slot, false),
+                None => match self.resolve(&series, iter) {
+                    Ok(Some(slot)) => (slot, true),
+                    Ok(None) => continue,
+                    Err(f) => return (counts, Some(f)),
+                },
+            };
+            counts.added += 1;
+            if over_sample_limit(counts.added, settings.sample_limit) {
+                // Keep parsing to report how many samples there were.
+                sample_limit_hit = true;
+                continue;
+            }
+            if new {
+                counts.series_added += 1;
+            }
+            pending.push(Pending {
+                slot,
+                ts: explicit.unwrap_or(ts_ms),
+                value: series.value,
+                explicit_ts: explicit.is_some(),
+                new,
+            });
+        }
+        let failure = sample_limit_hit.then_some(ScrapeFailure::SampleLimit);
+        (counts, failure)
+    }
+
+    /// Label work for a raw series not in the cache: target labels, metric
+    /// relabeling, checks, external labels. `Ok(None)`: dropped by
+    /// relabeling (and cached as dropped).
+    fn resolve(
+        &mut self,
+        series: &promshard_promlib::exposition::Series<'_>,
+        iter: u64,
+    ) -> Result<Option<u32>, ScrapeFailure> {
+        let settings = &self.settings;
+        let with_target = apply_target_labels(
+            series.to_labels(),
+            &self.target_labels,
+            settings.honor_labels,
+        );
+        let relabeled = if settings.metric_relabel_configs.is_empty() {
+            Some(with_target)
+        } else {
+            relabel::process(&with_target, &settings.metric_relabel_configs)
+        };
+        let Some(labels) = relabeled else {
+            self.cache.insert(series.raw(), Resolved::Dropped, iter);
+            return Ok(None);
+        };
+        if labels.get(METRIC_NAME).is_none_or(str::is_empty) {
+            return Err(ScrapeFailure::MissingMetricName);
+        }
+        self.limits.verify(&labels)?;
+        let labels = apply_external(labels, &settings.external_labels);
+        let (slot, r) = self.table.get_or_insert(labels, iter, &self.refs);
+        self.cache
+            .insert(series.raw(), Resolved::Series { slot, series: r }, iter);
+        Ok(Some(slot))
+    }
+
+    /// Second pass of a successful scrape: write the samples, defining
+    /// series first where needed, skipping duplicates and out-of-order or
+    /// out-of-bounds timestamps.
+    fn commit(&mut self, pending: &[Pending], ts_ms: i64, out: &mut AppendBatch) -> ScrapeReport {
+        let iter = self.iter;
+        let max_ts = ts_ms.saturating_add(MAX_AHEAD_MS);
+        let mut report = ScrapeReport::default();
+        for p in pending {
+            let Some(e) = self.table.slot_mut(p.slot) else {
+                continue;
+            };
+            e.last_seen = iter;
+            if e.committed_iter != iter {
+                e.committed_iter = iter;
+                report.series += 1;
+            }
+            if p.ts > max_ts {
+                report.out_of_bounds += 1;
+                continue;
+            }
+            if p.ts <= e.last_ts {
+                if p.ts == e.last_ts {
+                    report.duplicates += 1;
+                } else {
+                    report.out_of_order += 1;
+                }
+                continue;
+            }
+            if !e.defined {
+                out.series.push(e.def());
+                e.defined = true;
+            }
+            out.samples.push(Sample {
+                series: e.series,
+                timestamp_ms: p.ts,
+                value: p.value,
+            });
+            e.last_ts = p.ts;
+            if !p.explicit_ts {
+                // Series with explicit timestamps are not tracked for
+                // staleness (as Prometheus).
+                e.tracked = Some(iter);
+            }
+            if p.new {
+                report.series_added += 1;
+            }
+        }
+        report
+    }
+
+    /// Cache and table housekeeping at the end of a scrape.
+    fn finish_iteration(&mut self, flush_cache: bool) {
+        let iter = self.iter;
+        self.cache.iter_done(flush_cache, iter);
+        self.table.prune(|e| {
+            e.tracked.is_none() && e.last_seen.saturating_add(TABLE_KEEP_ITERATIONS) <= iter
+        });
+    }
+
+    fn write_report(
+        &mut self,
+        report: &ScrapeReport,
+        ts_ms: i64,
+        duration: Duration,
+        out: &mut AppendBatch,
+    ) {
+        let synthetic = self.report.get_or_insert_with(|| {
+            ReportSeries::new(
+                &self.target_labels,
+                &self.settings.external_labels,
+                &self.refs,
+            )
+        });
+        synthetic.report(
+            ts_ms,
+            &ReportValues {
+                up: report.error.is_none(),
+                duration_seconds: duration.as_secs_f64(),
+                scraped: report.samples_scraped,
+                post_relabel: report.samples_post_relabel,
+                series_added: report.series_added,
+            },
+            out,
+        );
     }
 
     /// A scrape that failed before a body was read (connection error,
@@ -136,31 +455,80 @@ impl TargetPipeline {
         duration: Duration,
         out: &mut AppendBatch,
     ) -> ScrapeReport {
-        let _ = (error, ts_ms, duration, out);
-        todo!("pipeline")
+        self.iter += 1;
+        self.metadata.begin();
+        let stale_markers = staleness::mark_stale(&mut self.table, self.iter - 1, ts_ms, out);
+        self.finish_iteration(false);
+        let report = ScrapeReport {
+            error: Some(error.to_string()),
+            stale_markers,
+            ..ScrapeReport::default()
+        };
+        self.write_report(&report, ts_ms, duration, out);
+        report
     }
 
     /// The target stops being scraped. `handover == false`: stale markers
     /// at `ts_ms` for every series of the last scrape and for the
     /// synthetic series (the target left service discovery).
     /// `handover == true`: nothing (another shard continues the series).
+    ///
+    /// A marker is only written when `ts_ms` is after the series' last
+    /// sample (an earlier one would be out of order).
     pub fn on_stop(&mut self, ts_ms: i64, handover: bool, out: &mut AppendBatch) {
-        let _ = (ts_ms, handover, out);
-        todo!("pipeline")
+        if handover {
+            return;
+        }
+        staleness::mark_stale(&mut self.table, self.iter, ts_ms, out);
+        if let Some(r) = self.report.as_mut() {
+            r.report_stale(ts_ms, out);
+        }
     }
 
     /// The WAL refused `batch` with `UnknownSeries` (it forgot a series
     /// idle for many segments): add to `batch.series` a definition for
     /// every ref its samples use that it does not define, so that an
     /// append of the same batch succeeds.
+    ///
+    /// Refs this pipeline does not know (not from it, or forgotten two
+    /// scrapes after going stale) are left alone.
     pub fn define_all(&self, batch: &mut AppendBatch) {
-        let _ = batch;
-        todo!("pipeline")
+        let mut have: HashSet<SeriesRef> = batch.series.iter().map(|d| d.series).collect();
+        let mut by_ref: Option<HashMap<SeriesRef, &series_table::SeriesEntry>> = None;
+        let mut add = Vec::new();
+        for s in &batch.samples {
+            if !have.insert(s.series) {
+                continue;
+            }
+            if let Some(d) = self.report.as_ref().and_then(|r| r.find(s.series)) {
+                add.push(d.clone());
+                continue;
+            }
+            let map =
+                by_ref.get_or_insert_with(|| self.table.iter().map(|e| (e.series, e)).collect());
+            if let Some(e) = map.get(&s.series) {
+                add.push(e.def());
+            }
+        }
+        // Definitions must precede samples; `series` is appended before
+        // `samples` as a whole, so extending it is enough.
+        batch.series.extend(add);
     }
 
     /// Definitions of the series the pipeline currently knows (for tests
-    /// and the API).
+    /// and the API), by ref: the scraped ones still in its table and the
+    /// synthetic ones once reported.
     pub fn known_series(&self) -> Vec<SeriesDef> {
-        todo!("pipeline")
+        let mut defs: Vec<SeriesDef> = self.table.iter().map(|e| e.def()).collect();
+        if let Some(r) = &self.report {
+            defs.extend(r.defs().iter().cloned());
+        }
+        defs.sort_by_key(|d| d.series);
+        defs
+    }
+
+    /// How many raw series strings are cached (for tests and the API).
+    pub fn cached_raw_series(&self) -> usize {
+        self.cache.len()
     }
 }
