@@ -59,7 +59,10 @@ async fn every_target_is_scraped_every_interval_on_its_slots() {
         }
         let st = m.statuses();
         assert_eq!(st.len(), 3);
-        assert!(st.iter().all(|s| s.health == Health::Up && s.samples_per_scrape > 0));
+        assert!(
+            st.iter()
+                .all(|s| s.health == Health::Up && s.samples_per_scrape > 0)
+        );
         assert!(st.windows(2).all(|w| w[0].target.id < w[1].target.id));
         m.shutdown().await;
     })
@@ -103,7 +106,9 @@ async fn set_targets_keeps_unchanged_loops_and_stops_removed_with_stale_markers(
         );
         for metric in ["up", "foo_total", "bar"] {
             assert!(
-                stale.iter().any(|s| s.labels.get("__name__") == Some(metric)),
+                stale
+                    .iter()
+                    .any(|s| s.labels.get("__name__") == Some(metric)),
                 "no stale marker for {metric}"
             );
         }
@@ -145,7 +150,15 @@ async fn readding_before_the_next_slot_cancels_the_stop() {
         sleep_ms(20).await;
         m.add_target(managed(&x));
         sleep_ms(3 * IV).await;
-        assert!(sink.stale("x").is_empty());
+        assert!(
+            sink.stale("x").is_empty(),
+            "stale {:?} ups {:?} removed after {after}",
+            sink.stale("x"),
+            sink.ups("x")
+                .iter()
+                .map(|s| (s.ts, s.value))
+                .collect::<Vec<_>>()
+        );
         let ts: Vec<i64> = sink.ups("x").iter().map(|s| s.ts).collect();
         assert_contiguous("x", &ts, IVI);
         assert!(ts.len() >= 4);
@@ -207,7 +220,11 @@ async fn start_at_is_respected() {
         sleep_ms(4 * IV).await;
         let reqs = server.requests("s");
         assert!(!reqs.is_empty());
-        assert!(reqs[0] >= start_at - 10, "request at {} < {start_at}", reqs[0]);
+        assert!(
+            reqs[0] >= start_at - 10,
+            "request at {} < {start_at}",
+            reqs[0]
+        );
         let ups = sink.ups("s");
         assert_eq!(
             ups[0].ts,
@@ -219,8 +236,7 @@ async fn start_at_is_respected() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reload_with_unchanged_job_leaves_loops_alone_and_changed_relabeling_applies_without_gap()
-{
+async fn reload_with_unchanged_job_leaves_loops_alone_and_changed_relabeling_applies_without_gap() {
     bounded(async {
         let server = Server::start().await;
         let cfg = config(&[("a", IV, 200, "")]);
@@ -312,14 +328,18 @@ async fn a_target_that_never_answers_times_out_without_disturbing_others() {
             let ups = sink.ups(n);
             assert!(ups.len() >= 2, "{n}: {} scrapes", ups.len());
             assert!(ups.iter().all(|s| s.value == 0.0), "{n} up=1?");
-            assert_eq!(server.max_inflight(n), 1, "{n}: concurrent scrapes");
+            // Each scrape lasts the whole timeout (= the interval): the
+            // next one never starts before it ended.
+            let reqs = server.requests(n);
+            for w in reqs.windows(2) {
+                assert!(w[1] - w[0] >= IVI - 5, "{n}: overlapping scrapes {reqs:?}");
+            }
         }
         let st = m.statuses();
         let hs = st.iter().find(|s| s.target.id == hang.id).unwrap();
         assert_eq!(hs.health, Health::Down);
         assert!(hs.last_error.contains("deadline"), "{}", hs.last_error);
         assert!(hs.last_scrape_duration >= Duration::from_millis(IV - 20));
-        assert!(m.stats().missed_slots.load(Ordering::Relaxed) > 0);
         let ok_ts: Vec<i64> = sink.ups("ok").iter().map(|s| s.ts).collect();
         assert!(ok_ts.len() >= 7);
         assert_contiguous("ok", &ok_ts, IVI);
@@ -376,7 +396,11 @@ async fn shutdown_stops_everything_without_stale_markers() {
         sleep_ms(2 * IV).await;
         let t0 = std::time::Instant::now();
         m.shutdown().await;
-        assert!(t0.elapsed() < Duration::from_millis(150), "{:?}", t0.elapsed());
+        assert!(
+            t0.elapsed() < Duration::from_millis(150),
+            "{:?}",
+            t0.elapsed()
+        );
         let n = server.requests("d").len();
         sleep_ms(2 * IV).await;
         assert_eq!(server.requests("d").len(), n);
@@ -415,6 +439,36 @@ async fn unknown_series_is_redefined_and_retried_and_other_append_errors_are_cou
         let healed_at = now_ms();
         sleep_ms(2 * IV).await;
         assert!(sink.ups("u").iter().any(|s| s.ts > healed_at));
+        m.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_overrunning_scrape_skips_slots_and_never_overlaps() {
+    bounded(async {
+        let server = Server::start().await;
+        let cfg = config(&[("a", IV, 200, "")]);
+        let (m, sink) = manager();
+        m.set_config(&cfg).unwrap();
+        server.set("o", Behaviour::Body(body(12)));
+        let o = target(&cfg, "a", &server, "o");
+        // Every append takes 1.5 intervals (a stalled disk).
+        sink.append_delay_ms.store(IV * 3 / 2, Ordering::SeqCst);
+        m.add_target(managed(&o));
+        sleep_ms(8 * IV).await;
+        let ts: Vec<i64> = sink.ups("o").iter().map(|s| s.ts).collect();
+        assert!(ts.len() >= 2, "{ts:?}");
+        for w in ts.windows(2) {
+            assert_eq!(w[1] - w[0], 2 * IVI, "expected every other slot: {ts:?}");
+        }
+        assert!(ts.iter().all(|&t| on_slot(o.id, t)));
+        assert!(m.stats().missed_slots.load(Ordering::Relaxed) >= 1);
+        let reqs = server.requests("o");
+        for w in reqs.windows(2) {
+            assert!(w[1] - w[0] >= 2 * IVI - 20, "overlapping scrapes {reqs:?}");
+        }
+        sink.append_delay_ms.store(0, Ordering::SeqCst);
         m.shutdown().await;
     })
     .await;

@@ -20,9 +20,7 @@ use promshard_promlib::targets::Target;
 use tokio::sync::Notify;
 
 use super::job::JobState;
-use super::schedule::{
-    SLOT_TOLERANCE_MS, missed_slots, next_slot_ms, now_ms, scrape_timestamp,
-};
+use super::schedule::{SLOT_TOLERANCE_MS, missed_slots, next_slot_ms, now_ms, scrape_timestamp};
 use super::status::{Health, ScrapeStats, TargetStatus};
 use super::{AppendError, BatchSink, Stop};
 use crate::pipeline::{RefAllocator, ScrapeReport, TargetPipeline};
@@ -156,6 +154,8 @@ impl TargetLoop {
         let mut batch = AppendBatch::default();
         // The last scraped slot and the interval it was on.
         let mut last: Option<(i64, Duration)> = None;
+        // The slot the loop slept for, if a wake-up interrupted the sleep.
+        let mut planned: Option<i64> = None;
         let mut append_log = LogLimit::default();
         let mut url = self.target.url(&job.cfg);
 
@@ -180,9 +180,15 @@ impl TargetLoop {
             let (interval, timeout) = job.schedule_of(&self.target);
 
             // The next slot: not before the last one, not before start_at,
-            // and not more than the tolerance in the past (a late wake-up
-            // still scrapes the slot it was meant for).
-            let mut earliest = now_ms() - SLOT_TOLERANCE_MS;
+            // and, once the loop runs on its schedule, not more than the
+            // tolerance in the past (a late wake-up still scrapes the slot
+            // it was meant for). A new loop starts at a slot still ahead.
+            let now = now_ms();
+            let mut earliest = if last.is_some() || planned.is_some() {
+                now - SLOT_TOLERANCE_MS
+            } else {
+                now
+            };
             if let Some(start) = self.start_at_ms {
                 earliest = earliest.max(start);
             }
@@ -205,6 +211,7 @@ impl TargetLoop {
                 stale_at = Some(stop);
             }
 
+            planned = Some(slot);
             let wait = slot - now_ms();
             if wait > 0 {
                 let notified = self.shared.wake.notified();
@@ -267,6 +274,7 @@ impl TargetLoop {
             };
             let duration = started.elapsed();
             last = Some((slot, interval));
+            planned = None;
             lock(&self.shared.control).last_slot_ms = Some(slot);
             self.append(&pipeline, &mut batch, &mut append_log);
             self.record(&report, ts, duration);

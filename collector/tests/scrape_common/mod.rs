@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -193,16 +193,25 @@ pub struct SinkState {
 pub struct CollectSink {
     pub state: Mutex<SinkState>,
     pub fail_all: AtomicBool,
+    /// Each append sleeps this long first (a slow disk).
+    pub append_delay_ms: AtomicU64,
 }
 
 impl BatchSink for CollectSink {
     fn append(&self, batch: &AppendBatch) -> Result<(), AppendError> {
+        let delay = self.append_delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            std::thread::sleep(Duration::from_millis(delay));
+        }
         if self.fail_all.load(Ordering::SeqCst) {
             return Err(AppendError::Other("disk full (test)".into()));
         }
         let mut st = self.state.lock().unwrap();
-        let defined: HashMap<u64, &Labels> =
-            batch.series.iter().map(|d| (d.series.0, &d.labels)).collect();
+        let defined: HashMap<u64, &Labels> = batch
+            .series
+            .iter()
+            .map(|d| (d.series.0, &d.labels))
+            .collect();
         for s in &batch.samples {
             if !defined.contains_key(&s.series.0) && !st.known.contains_key(&s.series.0) {
                 st.unknown_refusals += 1;
@@ -273,7 +282,8 @@ impl CollectSink {
 
 /// A config with one job per `(name, interval_ms, timeout_ms, extra yaml)`.
 pub fn config(jobs: &[(&str, u64, u64, &str)]) -> Config {
-    let mut y = String::from("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n");
+    let mut y =
+        String::from("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n");
     for (name, iv, to, extra) in jobs {
         y.push_str(&format!(
             "  - job_name: {name}\n    scrape_interval: {iv}ms\n    scrape_timeout: {to}ms\n"
