@@ -473,3 +473,77 @@ async fn an_overrunning_scrape_skips_slots_and_never_overlaps() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handover_between_two_managers_continues_the_series_on_the_same_slots() {
+    bounded(async {
+        let server = Server::start().await;
+        let cfg = config(&[("a", IV, 200, "")]);
+        let (from, from_sink) = manager();
+        let (to, to_sink) = manager();
+        from.set_config(&cfg).unwrap();
+        to.set_config(&cfg).unwrap();
+        server.set("m", Behaviour::Body(body(13)));
+        let t = target(&cfg, "a", &server, "m");
+        from.add_target(managed(&t));
+        sleep_ms(2 * IV).await;
+        let at = now_ms() + IVI + 100;
+        from.remove_target(
+            t.id,
+            Stop {
+                stop_before_ms: Some(at),
+                handover: true,
+            },
+        );
+        to.add_target(ManagedTarget {
+            target: t.clone(),
+            start_at_ms: Some(at),
+        });
+        sleep_ms(4 * IV).await;
+        let a: Vec<i64> = from_sink.ups("m").iter().map(|s| s.ts).collect();
+        let b: Vec<i64> = to_sink.ups("m").iter().map(|s| s.ts).collect();
+        assert!(a.iter().all(|&x| x < at) && b.iter().all(|&x| x >= at));
+        assert!(from_sink.stale("m").is_empty() && to_sink.stale("m").is_empty());
+        let all: Vec<i64> = a.iter().chain(&b).copied().collect();
+        assert!(b.len() >= 2, "{b:?}");
+        assert_contiguous("handover", &all, IVI);
+        from.shutdown().await;
+        to.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_job_interval_moves_a_target_without_interval_label_to_the_new_slots() {
+    bounded(async {
+        let server = Server::start().await;
+        let cfg = config(&[("a", IV, 200, "")]);
+        let (m, sink) = manager();
+        m.set_config(&cfg).unwrap();
+        server.set("i", Behaviour::Body(body(14)));
+        let mut t = target(&cfg, "a", &server, "i");
+        // Without the label the job's interval applies (the id stays).
+        t.labels.remove("__scrape_interval__");
+        t.labels.remove("__scrape_timeout__");
+        m.add_target(managed(&t));
+        sleep_ms(2 * IV).await;
+        let reload_at = now_ms();
+        m.set_config(&config(&[("a", 200, 150, "")])).unwrap();
+        sleep_ms(5 * 200).await;
+        let after: Vec<i64> = sink
+            .ups("i")
+            .iter()
+            .map(|s| s.ts)
+            .filter(|&x| x > reload_at + IVI)
+            .collect();
+        assert!(after.len() >= 3, "{after:?}");
+        assert_contiguous("new interval", &after, 200);
+        let off = slot_offset(t.id, Duration::from_millis(200)).as_millis() as i64;
+        assert!(after.iter().all(|x| x.rem_euclid(200) == off));
+        assert!(sink.stale("i").is_empty());
+        let st = m.statuses();
+        assert_eq!(st[0].interval, Duration::from_millis(200));
+        m.shutdown().await;
+    })
+    .await;
+}

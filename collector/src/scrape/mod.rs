@@ -21,6 +21,11 @@
 //!   time but written about 2.1 intervals later, so a recreated target can
 //!   win). Adding the target back before that slot cancels the stop; the
 //!   loop continues without a gap. A target never scraped writes nothing.
+//! - Interval and timeout: a target's `__scrape_interval__` /
+//!   `__scrape_timeout__` labels win over its job's (as in Prometheus);
+//!   `targets::populate` always sets them, so a changed job interval
+//!   normally arrives as new targets (new ids) from discovery. A loop whose
+//!   target lacks the labels follows the job's interval to the new slots.
 //! - Targets of a job that is not configured wait (logged,
 //!   [`ScrapeManager::pending_targets`]) and start with the config that
 //!   adds the job: the coordinator may send targets before the config.
