@@ -1,5 +1,7 @@
 //! The `promshard` command: the CLI front door only.
 
+mod collector_cmd;
+
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
@@ -22,6 +24,9 @@ enum Command {
     /// Run discovery and relabeling once; print the targets as Prometheus'
     /// `/api/v1/targets?state=any` JSON.
     Targets(TargetsArgs),
+    /// A standalone native shard: scrape the config's targets, write them to
+    /// a WAL, remote-write them (a drop-in for Prometheus agent mode).
+    Collector(collector_cmd::CollectorArgs),
     /// Load-test parts: a fake target fleet and a checking remote-write sink.
     Loadtest(promshard_loadtest::cli::LoadtestArgs),
 }
@@ -41,13 +46,7 @@ struct TargetsArgs {
 fn run_targets(args: TargetsArgs) -> Result<()> {
     use promshard_promlib::api;
     // Discovery logs unreadable sd files (naming the file) on stderr.
-    let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .try_init();
+    init_logging_at("warn");
     let cfg = promshard_promlib::config::load_file(&args.config_file)?;
     let (data, failures) = api::targets_once(&cfg, args.job.as_deref())?;
     for f in &failures {
@@ -100,6 +99,10 @@ fn main() -> Result<()> {
             Ok(())
         }
         Command::Check(CheckCommand::Metrics { format }) => check_metrics(format.as_deref()),
+        Command::Collector(args) => {
+            init_logging();
+            collector_cmd::run(args)
+        }
         Command::Loadtest(args) => promshard_loadtest::cli::run(args),
     }
 }
@@ -161,4 +164,19 @@ fn check_metrics(format: Option<&str>) -> Result<()> {
         std::process::exit(3);
     }
     Ok(())
+}
+
+/// Logs to stderr; `RUST_LOG` overrides the level.
+fn init_logging_at(default: &str) {
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
+        )
+        .try_init();
+}
+
+fn init_logging() {
+    init_logging_at("info");
 }

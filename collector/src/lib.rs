@@ -4,8 +4,11 @@
 //! metric relabeling, limits, staleness, synthetic series) -> [`series`]
 //! batches -> WAL -> remote-write queues.
 
+pub mod discovery_feed;
+mod http;
 pub mod pipeline;
 pub mod remote;
+pub mod run;
 pub mod scrape;
 pub mod series;
 pub mod ship;

@@ -446,6 +446,16 @@ impl<'de> Deserialize<'de> for ByteSize {
     }
 }
 
+impl std::str::FromStr for ByteSize {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        parse_byte_size(s)
+            .map(ByteSize)
+            .ok_or_else(|| format!("invalid size {s:?} (examples: 0, 512B, 64MB, 1GiB)"))
+    }
+}
+
 /// Parses Prometheus' units.Base2Bytes: `0`, `512B`, `10KB`, `1MiB`, `2GB`...
 /// (KB and KiB both mean 1024 there).
 fn parse_byte_size(s: &str) -> Option<u64> {

@@ -110,6 +110,15 @@ mod tests {
     }
 
     #[test]
+    fn honor_labels_does_not_fill_a_scraped_empty_value() {
+        // Prometheus 2.42 checks `lset.Has(name)`, true for an empty value,
+        // and then drops the empty label: the target's value is not used.
+        let scraped = l(&[("__name__", "m"), ("job", "")]);
+        let out = apply_target_labels(scraped, &l(&[("job", "outer")]), true);
+        assert_eq!(out, l(&[("__name__", "m")]));
+    }
+
+    #[test]
     fn report_labels_carry_target_labels() {
         let out = report_labels("up", &l(&[("job", "j"), ("instance", "h:1")]));
         assert_eq!(

@@ -1,0 +1,261 @@
+//! A standalone collector: config, WAL, scrape manager fed by service
+//! discovery, remote-write shippers and the HTTP API, with reload and a
+//! graceful shutdown. The binary's `promshard collector` is a thin front
+//! door over [`Collector`].
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use promshard_promlib::config::{self, Config, ConfigError};
+use promshard_promlib::discovery::DiscoveryError;
+use tokio::sync::Mutex as AsyncMutex;
+use tokio::task::JoinHandle;
+
+use crate::discovery_feed::{DiscoveryFeed, DroppedTargets};
+use crate::pipeline::RefAllocator;
+use crate::scrape::{BatchSink, ManagerError, ScrapeManager};
+use crate::ship::{ShipError, Shippers};
+use crate::wal::{Wal, WalError, WalOptions};
+
+/// Everything `promshard collector` takes from its flags.
+#[derive(Clone, Debug)]
+pub struct CollectorOptions {
+    pub config_file: PathBuf,
+    /// The WAL lives in `<storage_path>/wal`.
+    pub storage_path: PathBuf,
+    pub listen_address: SocketAddr,
+    pub wal: WalOptions,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CollectorError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("opening the WAL in {dir}: {source}")]
+    Wal {
+        dir: String,
+        #[source]
+        source: WalError,
+    },
+    #[error(transparent)]
+    Scrape(#[from] ManagerError),
+    #[error(transparent)]
+    Ship(#[from] ShipError),
+    #[error("service discovery: {0}")]
+    Discovery(#[from] DiscoveryError),
+    #[error("listening on {address}: {source}")]
+    Listen {
+        address: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What a shutdown left behind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// Samples not delivered within the grace period; they stay in the WAL
+    /// and are sent after the next start.
+    pub undelivered_samples: u64,
+}
+
+/// The parts a reload replaces.
+struct Live {
+    config: Arc<Config>,
+    discovery: Option<DiscoveryFeed>,
+    shippers: Option<Shippers>,
+}
+
+pub(crate) struct Inner {
+    options: CollectorOptions,
+    wal: Arc<Wal>,
+    manager: Arc<ScrapeManager>,
+    dropped: Arc<Mutex<DroppedTargets>>,
+    live: AsyncMutex<Live>,
+    ready: AtomicBool,
+}
+
+/// A running collector.
+pub struct Collector {
+    inner: Arc<Inner>,
+    local_addr: SocketAddr,
+    server: JoinHandle<()>,
+}
+
+impl Collector {
+    /// Loads the config, opens (and replays) the WAL, starts shipping,
+    /// discovery and scraping, and serves the HTTP API. Fails, with nothing
+    /// left running, if any of it cannot start.
+    pub async fn start(options: CollectorOptions) -> Result<Collector, CollectorError> {
+        let cfg = Arc::new(config::load_file(&options.config_file)?);
+        let base_dir = base_dir(&options.config_file);
+        let wal_dir = options.storage_path.join("wal");
+        let wal =
+            Wal::open(&wal_dir, options.wal.clone()).map_err(|source| CollectorError::Wal {
+                dir: wal_dir.display().to_string(),
+                source,
+            })?;
+        let wal = Arc::new(wal);
+        let refs = Arc::new(RefAllocator::new(wal.next_series_ref()));
+        let shippers = Shippers::start(wal.clone(), &cfg.remote_write, &base_dir)?;
+        let sink: Arc<dyn BatchSink> = wal.clone();
+        let manager = Arc::new(ScrapeManager::new(sink, refs, base_dir.clone()));
+        manager.set_config(&cfg)?;
+        let dropped = Arc::new(Mutex::new(DroppedTargets::default()));
+        let discovery = DiscoveryFeed::start(cfg.clone(), manager.clone(), dropped.clone())?;
+        let listener = tokio::net::TcpListener::bind(options.listen_address)
+            .await
+            .map_err(|source| CollectorError::Listen {
+                address: options.listen_address,
+                source,
+            })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| CollectorError::Listen {
+                address: options.listen_address,
+                source,
+            })?;
+        let inner = Arc::new(Inner {
+            options,
+            wal,
+            manager,
+            dropped,
+            live: AsyncMutex::new(Live {
+                config: cfg,
+                discovery: Some(discovery),
+                shippers: Some(shippers),
+            }),
+            ready: AtomicBool::new(true),
+        });
+        let router = crate::http::router(inner.clone());
+        let server = tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, router).await {
+                tracing::error!(error = %e, "HTTP server stopped");
+            }
+        });
+        tracing::info!(address = %local_addr, "collector started");
+        Ok(Collector {
+            inner,
+            local_addr,
+            server,
+        })
+    }
+
+    /// The address the HTTP API listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Re-reads the config file and applies it (SIGHUP, `/-/reload`).
+    pub async fn reload(&self) -> Result<(), CollectorError> {
+        self.inner.reload().await
+    }
+
+    /// Stops scraping (no staleness markers: a restart continues the
+    /// series), delivers what the WAL holds within `grace`, closes the WAL.
+    pub async fn shutdown(self, grace: Duration) -> ShutdownReport {
+        let inner = self.inner;
+        inner.ready.store(false, Ordering::SeqCst);
+        let (discovery, shippers) = {
+            let mut live = inner.live.lock().await;
+            (live.discovery.take(), live.shippers.take())
+        };
+        if let Some(d) = discovery {
+            d.stop();
+        }
+        inner.manager.shutdown().await;
+        let undelivered = match shippers {
+            Some(s) => s.shutdown(grace).await,
+            None => 0,
+        };
+        if let Err(e) = inner.wal.sync() {
+            tracing::error!(error = %e, "syncing the WAL at shutdown");
+        }
+        self.server.abort();
+        ShutdownReport {
+            undelivered_samples: undelivered,
+        }
+    }
+}
+
+impl Inner {
+    pub(crate) fn manager(&self) -> &Arc<ScrapeManager> {
+        &self.manager
+    }
+
+    pub(crate) fn wal(&self) -> &Arc<Wal> {
+        &self.wal
+    }
+
+    pub(crate) fn dropped(&self) -> &Arc<Mutex<DroppedTargets>> {
+        &self.dropped
+    }
+
+    pub(crate) fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+
+    pub(crate) async fn config(&self) -> Arc<Config> {
+        self.live.lock().await.config.clone()
+    }
+
+    pub(crate) async fn remote_statuses(&self) -> Vec<crate::ship::RemoteStatus> {
+        let live = self.live.lock().await;
+        live.shippers
+            .as_ref()
+            .map(|s| s.statuses())
+            .unwrap_or_default()
+    }
+
+    /// Loads and applies the config file; on any error the running config
+    /// stays as it was.
+    pub(crate) async fn reload(&self) -> Result<(), CollectorError> {
+        let result = self.try_reload().await;
+        match &result {
+            Ok(()) => tracing::info!(file = %self.options.config_file.display(), "config reloaded"),
+            Err(e) => tracing::error!(
+                file = %self.options.config_file.display(),
+                error = %e,
+                "config reload failed; keeping the running config"
+            ),
+        }
+        result
+    }
+
+    async fn try_reload(&self) -> Result<(), CollectorError> {
+        let cfg = Arc::new(config::load_file(&self.options.config_file)?);
+        let base_dir = base_dir(&self.options.config_file);
+        let mut live = self.live.lock().await;
+        // Validate discovery first: it changes nothing.
+        promshard_promlib::discovery::Discoverer::new(&cfg)?;
+        self.manager.set_config(&cfg)?;
+        if let Some(shippers) = live.shippers.as_mut() {
+            if let Err(e) = shippers.reload(&cfg.remote_write, &base_dir).await {
+                // Put the scrape side back so the two halves agree.
+                if let Err(back) = self.manager.set_config(&live.config) {
+                    tracing::error!(error = %back, "restoring the previous scrape config");
+                }
+                return Err(e.into());
+            }
+        }
+        let discovery =
+            DiscoveryFeed::start(cfg.clone(), self.manager.clone(), self.dropped.clone())?;
+        if let Some(old) = live.discovery.replace(discovery) {
+            old.stop();
+        }
+        live.config = cfg;
+        Ok(())
+    }
+}
+
+/// Relative `*_file` paths of a config resolve against its directory.
+fn base_dir(config_file: &Path) -> PathBuf {
+    config_file
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
