@@ -547,3 +547,74 @@ async fn a_changed_job_interval_moves_a_target_without_interval_label_to_the_new
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scrapes_reach_a_real_wal_with_every_sample_defined() {
+    use promshard_collector::pipeline::RefAllocator;
+    use promshard_collector::scrape::{BatchSink, ScrapeManager};
+    use promshard_collector::wal::{FsyncPolicy, Wal, WalOptions, WalRecord};
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    bounded(async {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = Arc::new(
+            Wal::open(
+                dir.path(),
+                WalOptions {
+                    // Each append waits for a disk flush: the path that
+                    // needs block_in_place.
+                    fsync: FsyncPolicy::Always,
+                    ..WalOptions::default()
+                },
+            )
+            .unwrap(),
+        );
+        let server = Server::start().await;
+        let cfg = config(&[("a", IV, 200, "")]);
+        let m = ScrapeManager::new(
+            Arc::clone(&wal) as Arc<dyn BatchSink>,
+            Arc::new(RefAllocator::new(wal.next_series_ref())),
+            dir.path().to_path_buf(),
+        );
+        m.set_config(&cfg).unwrap();
+        let names = ["w1", "w2"];
+        let targets: Vec<_> = names
+            .iter()
+            .map(|n| {
+                server.set(n, Behaviour::Body(body(15)));
+                managed(&target(&cfg, "a", &server, n))
+            })
+            .collect();
+        m.set_targets(targets);
+        sleep_ms(4 * IV).await;
+        m.shutdown().await;
+        assert_eq!(m.stats().append_failures.load(Ordering::Relaxed), 0);
+
+        let mut reader = wal.reader("test").unwrap();
+        let mut defs = HashMap::new();
+        let mut ups: HashMap<String, usize> = HashMap::new();
+        while let Some(e) = reader.try_next().unwrap() {
+            match e.record {
+                WalRecord::Series(s) => {
+                    for d in s {
+                        defs.insert(d.series, d.labels);
+                    }
+                }
+                WalRecord::Samples(s) => {
+                    for x in s {
+                        let l = defs.get(&x.series).expect("sample before its series");
+                        if l.get("__name__") == Some("up") {
+                            *ups.entry(l.get("tname").unwrap().to_string()).or_default() += 1;
+                        }
+                    }
+                }
+                WalRecord::Metadata(_) => {}
+            }
+        }
+        for n in names {
+            assert!(ups.get(n).copied().unwrap_or(0) >= 3, "{n}: {ups:?}");
+        }
+    })
+    .await;
+}

@@ -102,6 +102,7 @@ impl ScrapeManager {
         if st.shut_down {
             return Ok(());
         }
+        prune_ended(&mut st);
         st.jobs = jobs;
         let State { jobs, loops, .. } = &mut *st;
         for (id, h) in loops.iter() {
