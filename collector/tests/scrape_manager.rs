@@ -618,3 +618,72 @@ async fn scrapes_reach_a_real_wal_with_every_sample_defined() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_variants_now_handover_deferred_stale_and_never_scraped() {
+    bounded(async {
+        let server = Server::start().await;
+        let cfg = config(&[("a", IV, 200, "")]);
+        let (m, sink) = manager();
+        m.set_config(&cfg).unwrap();
+        for n in ["now", "later", "never"] {
+            server.set(n, Behaviour::Body(body(16)));
+        }
+        let now_t = target(&cfg, "a", &server, "now");
+        let later = target(&cfg, "a", &server, "later");
+        let never = target(&cfg, "a", &server, "never");
+        m.set_targets(vec![
+            managed(&now_t),
+            managed(&later),
+            ManagedTarget {
+                target: never.clone(),
+                start_at_ms: Some(now_ms() + 60_000),
+            },
+        ]);
+        sleep_ms(2 * IV).await;
+        let t0 = now_ms();
+        let stop_before = t0 + IVI + 50;
+        m.remove_target(
+            now_t.id,
+            Stop {
+                stop_before_ms: None,
+                handover: true,
+            },
+        );
+        m.remove_target(
+            later.id,
+            Stop {
+                stop_before_ms: Some(stop_before),
+                handover: false,
+            },
+        );
+        m.remove_target(
+            never.id,
+            Stop {
+                stop_before_ms: None,
+                handover: false,
+            },
+        );
+        sleep_ms(30).await;
+        // Stopped at once: listed no more.
+        let ids: Vec<u64> = m.statuses().iter().map(|s| s.target.id).collect();
+        assert_eq!(ids, vec![later.id]);
+        sleep_ms(3 * IV).await;
+        assert!(server.requests("now").iter().all(|&r| r < t0 + 30));
+        assert!(sink.stale("now").is_empty());
+        assert!(server.requests("never").is_empty() && sink.stale("never").is_empty());
+        let ups: Vec<i64> = sink.ups("later").iter().map(|s| s.ts).collect();
+        assert!(ups.iter().all(|&x| x < stop_before));
+        let stale_at = next_slot_ms(later.id, Duration::from_millis(IV), stop_before);
+        let stale = sink.stale("later");
+        assert!(!stale.is_empty() && stale.iter().all(|s| s.ts == stale_at));
+        assert_eq!(
+            *ups.last().unwrap() + IVI,
+            stale_at,
+            "a slot without a scrape"
+        );
+        assert!(m.statuses().is_empty());
+        m.shutdown().await;
+    })
+    .await;
+}

@@ -154,6 +154,9 @@ impl TargetLoop {
         let mut batch = AppendBatch::default();
         // The last scraped slot and the interval it was on.
         let mut last: Option<(i64, Duration)> = None;
+        // Whether this loop scraped at least once (else a stop has no
+        // series to mark stale).
+        let mut scraped = false;
         // The slot the loop slept for, if a wake-up interrupted the sleep.
         let mut planned: Option<i64> = None;
         let mut append_log = LogLimit::default();
@@ -193,13 +196,27 @@ impl TargetLoop {
                 earliest = earliest.max(start);
             }
             if let Some((l, _)) = last {
-                earliest = earliest.max(l + 1);
+                if l - now > interval.as_millis() as i64 + SLOT_TOLERANCE_MS {
+                    // The wall clock went back: waiting for it to pass the
+                    // last slot again could take hours. Follow the clock
+                    // (as Prometheus' time.Now() stamps would).
+                    tracing::warn!(
+                        target_id = self.target.id,
+                        last_slot_ms = l,
+                        now_ms = now,
+                        "wall clock went back; rescheduling from now"
+                    );
+                    last = None;
+                    planned = None;
+                } else {
+                    earliest = earliest.max(l + 1);
+                }
             }
             let slot = next_slot_ms(self.target.id, interval, earliest);
 
             let mut stale_at = None;
             if let Some(stop) = stop.filter(|s| stop_due(s, slot)) {
-                if stop.handover || last.is_none() {
+                if stop.handover || !scraped {
                     // Another shard continues (or nothing was ever
                     // scraped, so there is nothing to mark stale): end now.
                     if self.commit_end(&stop, slot) {
@@ -275,6 +292,7 @@ impl TargetLoop {
             let duration = started.elapsed();
             last = Some((slot, interval));
             planned = None;
+            scraped = true;
             lock(&self.shared.control).last_slot_ms = Some(slot);
             self.append(&pipeline, &mut batch, &mut append_log);
             self.record(&report, ts, duration);
