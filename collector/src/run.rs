@@ -206,14 +206,14 @@ impl Inner {
         // Validate discovery first: it changes nothing.
         promshard_promlib::discovery::Discoverer::new(&cfg)?;
         self.manager.set_config(&cfg)?;
-        if let Some(shippers) = live.shippers.as_mut() {
-            if let Err(e) = shippers.reload(&cfg.remote_write, &base_dir).await {
-                // Put the scrape side back so the two halves agree.
-                if let Err(back) = self.manager.set_config(&live.config) {
-                    tracing::error!(error = %back, "restoring the previous scrape config");
-                }
-                return Err(e.into());
+        if let Some(shippers) = live.shippers.as_mut()
+            && let Err(e) = shippers.reload(&cfg.remote_write, &base_dir).await
+        {
+            // Put the scrape side back so the two halves agree.
+            if let Err(back) = self.manager.set_config(&live.config) {
+                tracing::error!(error = %back, "restoring the previous scrape config");
             }
+            return Err(e.into());
         }
         let discovery =
             DiscoveryFeed::start(cfg.clone(), self.manager.clone(), self.dropped.clone())?;
