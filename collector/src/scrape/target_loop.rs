@@ -276,7 +276,16 @@ impl TargetLoop {
             let report = match result {
                 Ok(resp) => {
                     let format = Format::from_content_type(&resp.content_type);
-                    pipeline.on_scrape(&resp.body, format, ts, resp.duration, &mut batch)
+                    let mut process = || {
+                        pipeline.on_scrape(&resp.body, format, ts, resp.duration, &mut batch)
+                    };
+                    // A huge body takes a while to parse: off the async
+                    // worker, so other targets' timers and IO keep running.
+                    if resp.body.len() >= LARGE_BODY_BYTES {
+                        maybe_block_in_place(process)
+                    } else {
+                        process()
+                    }
                 }
                 Err(e) => {
                     let reason = error_chain(&e);
@@ -403,11 +412,20 @@ impl TargetLoop {
 /// current-thread runtime (tests) `block_in_place` is not allowed and the
 /// call is made directly.
 fn append_blocking(sink: &dyn BatchSink, batch: &AppendBatch) -> Result<(), AppendError> {
+    maybe_block_in_place(|| sink.append(batch))
+}
+
+/// Bodies at least this large are processed under `block_in_place`.
+const LARGE_BODY_BYTES: usize = 1 << 20;
+
+/// Runs `f` under `block_in_place` on a multi-threaded runtime (other
+/// tasks of this worker move elsewhere meanwhile), directly otherwise.
+fn maybe_block_in_place<T>(f: impl FnOnce() -> T) -> T {
     let multi_thread = tokio::runtime::Handle::try_current()
         .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
     if multi_thread {
-        tokio::task::block_in_place(|| sink.append(batch))
+        tokio::task::block_in_place(f)
     } else {
-        sink.append(batch)
+        f()
     }
 }
