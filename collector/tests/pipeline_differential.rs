@@ -4,32 +4,383 @@
 //! fed through `TargetPipeline` at the timestamps Prometheus used; the
 //! samples must agree scrape by scrape (labels, timestamps, value bits),
 //! except `scrape_duration_seconds`' value, which is timing.
+//!
+//! Set PIPEDIFF_LOG=1 to print Prometheus' log.
 
 mod pipediff;
 
-use pipediff::{STALE, Scenario, Step, now_ms, run};
+use pipediff::{Outcome, STALE, Scenario, Step, now_ms, run};
 
 fn text(s: &str) -> Step {
     Step::Text(s.to_string())
 }
 
-fn check(sc: Scenario) -> pipediff::Outcome {
-    let out = run(&sc);
+fn scenario(name: &'static str, job_extra: &str, steps: Vec<Step>) -> Scenario {
+    Scenario {
+        name,
+        job_extra: job_extra.to_string(),
+        external_labels: vec![],
+        steps,
+    }
+}
+
+fn check(sc: Scenario) -> Outcome {
+    let out = run_only(&sc);
     out.assert_same(sc.name);
     out
 }
 
+/// Runs both sides without comparing (for scenarios with a known,
+/// asserted divergence).
+fn run_only(sc: &Scenario) -> Outcome {
+    let out = run(sc);
+    for (i, p) in out.prometheus.iter().enumerate() {
+        assert!(
+            p.iter().any(|o| o.name() == "up"),
+            "{}: scrape {i} has no up sample",
+            sc.name
+        );
+    }
+    out
+}
+
+/// Prometheus' sample of series `name` (with `extra` labels among its
+/// labels) at scrape `i`.
+fn find<'a>(
+    out: &'a Outcome,
+    i: usize,
+    name: &str,
+    extra: &[(&str, &str)],
+) -> Vec<&'a pipediff::Obs> {
+    out.prometheus[i]
+        .iter()
+        .filter(|o| o.name() == name && extra.iter().all(|(k, v)| o.label(k) == Some(*v)))
+        .collect()
+}
+
 #[test]
 fn series_disappears_and_comes_back() {
-    check(Scenario {
-        name: "disappear",
-        job_extra: String::new(),
-        external_labels: vec![],
-        steps: vec![
+    let out = check(scenario(
+        "disappear",
+        "",
+        vec![
             text("a 1\nb{x=\"1\"} 2\n"),
             text("a 2\n"),
             text("a 3\nb{x=\"1\"} 4\n"),
             text("a 4\nb{x=\"1\"} 5\n"),
         ],
-    });
+    ));
+    assert_eq!(find(&out, 1, "b", &[])[0].bits, STALE);
+    assert_eq!(find(&out, 2, "b", &[])[0].bits, 4f64.to_bits());
+}
+
+#[test]
+fn honor_labels_false_conflicts() {
+    check(scenario(
+        "honor_labels_false",
+        "honor_labels: false",
+        vec![
+            text(
+                "m{job=\"scraped\",instance=\"x\"} 1\nm2{job=\"\"} 2\nm3{job=\"a\",exported_job=\"b\"} 3\nm4{instance=\"\",other=\"\"} 4\n",
+            ),
+            text(
+                "m{job=\"scraped\",instance=\"x\"} 1\nm2{job=\"\"} 2\nm3{job=\"a\",exported_job=\"b\"} 3\nm4{instance=\"\",other=\"\"} 4\n",
+            ),
+        ],
+    ));
+}
+
+#[test]
+fn honor_labels_true_conflicts() {
+    check(scenario(
+        "honor_labels_true",
+        "honor_labels: true",
+        vec![
+            text(
+                "m{job=\"scraped\",instance=\"x\"} 1\nm2{job=\"\"} 2\nm3{job=\"a\",exported_job=\"b\"} 3\nm4{instance=\"\",other=\"\"} 4\n",
+            ),
+            text(
+                "m{job=\"scraped\",instance=\"x\"} 1\nm2{job=\"\"} 2\nm3{job=\"a\",exported_job=\"b\"} 3\nm4{instance=\"\",other=\"\"} 4\n",
+            ),
+        ],
+    ));
+}
+
+fn timestamp_steps() -> Vec<Step> {
+    // Explicit timestamps after Prometheus starts (its remote write only
+    // sends samples newer than its start) and no scrape's timestamp.
+    let b = now_ms() + 120_000 + 7;
+    vec![
+        // a twice at one timestamp; b ahead of a.
+        text(&format!("a 1 {b}\na 2 {b}\nb 1 {}\nc 5\n", b + 1000)),
+        // a repeats its timestamp (taken), b goes back (refused), d new.
+        text(&format!("a 3 {b}\nb 3 {}\nd 1 {}\n", b + 500, b + 3000)),
+        // Too far ahead (over 10 minutes after the scrape): refused.
+        text(&format!(
+            "a 4 {}\nc 6\ne 1 {}\n",
+            b + 2000,
+            now_ms() + 3_600_000
+        )),
+        text("c 7\n"),
+    ]
+}
+
+#[test]
+fn honor_timestamps_true() {
+    check(scenario(
+        "honor_timestamps_true",
+        "honor_timestamps: true",
+        timestamp_steps(),
+    ));
+}
+
+#[test]
+fn honor_timestamps_false() {
+    check(scenario(
+        "honor_timestamps_false",
+        "honor_timestamps: false",
+        timestamp_steps(),
+    ));
+}
+
+/// Known divergence: within one body, the agent writes a sample whose
+/// explicit timestamp is before the same series' previous one (its order
+/// check only looks at committed samples); remote write requires each
+/// series' samples in timestamp order, so the pipeline skips it.
+#[test]
+fn out_of_order_within_one_body_is_skipped_unlike_the_agent() {
+    let b = now_ms() + 120_000 + 7;
+    let sc = scenario(
+        "out_of_order_in_body",
+        "honor_timestamps: true",
+        vec![
+            text(&format!("x 1 {}\nx 2 {b}\ny 1\n", b + 1000)),
+            text("y 2\n"),
+        ],
+    );
+    let out = run_only(&sc);
+    let early = |o: &pipediff::Obs| o.name() == "x" && o.ts == b;
+    assert_eq!(
+        out.prometheus_explicit.iter().filter(|o| early(o)).count(),
+        1,
+        "the agent writes the out-of-order sample"
+    );
+    assert_eq!(out.pipeline_explicit.iter().filter(|o| early(o)).count(), 0);
+    out.without(early).assert_same(sc.name);
+}
+
+#[test]
+fn metric_relabel_configs() {
+    let rules = r#"metric_relabel_configs:
+  - source_labels: [__name__]
+    regex: "k_.*|other_.*"
+    action: keep
+  - source_labels: [__name__]
+    regex: "k_drop.*"
+    action: drop
+  - source_labels: [src_a]
+    target_label: copied
+    regex: "(.+)"
+    replacement: "v-$1"
+    action: replace
+  - regex: "src_(.*)"
+    replacement: "mapped_$1"
+    action: labelmap
+  - regex: "tmp_.*|src_.*"
+    action: labeldrop
+"#;
+    check(scenario(
+        "metric_relabel",
+        rules,
+        vec![
+            text(
+                "k_a{src_a=\"1\",tmp_x=\"y\"} 1\nk_drop_me 2\nnot_kept 3\nother_b{tmp_q=\"z\",keep=\"k\"} 4\n",
+            ),
+            text("k_a{src_a=\"1\",tmp_x=\"y\"} 5\nk_drop_me 6\nnot_kept 7\n"),
+            text("k_a{src_a=\"2\",tmp_x=\"y\"} 8\nother_b{tmp_q=\"z\",keep=\"k\"} 9\n"),
+        ],
+    ));
+}
+
+/// Prometheus 2.42 agent bug, not copied: a series first seen in a
+/// scrape that then fails (its appender rolled back) stays in the agent's
+/// memory without its WAL series record, so remote write drops every later
+/// sample of it ("Dropped sample for series that was not explicitly
+/// dropped via relabelling"). The pipeline delivers them. The test checks
+/// both: Prometheus never delivers `names`, the pipeline does, and all else
+/// agrees.
+fn assert_lost_only_by_agent(out: &Outcome, name: &str, names: &[&str]) {
+    let lost = |o: &pipediff::Obs| names.contains(&o.name());
+    for (i, p) in out.prometheus.iter().enumerate() {
+        assert!(
+            !p.iter().any(lost),
+            "{name}: prometheus delivered a rolled-back series at scrape {i}"
+        );
+    }
+    assert!(
+        out.pipeline.iter().flatten().any(lost),
+        "{name}: the pipeline never wrote {names:?}"
+    );
+    out.without(lost).assert_same(name);
+}
+
+#[test]
+fn sample_limit_exceeded_then_not() {
+    let sc = scenario(
+        "sample_limit",
+        "sample_limit: 3\nmetric_relabel_configs:\n  - source_labels: [__name__]\n    regex: dropped\n    action: drop",
+        vec![
+            text("a 1\nb 2\nc 3\ndropped 0\n"),
+            // a, b, new n1 within the limit; c over it.
+            text("a 4\nb 5\nn1 6\nc 7\ndropped 0\n"),
+            text("a 8\nn1 9\nc 10\n"),
+            text("a 11\nb 12\n"),
+            // n2 new within the limit, n3 new over it.
+            text("a 13\nb 14\nn2 15\nn3 16\n"),
+            text("a 17\n"),
+            text("a 18\nn3 19\n"),
+        ],
+    );
+    let out = run_only(&sc);
+    assert_eq!(out.synthetic(1, "up"), Some(0.0));
+    // Answers to the open questions, from the binary: only c (over the
+    // limit) is marked stale by the failed scrape; the report counts every
+    // sample read.
+    assert_eq!(find(&out, 1, "c", &[])[0].bits, STALE);
+    assert!(find(&out, 1, "a", &[]).is_empty());
+    assert_eq!(out.synthetic(1, "scrape_samples_scraped"), Some(5.0));
+    assert_eq!(
+        out.synthetic(1, "scrape_samples_post_metric_relabeling"),
+        Some(4.0)
+    );
+    assert_eq!(out.synthetic(1, "scrape_series_added"), Some(1.0));
+    // n3, never written, is tracked anyway and gets a marker.
+    assert_eq!(find(&out, 5, "n3", &[])[0].bits, STALE);
+    assert_lost_only_by_agent(&out, sc.name, &["n1", "n2"]);
+}
+
+#[test]
+fn label_limits_exceeded() {
+    check(scenario(
+        "label_limits",
+        "label_limit: 5\nlabel_name_length_limit: 10\nlabel_value_length_limit: 8",
+        vec![
+            text("a{x=\"1\"} 1\nb 1\n"),
+            text("a{x=\"1\"} 2\nb 2\nwide{p=\"1\",q=\"2\",r=\"3\"} 1\n"),
+            text("a{x=\"1\"} 3\nb 3\n"),
+            text("a{x=\"1\"} 4\nlongname{abcdefghijk=\"1\"} 1\nb 4\n"),
+            text("a{x=\"1\"} 5\nb 5\n"),
+            text("a{x=\"1\"} 6\nlongvalue{v=\"123456789\"} 1\nb 6\n"),
+            text("b 7\nokvalue{v=\"héllöwör\"} 1\n"),
+        ],
+    ));
+}
+
+#[test]
+fn parse_error_then_good() {
+    let sc = scenario(
+        "parse_error",
+        "",
+        vec![
+            text("a 1\nb 2\nc 3\n"),
+            text("a 4\nnew 5\n!!garbage\nc 6\n"),
+            text("a 7\nd 8\n"),
+            text("a 9\nnew 10\nd 11\n"),
+            text("a 12\nnew 13\n"),
+            text("a 14\n"),
+            text("a 15\nnew 16\n"),
+        ],
+    );
+    let out = run_only(&sc);
+    assert_eq!(out.synthetic(1, "up"), Some(0.0));
+    // a was read before the error: no marker; b and c were not: markers.
+    assert!(find(&out, 1, "a", &[]).is_empty());
+    assert_eq!(find(&out, 1, "b", &[])[0].bits, STALE);
+    assert_eq!(find(&out, 1, "c", &[])[0].bits, STALE);
+    assert_eq!(out.synthetic(1, "scrape_samples_scraped"), Some(2.0));
+    assert_eq!(out.synthetic(1, "scrape_series_added"), Some(1.0));
+    // `new` stays in the scrape cache across the failed scrape: not added
+    // again at scrape 3.
+    assert_eq!(out.synthetic(3, "scrape_series_added"), Some(0.0));
+    assert_lost_only_by_agent(&out, sc.name, &["new"]);
+}
+
+#[test]
+fn http_500_and_timeout_then_good() {
+    let out = check(scenario(
+        "http_500",
+        "",
+        vec![
+            text("a 1\nb 2\n"),
+            Step::Status500,
+            text("a 3\nb 4\n"),
+            Step::Hang,
+            text("a 5\n"),
+        ],
+    ));
+    assert_eq!(out.synthetic(1, "up"), Some(0.0));
+    assert_eq!(out.synthetic(3, "up"), Some(0.0));
+}
+
+#[test]
+fn duplicate_series_in_one_body() {
+    check(scenario(
+        "duplicates",
+        "",
+        vec![
+            text("a 1\na 2\nb{x=\"1\"} 1\nb{x=\"1\"} 1\nc 1\n"),
+            text("a 3\nb{x=\"1\"} 4\nb{x=\"1\"} 5\n"),
+        ],
+    ));
+}
+
+#[test]
+fn nan_and_infinities() {
+    let out = check(scenario(
+        "nan_inf",
+        "",
+        vec![
+            text("a NaN\nb +Inf\nc -Inf\nd 1\n"),
+            text("b +Inf\nd NaN\n"),
+        ],
+    ));
+    let a = find(&out, 0, "a", &[])[0].bits;
+    assert!(f64::from_bits(a).is_nan() && a != STALE);
+    assert_eq!(find(&out, 1, "a", &[])[0].bits, STALE);
+}
+
+#[test]
+fn openmetrics_body() {
+    let ts = (now_ms() + 60_000) as f64 / 1000.0 + 0.25;
+    let body = format!(
+        "# HELP foo_seconds A counter.\n# TYPE foo_seconds counter\n# UNIT foo_seconds seconds\nfoo_seconds_total 1.5\nfoo_seconds_created 1.6e9\n# HELP g A gauge.\n# TYPE g gauge\ng{{a=\"b\"}} 2 {ts}\ng{{a=\"c\"}} 3\n# TYPE s stateset\ns{{s=\"x\"}} 1\ns{{s=\"y\"}} 0\n# EOF\n"
+    );
+    check(scenario(
+        "openmetrics",
+        "",
+        vec![
+            Step::OpenMetrics(body.clone()),
+            Step::OpenMetrics(body),
+            Step::OpenMetrics("# TYPE g gauge\ng{a=\"c\"} 4\n# EOF\n".to_string()),
+        ],
+    ));
+}
+
+#[test]
+fn external_labels_overlap() {
+    let mut sc = scenario(
+        "external_labels",
+        "",
+        vec![
+            text("m{env=\"dev\"} 1\nn 2\no{region=\"\"} 3\n"),
+            text("m{env=\"dev\"} 1\nn 2\n"),
+        ],
+    );
+    sc.external_labels = vec![("env", "prod"), ("region", "eu")];
+    let out = check(sc);
+    assert_eq!(
+        find(&out, 0, "m", &[("env", "dev"), ("region", "eu")]).len(),
+        1
+    );
+    assert_eq!(find(&out, 0, "up", &[("env", "prod")]).len(), 1);
 }

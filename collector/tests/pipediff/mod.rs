@@ -15,12 +15,12 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use prost::Message;
 use promshard_collector::pipeline::{JobSettings, RefAllocator, TargetPipeline};
 use promshard_collector::series::AppendBatch;
 use promshard_promlib::exposition::Format;
 use promshard_promlib::labels::Labels;
 use promshard_proto::prometheus::WriteRequest;
+use prost::Message;
 
 pub const PROMETHEUS: &str = "/usr/bin/prometheus";
 pub const STALE: u64 = promshard_proto::STALE_NAN_BITS;
@@ -166,7 +166,12 @@ fn read_request_head(r: &mut BufReader<TcpStream>) -> Option<usize> {
 }
 
 /// Serves `steps[i]` to the i-th request, HTTP 500 after the last step.
-fn serve_target(listener: TcpListener, steps: Arc<Vec<Step>>, served: Arc<AtomicUsize>, stop: Arc<AtomicBool>) {
+fn serve_target(
+    listener: TcpListener,
+    steps: Arc<Vec<Step>>,
+    served: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+) {
     listener.set_nonblocking(true).unwrap();
     while !stop.load(Ordering::SeqCst) {
         let stream = match listener.accept() {
@@ -249,8 +254,7 @@ fn serve_receiver(listener: TcpListener, got: Arc<Mutex<Vec<Obs>>>, stop: Arc<At
                         }
                     }
                 }
-                if w
-                    .write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
+                if w.write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
                     .is_err()
                 {
                     return;
@@ -346,7 +350,9 @@ pub fn run(sc: &Scenario) -> Outcome {
 
     // Wait for the scripted scrapes plus one more (whose `up` follows all
     // scripted samples in the WAL) to arrive at the receiver.
-    let deadline = Instant::now() + Duration::from_secs(60) + Duration::from_millis(INTERVAL_MS * n as u64 * 2);
+    let deadline = Instant::now()
+        + Duration::from_secs(60)
+        + Duration::from_millis(INTERVAL_MS * n as u64 * 2);
     loop {
         let ups = got
             .lock()
@@ -358,11 +364,16 @@ pub fn run(sc: &Scenario) -> Outcome {
             break;
         }
         if let Ok(Some(status)) = guard.0.try_wait() {
-            let log = std::fs::read_to_string(dir.path().join("prometheus.log")).unwrap_or_default();
-            panic!("{}: prometheus exited ({status}):\n{log}\nconfig:\n{yaml}", sc.name);
+            let log =
+                std::fs::read_to_string(dir.path().join("prometheus.log")).unwrap_or_default();
+            panic!(
+                "{}: prometheus exited ({status}):\n{log}\nconfig:\n{yaml}",
+                sc.name
+            );
         }
         if Instant::now() > deadline {
-            let log = std::fs::read_to_string(dir.path().join("prometheus.log")).unwrap_or_default();
+            let log =
+                std::fs::read_to_string(dir.path().join("prometheus.log")).unwrap_or_default();
             panic!(
                 "{}: timed out: {ups} up samples, {} requests served\n{log}",
                 sc.name,
@@ -442,7 +453,12 @@ fn run_pipeline(sc: &Scenario, yaml: &str, target: &str, scrape_ts: &[i64]) -> V
                 p.on_scrape(b.as_bytes(), Format::OpenMetrics, ts, d, &mut batch);
             }
             Step::Status500 => {
-                p.on_failure("server returned HTTP status 500 Internal Server Error", ts, d, &mut batch);
+                p.on_failure(
+                    "server returned HTTP status 500 Internal Server Error",
+                    ts,
+                    d,
+                    &mut batch,
+                );
             }
             Step::Hang => {
                 p.on_failure("context deadline exceeded", ts, d, &mut batch);
@@ -568,6 +584,20 @@ impl Outcome {
                 }
             }
             panic!("{name}: pipeline differs from prometheus 2.42 agent\n{d}\n{dump}");
+        }
+    }
+
+    /// The outcome without the samples `skip` matches, on both sides (for
+    /// a known, asserted divergence).
+    pub fn without(&self, skip: impl Fn(&Obs) -> bool) -> Outcome {
+        let keep = |v: &Vec<Obs>| v.iter().filter(|o| !skip(o)).cloned().collect::<Vec<_>>();
+        Outcome {
+            scrape_ts: self.scrape_ts.clone(),
+            prometheus: self.prometheus.iter().map(keep).collect(),
+            pipeline: self.pipeline.iter().map(keep).collect(),
+            prometheus_explicit: keep(&self.prometheus_explicit),
+            pipeline_explicit: keep(&self.pipeline_explicit),
+            instance: self.instance.clone(),
         }
     }
 
