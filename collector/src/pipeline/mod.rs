@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use promshard_promlib::config::ScrapeConfig;
 use promshard_promlib::exposition::{Entry, Format, Parser};
-use promshard_promlib::labels::{Labels, METRIC_NAME};
+use promshard_promlib::labels::{Labels, METRIC_NAME, is_valid_label_name, is_valid_metric_name};
 use promshard_promlib::relabel::{self, RelabelConfig};
 
 use crate::series::{AppendBatch, Sample, SeriesDef, SeriesRef};
@@ -396,8 +396,15 @@ impl TargetPipeline {
             self.cache.insert(series.raw(), Resolved::Dropped);
             return Ok(None);
         };
-        if labels.get(METRIC_NAME).is_none_or(str::is_empty) {
-            return Err(ScrapeFailure::MissingMetricName);
+        match labels.get(METRIC_NAME) {
+            None | Some("") => return Err(ScrapeFailure::MissingMetricName),
+            Some(name) => {
+                if !is_valid_metric_name(name)
+                    || !labels.iter().all(|l| is_valid_label_name(&l.name))
+                {
+                    return Err(ScrapeFailure::InvalidLabels(labels.to_string()));
+                }
+            }
         }
         self.limits.verify(&labels)?;
         let labels = apply_external(labels, &settings.external_labels);

@@ -98,20 +98,30 @@ pub struct Scenario {
     pub job_extra: String,
     pub external_labels: Vec<(&'static str, &'static str)>,
     pub steps: Vec<Step>,
+    /// After the last step was served, remove the target from file SD:
+    /// Prometheus writes end-of-run stale markers, the pipeline gets
+    /// `on_stop` at their timestamp.
+    pub remove_after: bool,
 }
 
 /// What both sides produced for the scripted scrapes.
 pub struct Outcome {
-    /// Scrape timestamps Prometheus used (one per step).
+    /// Scrape timestamps Prometheus used: one per step, then those of the
+    /// scrapes after the last step (HTTP 500) that are compared.
     pub scrape_ts: Vec<i64>,
-    /// Per step: the samples at that scrape's timestamp.
+    /// The end-of-run staleness timestamp (`remove_after`).
+    pub stop_ts: Option<i64>,
+    /// Per scrape: the samples at that scrape's timestamp.
     pub prometheus: Vec<Vec<Obs>>,
     pub pipeline: Vec<Vec<Obs>>,
-    /// Samples at timestamps that are no scrape's (explicit timestamps).
+    /// Samples at timestamps that are no compared scrape's (explicit
+    /// timestamps, end-of-run stale markers).
     pub prometheus_explicit: Vec<Obs>,
     pub pipeline_explicit: Vec<Obs>,
     /// The target's labels as Prometheus sets them.
     pub instance: String,
+    /// How many scripted steps there were.
+    pub steps: usize,
 }
 
 pub fn now_ms() -> i64 {
@@ -272,7 +282,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn config_yaml(sc: &Scenario, target: &str, receiver: &str) -> String {
+fn config_yaml(sc: &Scenario, target: &str, receiver: &str, sd_file: &Path) -> String {
     let mut y = String::new();
     y.push_str(&format!(
         "global:\n  scrape_interval: {INTERVAL_MS}ms\n  scrape_timeout: {TIMEOUT_MS}ms\n"
@@ -289,9 +299,16 @@ fn config_yaml(sc: &Scenario, target: &str, receiver: &str) -> String {
             y.push_str(&format!("    {line}\n"));
         }
     }
-    y.push_str(&format!(
-        "    static_configs:\n      - targets: ['{target}']\n"
-    ));
+    if sc.remove_after {
+        y.push_str(&format!(
+            "    file_sd_configs:\n      - files: ['{}']\n",
+            sd_file.display()
+        ));
+    } else {
+        y.push_str(&format!(
+            "    static_configs:\n      - targets: ['{target}']\n"
+        ));
+    }
     y.push_str(&format!(
         "remote_write:\n  - url: http://{receiver}/write\n    queue_config:\n      batch_send_deadline: 100ms\n      min_backoff: 50ms\n      max_backoff: 200ms\n    metadata_config:\n      send: false\n"
     ));
@@ -329,7 +346,14 @@ pub fn run(sc: &Scenario) -> Outcome {
     }
 
     let dir = tempfile::tempdir().unwrap();
-    let yaml = config_yaml(sc, &target, &receiver);
+    let sd_file = dir.path().join("targets.json");
+    let write_sd = |targets: &str| {
+        let tmp = dir.path().join("targets.json.tmp");
+        std::fs::write(&tmp, format!("[{{\"targets\": [{targets}]}}]")).unwrap();
+        std::fs::rename(&tmp, &sd_file).unwrap();
+    };
+    write_sd(&format!("\"{target}\""));
+    let yaml = config_yaml(sc, &target, &receiver, &sd_file);
     let cfg_path = dir.path().join("prometheus.yml");
     std::fs::write(&cfg_path, &yaml).unwrap();
     let data = dir.path().join("data");
@@ -353,14 +377,27 @@ pub fn run(sc: &Scenario) -> Outcome {
     let deadline = Instant::now()
         + Duration::from_secs(60)
         + Duration::from_millis(INTERVAL_MS * n as u64 * 2);
+    // With `remove_after`: for the end-of-run stale marker of `up`.
+    let mut removed = false;
     loop {
-        let ups = got
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|o| o.name() == "up" && o.bits != STALE)
-            .count();
-        if ups > n {
+        let (ups, stale_up) = {
+            let g = got.lock().unwrap();
+            let ups = g
+                .iter()
+                .filter(|o| o.name() == "up" && o.bits != STALE)
+                .count();
+            let stale = g.iter().any(|o| o.name() == "up" && o.bits == STALE);
+            (ups, stale)
+        };
+        if sc.remove_after {
+            if !removed && served.load(Ordering::SeqCst) >= n {
+                write_sd("");
+                removed = true;
+            }
+            if stale_up {
+                break;
+            }
+        } else if ups > n {
             break;
         }
         if let Ok(Some(status)) = guard.0.try_wait() {
@@ -397,10 +434,19 @@ pub fn run(sc: &Scenario) -> Outcome {
         .filter(|o| o.name() == "up" && o.bits != STALE)
         .map(|o| o.ts)
         .collect();
-    let scrape_ts: Vec<i64> = all_scrape_ts.iter().copied().take(n).collect();
-    assert_eq!(scrape_ts.len(), n, "{}: scrape timestamps", sc.name);
+    let stop_ts = received
+        .iter()
+        .find(|o| o.name() == "up" && o.bits == STALE)
+        .map(|o| o.ts);
+    let scrape_ts: Vec<i64> = if sc.remove_after {
+        all_scrape_ts.iter().copied().collect()
+    } else {
+        all_scrape_ts.iter().copied().take(n + 1).collect()
+    };
+    assert!(scrape_ts.len() > n, "{}: scrape timestamps", sc.name);
+    let n = scrape_ts.len();
 
-    let pipeline_out = run_pipeline(sc, &yaml, &target, &scrape_ts);
+    let pipeline_out = run_pipeline(sc, &yaml, &target, &scrape_ts, stop_ts);
 
     let bucket = |obs: Vec<Obs>| -> (Vec<Vec<Obs>>, Vec<Obs>) {
         let index: BTreeMap<i64, usize> =
@@ -424,15 +470,25 @@ pub fn run(sc: &Scenario) -> Outcome {
     let (pipeline, pipeline_explicit) = bucket(pipeline_out);
     Outcome {
         scrape_ts,
+        stop_ts,
         prometheus,
         pipeline,
         prometheus_explicit,
         pipeline_explicit,
         instance: target,
+        steps: sc.steps.len(),
     }
 }
 
-fn run_pipeline(sc: &Scenario, yaml: &str, target: &str, scrape_ts: &[i64]) -> Vec<Obs> {
+/// Feeds step i at Prometheus' i-th scrape timestamp (HTTP 500 after the
+/// last step, as the target answers), then `on_stop` at `stop_ts`.
+fn run_pipeline(
+    sc: &Scenario,
+    yaml: &str,
+    target: &str,
+    scrape_ts: &[i64],
+    stop_ts: Option<i64>,
+) -> Vec<Obs> {
     let cfg = promshard_promlib::config::load_str(yaml, "prometheus.yml").expect("config");
     let settings = Arc::new(JobSettings::new(
         &cfg.scrape_configs[0],
@@ -442,7 +498,9 @@ fn run_pipeline(sc: &Scenario, yaml: &str, target: &str, scrape_ts: &[i64]) -> V
     let mut p = TargetPipeline::new(settings, target_labels, Arc::new(RefAllocator::new(1)));
     let mut defs: BTreeMap<u64, Vec<(String, String)>> = BTreeMap::new();
     let mut out = Vec::new();
-    for (step, &ts) in sc.steps.iter().zip(scrape_ts) {
+    let mut batches: Vec<AppendBatch> = Vec::new();
+    for (i, &ts) in scrape_ts.iter().enumerate() {
+        let step = sc.steps.get(i).unwrap_or(&Step::Status500);
         let mut batch = AppendBatch::default();
         let d = Duration::from_millis(3);
         match step {
@@ -464,6 +522,14 @@ fn run_pipeline(sc: &Scenario, yaml: &str, target: &str, scrape_ts: &[i64]) -> V
                 p.on_failure("context deadline exceeded", ts, d, &mut batch);
             }
         }
+        batches.push(batch);
+    }
+    if let Some(ts) = stop_ts {
+        let mut batch = AppendBatch::default();
+        p.on_stop(ts, false, &mut batch);
+        batches.push(batch);
+    }
+    for batch in batches {
         for def in &batch.series {
             let mut ls: Vec<(String, String)> = def
                 .labels
@@ -559,13 +625,16 @@ impl Outcome {
         };
         for i in 0..self.prometheus.len() {
             section(
-                format!("scrape {i} @{}", self.scrape_ts[i]),
+                format!("scrape {i} @{} ({})", self.scrape_ts[i], self.step_name(i)),
                 &self.prometheus[i],
                 &self.pipeline[i],
             );
         }
         section(
-            "explicit timestamps".to_string(),
+            format!(
+                "other timestamps (explicit; end of run @{:?})",
+                self.stop_ts
+            ),
             &self.prometheus_explicit,
             &self.pipeline_explicit,
         );
@@ -587,12 +656,22 @@ impl Outcome {
         }
     }
 
+    fn step_name(&self, i: usize) -> String {
+        if i < self.steps {
+            format!("step {i}")
+        } else {
+            "after the steps: HTTP 500".to_string()
+        }
+    }
+
     /// The outcome without the samples `skip` matches, on both sides (for
     /// a known, asserted divergence).
     pub fn without(&self, skip: impl Fn(&Obs) -> bool) -> Outcome {
         let keep = |v: &Vec<Obs>| v.iter().filter(|o| !skip(o)).cloned().collect::<Vec<_>>();
         Outcome {
             scrape_ts: self.scrape_ts.clone(),
+            stop_ts: self.stop_ts,
+            steps: self.steps,
             prometheus: self.prometheus.iter().map(keep).collect(),
             pipeline: self.pipeline.iter().map(keep).collect(),
             prometheus_explicit: keep(&self.prometheus_explicit),
