@@ -178,3 +178,21 @@ fn on_stop_marks_series_and_synthetic_stale_unless_handover() {
 fn empty_report_is_default() {
     assert_eq!(ScrapeReport::default().error, None);
 }
+
+#[test]
+fn a_repeated_label_name_counts_as_scraped_then_fails() {
+    // Prometheus 2.42 parses the line and its appender refuses it: the
+    // sample counts in scrape_samples_scraped, not post-relabeling.
+    let mut p = pipeline(settings(), &[]);
+    let mut out = AppendBatch::default();
+    let r = p.on_scrape(
+        b"ok 1\ndup{x=\"1\",x=\"2\"} 1\n",
+        TEXT,
+        1000,
+        ms(1),
+        &mut out,
+    );
+    let err = r.error.unwrap();
+    assert!(err.contains("is not unique"), "{err}");
+    assert_eq!((r.samples_scraped, r.samples_post_relabel), (2, 1));
+}

@@ -473,3 +473,59 @@ fn external_labels_overlap() {
     );
     assert_eq!(find(&out, 0, "up", &[("env", "prod")]).len(), 1);
 }
+
+#[test]
+fn value_syntax_and_escapes() {
+    check(scenario(
+        "value_syntax",
+        "",
+        vec![
+            text(
+                "v1 1e3\nv2 -0\nv3 .5\nv4 5.\nv6 Inf\nv7 -inf\nv8 nan\nv9 +Infinity\nv10 1E-7\nv11 -1.5e+308\n",
+            ),
+            // A hexadecimal float: refused by Prometheus' lexer.
+            text("v1 1\nv5 0x1p3\nv2 2\n"),
+            text(
+                "e{x=\"a\\\"b\\\\c\\nd\"} 1\ne{x=\"tab\\there\"} 2\ne{x=\"ünï\"} 3\ncolon:name 4\n",
+            ),
+            text(
+                "# HELP h A histogram.\n# TYPE h histogram\nh_bucket{le=\"0.1\"} 1\nh_bucket{le=\"1\"} 2\nh_bucket{le=\"+Inf\"} 3\nh_sum 1.5\nh_count 3\n# TYPE s summary\ns{quantile=\"0.5\"} 0.2\ns_sum 1\ns_count 4\n",
+            ),
+            text("   \n# just a comment\nspaced   {  a = \"1\" , b=\"2\" ,  }   7   \n"),
+            text("ok 1\n"),
+        ],
+    ));
+}
+
+#[test]
+fn invalid_series_lines() {
+    check(scenario(
+        "invalid_lines",
+        "",
+        vec![
+            text("ok 1\n"),
+            text("ok 2\ndup{x=\"1\",x=\"2\"} 1\n"),
+            text("ok 3\n"),
+            text("ok 4\n{__name__=\"braces\"} 1\n"),
+            text("ok 5\n"),
+            text("ok 6\nbad 1_000\n"),
+            text("ok 7\n"),
+            Step::Text(String::new()),
+            text("ok 8\n"),
+        ],
+    ));
+}
+
+#[test]
+fn openmetrics_histograms_exemplars_and_created() {
+    check(scenario(
+        "openmetrics_histograms",
+        "",
+        vec![
+            Step::OpenMetrics("# TYPE h histogram\nh_bucket{le=\"0.1\"} 1 # {trace_id=\"abc\"} 0.05 123.456\nh_bucket{le=\"+Inf\"} 3\nh_count 3\nh_sum 1.5\nh_created 1.7e9\n# TYPE i info\ni_info{v=\"1\"} 1\n# TYPE c counter\nc_total 5 # {a=\"b\"} 1\nc_created 1.6e9\n# TYPE gh gaugehistogram\ngh_bucket{le=\"+Inf\"} 2\ngh_gcount 2\ngh_gsum 3\n# EOF\n".to_string()),
+            // Missing # EOF: a parse error.
+            Step::OpenMetrics("# TYPE c counter\nc_total 6\n".to_string()),
+            Step::OpenMetrics("# TYPE c counter\nc_total 7\n# EOF\n".to_string()),
+        ],
+    ));
+}

@@ -124,6 +124,9 @@ pub struct ScrapeReport {
 /// How far after the scrape an explicit timestamp may be (Prometheus'
 /// `maxAheadTime`).
 const MAX_AHEAD_MS: i64 = 10 * 60 * 1000;
+/// The end of promlib's parse error for a line that repeats a label name
+/// (pinned by a test).
+const REPEATED_LABEL_MESSAGE: &str = "is not unique";
 /// Table entries unseen for this many scrapes are forgotten (one more than
 /// needed to write their stale marker, so `define_all` still finds them).
 const TABLE_KEEP_ITERATIONS: u64 = 2;
@@ -280,7 +283,14 @@ impl TargetPipeline {
         let mut sample_limit_hit = false;
         for entry in Parser::new(body, format) {
             let series = match entry {
-                Err(e) => return (counts, Some(ScrapeFailure::Parse(e))),
+                Err(e) => {
+                    // Prometheus' parser reads a line that repeats a label
+                    // name; its appender refuses it (counted as scraped).
+                    if e.message.contains(REPEATED_LABEL_MESSAGE) {
+                        counts.total += 1;
+                    }
+                    return (counts, Some(ScrapeFailure::Parse(e)));
+                }
                 Ok(Entry::Series(s)) => s,
                 Ok(Entry::Type { name, kind }) => {
                     self.metadata.observe_type(name, kind, iter);

@@ -547,11 +547,24 @@ fn run_pipeline(
             out.push(Obs {
                 labels,
                 ts: s.timestamp_ms,
-                bits: s.value.to_bits(),
+                bits: on_the_wire(s.value).to_bits(),
             });
         }
     }
     out
+}
+
+/// `v` after a trip through remote write's protobuf encoding (prost, as
+/// promshard's sender uses): proto3 leaves out a zero double, so -0 arrives
+/// as +0 from any sender.
+fn on_the_wire(v: f64) -> f64 {
+    let s = promshard_proto::prometheus::Sample {
+        value: v,
+        timestamp: 1,
+    };
+    promshard_proto::prometheus::Sample::decode(s.encode_to_vec().as_slice())
+        .expect("sample round trip")
+        .value
 }
 
 /// Names whose values depend on timing and are compared for presence and
