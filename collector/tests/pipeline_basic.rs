@@ -196,3 +196,24 @@ fn a_repeated_label_name_counts_as_scraped_then_fails() {
     assert!(err.contains("is not unique"), "{err}");
     assert_eq!((r.samples_scraped, r.samples_post_relabel), (2, 1));
 }
+
+#[test]
+fn stale_markers_at_the_last_sample_timestamp_are_written() {
+    // Open question 4, settled from the agent's appender (it refuses only
+    // a timestamp before the series' last one): a marker at the same
+    // timestamp as the last sample is written.
+    let mut p = pipeline(settings(), &[]);
+    let mut b1 = AppendBatch::default();
+    p.on_scrape(b"a 1\n", TEXT, 1000, ms(1), &mut b1);
+    let mut b2 = AppendBatch::default();
+    p.on_stop(1000, false, &mut b2);
+    assert!(is_stale_marker(value_of(&p, &b2, "a").unwrap().1));
+    assert!(is_stale_marker(value_of(&p, &b2, "up").unwrap().1));
+    // Before the last sample: nothing.
+    let mut q = pipeline(settings(), &[]);
+    let mut c1 = AppendBatch::default();
+    q.on_scrape(b"a 1\n", TEXT, 1000, ms(1), &mut c1);
+    let mut c2 = AppendBatch::default();
+    q.on_stop(999, false, &mut c2);
+    assert!(c2.samples.is_empty());
+}
