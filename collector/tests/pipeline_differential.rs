@@ -22,6 +22,7 @@ fn scenario(name: &'static str, job_extra: &str, steps: Vec<Step>) -> Scenario {
         external_labels: vec![],
         steps,
         remove_after: false,
+        target_labels: vec![],
     }
 }
 
@@ -103,7 +104,7 @@ fn target_leaves_service_discovery() {
 
 #[test]
 fn honor_labels_false_conflicts() {
-    check(scenario(
+    let out = check(scenario(
         "honor_labels_false",
         "honor_labels: false",
         vec![
@@ -115,11 +116,46 @@ fn honor_labels_false_conflicts() {
             ),
         ],
     ));
+    // An empty scraped value is no conflict: the target label is set and
+    // no exported_ label appears.
+    let m2 = find(&out, 0, "m2", &[])[0];
+    assert_eq!(m2.label("job"), Some("diff"));
+    assert_eq!(m2.label("exported_job"), None);
+    assert_eq!(
+        find(&out, 0, "m", &[])[0].label("exported_job"),
+        Some("scraped")
+    );
+}
+
+/// Several target labels in conflict at once (exported_ names resolved
+/// shortest first, prefixed again while taken).
+#[test]
+fn target_labels_conflicts() {
+    for honor in ["false", "true"] {
+        let mut sc = scenario(
+            if honor == "false" {
+                "target_labels_false"
+            } else {
+                "target_labels_true"
+            },
+            &format!("honor_labels: {honor}"),
+            vec![
+                text(
+                    "m{team=\"s\",zone=\"z1\",exported_team=\"e\",job=\"j\",exported_exported_job=\"x\"} 1\nn{zone=\"\"} 2\no 3\n",
+                ),
+                text(
+                    "m{team=\"s\",zone=\"z1\",exported_team=\"e\",job=\"j\",exported_exported_job=\"x\"} 4\nn{zone=\"\"} 5\n",
+                ),
+            ],
+        );
+        sc.target_labels = vec![("team", "t"), ("zone", "z")];
+        check(sc);
+    }
 }
 
 #[test]
 fn honor_labels_true_conflicts() {
-    check(scenario(
+    let out = check(scenario(
         "honor_labels_true",
         "honor_labels: true",
         vec![
@@ -131,6 +167,12 @@ fn honor_labels_true_conflicts() {
             ),
         ],
     ));
+    // Open question 2: with honor_labels, a scraped empty value keeps the
+    // target label out (Has() semantics), then the empty label is dropped:
+    // the series has no job / instance at all.
+    assert_eq!(find(&out, 0, "m2", &[])[0].label("job"), None);
+    assert_eq!(find(&out, 0, "m4", &[])[0].label("instance"), None);
+    assert_eq!(find(&out, 0, "m", &[])[0].label("job"), Some("scraped"));
 }
 
 fn timestamp_steps() -> Vec<Step> {
@@ -170,30 +212,42 @@ fn honor_timestamps_false() {
     ));
 }
 
-/// Known divergence: within one body, the agent writes a sample whose
+/// Known divergence: within one scrape, the agent writes a sample whose
 /// explicit timestamp is before the same series' previous one (its order
 /// check only looks at committed samples); remote write requires each
-/// series' samples in timestamp order, so the pipeline skips it.
+/// series' samples in timestamp order, so the pipeline skips it. Same for
+/// a stale marker after a sample with a later explicit timestamp (`f`
+/// switches from the scrape's timestamp to an explicit one ahead of it:
+/// no longer tracked, so the agent marks it stale behind its new sample).
 #[test]
-fn out_of_order_within_one_body_is_skipped_unlike_the_agent() {
+fn out_of_order_within_one_scrape_is_skipped_unlike_the_agent() {
     let b = now_ms() + 120_000 + 7;
     let sc = scenario(
-        "out_of_order_in_body",
+        "out_of_order_in_scrape",
         "honor_timestamps: true",
         vec![
-            text(&format!("x 1 {}\nx 2 {b}\ny 1\n", b + 1000)),
-            text("y 2\n"),
+            text(&format!("x 1 {}\nx 2 {b}\ny 1\nf 1\n", b + 1000)),
+            text(&format!("y 2\nf 2 {}\n", b + 2000)),
+            text("y 3\n"),
         ],
     );
     let out = run_only(&sc);
+    let s1 = out.scrape_ts[1];
     let early = |o: &pipediff::Obs| o.name() == "x" && o.ts == b;
+    let behind = |o: &pipediff::Obs| o.name() == "f" && o.bits == STALE && o.ts == s1;
     assert_eq!(
         out.prometheus_explicit.iter().filter(|o| early(o)).count(),
         1,
         "the agent writes the out-of-order sample"
     );
     assert_eq!(out.pipeline_explicit.iter().filter(|o| early(o)).count(), 0);
-    out.without(early).assert_same(sc.name);
+    assert_eq!(
+        find(&out, 1, "f", &[]).len(),
+        1,
+        "the agent marks f stale behind its sample"
+    );
+    assert!(!out.pipeline[1].iter().any(behind));
+    out.without(|o| early(o) || behind(o)).assert_same(sc.name);
 }
 
 #[test]
@@ -417,8 +471,11 @@ fn duplicate_series_in_one_body() {
         "duplicates",
         "",
         vec![
-            text("a 1\na 2\nb{x=\"1\"} 1\nb{x=\"1\"} 1\nc 1\n"),
-            text("a 3\nb{x=\"1\"} 4\nb{x=\"1\"} 5\n"),
+            text(
+                "a 1\na 2\nb{x=\"1\"} 1\nb{x=\"1\"} 1\nc 1\nd{x=\"1\",y=\"2\"} 1\nd{y=\"2\",x=\"1\"} 2\n",
+            ),
+            text("a 3\nb{x=\"1\"} 4\nb{x=\"1\"} 5\nd{y=\"2\",x=\"1\"} 3\n"),
+            text("a 4\nd{x=\"1\",y=\"2\"} 4\n"),
         ],
     ));
 }

@@ -102,6 +102,8 @@ pub struct Scenario {
     /// Prometheus writes end-of-run stale markers, the pipeline gets
     /// `on_stop` at their timestamp.
     pub remove_after: bool,
+    /// Extra target labels (static `labels:` of the target group).
+    pub target_labels: Vec<(&'static str, &'static str)>,
 }
 
 /// What both sides produced for the scripted scrapes.
@@ -308,6 +310,12 @@ fn config_yaml(sc: &Scenario, target: &str, receiver: &str, sd_file: &Path) -> S
         y.push_str(&format!(
             "    static_configs:\n      - targets: ['{target}']\n"
         ));
+        if !sc.target_labels.is_empty() {
+            y.push_str("        labels:\n");
+            for (k, v) in &sc.target_labels {
+                y.push_str(&format!("          {k}: {v:?}\n"));
+            }
+        }
     }
     y.push_str(&format!(
         "remote_write:\n  - url: http://{receiver}/write\n    queue_config:\n      batch_send_deadline: 100ms\n      min_backoff: 50ms\n      max_backoff: 200ms\n    metadata_config:\n      send: false\n"
@@ -352,6 +360,10 @@ pub fn run(sc: &Scenario) -> Outcome {
         std::fs::write(&tmp, format!("[{{\"targets\": [{targets}]}}]")).unwrap();
         std::fs::rename(&tmp, &sd_file).unwrap();
     };
+    assert!(
+        sc.target_labels.is_empty() || !sc.remove_after,
+        "target labels with file SD are not supported by the harness"
+    );
     write_sd(&format!("\"{target}\""));
     let yaml = config_yaml(sc, &target, &receiver, &sd_file);
     let cfg_path = dir.path().join("prometheus.yml");
@@ -494,7 +506,10 @@ fn run_pipeline(
         &cfg.scrape_configs[0],
         &cfg.global.external_labels,
     ));
-    let target_labels = Labels::from_pairs([("instance", target), ("job", JOB)]);
+    let mut target_labels = Labels::from_pairs([("instance", target), ("job", JOB)]);
+    for (k, v) in &sc.target_labels {
+        target_labels.insert(*k, *v);
+    }
     let mut p = TargetPipeline::new(settings, target_labels, Arc::new(RefAllocator::new(1)));
     let mut defs: BTreeMap<u64, Vec<(String, String)>> = BTreeMap::new();
     let mut out = Vec::new();
