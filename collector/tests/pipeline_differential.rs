@@ -458,11 +458,17 @@ fn http_500_and_timeout_then_good() {
             Step::Status500,
             text("a 3\nb 4\n"),
             Step::Hang,
-            text("a 5\n"),
+            Step::Status500,
+            Step::Status500,
+            // Failed scrapes do not flush the scrape cache: a and b are not
+            // added again.
+            text("a 5\nb 6\n"),
+            text("a 7\n"),
         ],
     ));
     assert_eq!(out.synthetic(1, "up"), Some(0.0));
     assert_eq!(out.synthetic(3, "up"), Some(0.0));
+    assert_eq!(out.synthetic(6, "scrape_series_added"), Some(0.0));
 }
 
 #[test]

@@ -7,6 +7,20 @@
 //! Modules: [`raw_cache`] (raw bytes -> series), [`series_table`] (refs,
 //! definitions, last timestamps), [`labels`] (target and external labels),
 //! [`limits`], [`staleness`], [`report`] (synthetic series), [`metadata`].
+//!
+//! Checked sample for sample against the real Prometheus 2.42 agent by
+//! `collector/tests/pipeline_differential.rs`. Deliberate divergences (each
+//! asserted there):
+//! - A series first seen in a scrape that fails (parse error, limit) is
+//!   delivered by later scrapes; the agent loses it for good (its appender
+//!   rollback leaves the series in memory without a WAL record).
+//! - Within one scrape, a sample (or stale marker) before its series'
+//!   previous sample is skipped; the agent writes it, but remote write
+//!   requires each series' samples in timestamp order. Equal timestamps
+//!   are written, as the agent does.
+//! - Staleness is tracked per final series; Prometheus tracks the scraped
+//!   label set, and marks a live series stale when two scraped sets become
+//!   one series through relabeling.
 
 mod error;
 mod labels;
