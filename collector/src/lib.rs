@@ -4,8 +4,8 @@
 //! metric relabeling, limits, staleness, synthetic series) -> [`series`]
 //! batches -> WAL -> remote-write queues.
 
+pub mod api;
 pub mod discovery_feed;
-mod http;
 pub mod pipeline;
 pub mod remote;
 pub mod run;

@@ -14,6 +14,7 @@ use promshard_promlib::discovery::DiscoveryError;
 use tokio::sync::Mutex as AsyncMutex;
 use tokio::task::JoinHandle;
 
+use crate::api::{ApiState, BoxFuture};
 use crate::discovery_feed::{DiscoveryFeed, DroppedTargets};
 use crate::pipeline::RefAllocator;
 use crate::scrape::{BatchSink, ManagerError, ScrapeManager};
@@ -75,7 +76,7 @@ pub(crate) struct Inner {
     manager: Arc<ScrapeManager>,
     dropped: Arc<Mutex<DroppedTargets>>,
     live: AsyncMutex<Live>,
-    ready: AtomicBool,
+    ready: Arc<AtomicBool>,
 }
 
 /// A running collector.
@@ -118,6 +119,7 @@ impl Collector {
                 address: options.listen_address,
                 source,
             })?;
+        let remotes = shippers.status_source();
         let inner = Arc::new(Inner {
             options,
             wal,
@@ -128,9 +130,9 @@ impl Collector {
                 discovery: Some(discovery),
                 shippers: Some(shippers),
             }),
-            ready: AtomicBool::new(true),
+            ready: Arc::new(AtomicBool::new(true)),
         });
-        let router = crate::http::router(inner.clone());
+        let router = crate::api::router(api_state(&inner, remotes));
         let server = tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, router).await {
                 tracing::error!(error = %e, "HTTP server stopped");
@@ -182,34 +184,6 @@ impl Collector {
 }
 
 impl Inner {
-    pub(crate) fn manager(&self) -> &Arc<ScrapeManager> {
-        &self.manager
-    }
-
-    pub(crate) fn wal(&self) -> &Arc<Wal> {
-        &self.wal
-    }
-
-    pub(crate) fn dropped(&self) -> &Arc<Mutex<DroppedTargets>> {
-        &self.dropped
-    }
-
-    pub(crate) fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::SeqCst)
-    }
-
-    pub(crate) async fn config(&self) -> Arc<Config> {
-        self.live.lock().await.config.clone()
-    }
-
-    pub(crate) async fn remote_statuses(&self) -> Vec<crate::ship::RemoteStatus> {
-        let live = self.live.lock().await;
-        live.shippers
-            .as_ref()
-            .map(|s| s.statuses())
-            .unwrap_or_default()
-    }
-
     /// Loads and applies the config file; on any error the running config
     /// stays as it was.
     pub(crate) async fn reload(&self) -> Result<(), CollectorError> {
@@ -232,14 +206,14 @@ impl Inner {
         // Validate discovery first: it changes nothing.
         promshard_promlib::discovery::Discoverer::new(&cfg)?;
         self.manager.set_config(&cfg)?;
-        if let Some(shippers) = live.shippers.as_mut() {
-            if let Err(e) = shippers.reload(&cfg.remote_write, &base_dir).await {
-                // Put the scrape side back so the two halves agree.
-                if let Err(back) = self.manager.set_config(&live.config) {
-                    tracing::error!(error = %back, "restoring the previous scrape config");
-                }
-                return Err(e.into());
+        if let Some(shippers) = live.shippers.as_mut()
+            && let Err(e) = shippers.reload(&cfg.remote_write, &base_dir).await
+        {
+            // Put the scrape side back so the two halves agree.
+            if let Err(back) = self.manager.set_config(&live.config) {
+                tracing::error!(error = %back, "restoring the previous scrape config");
             }
+            return Err(e.into());
         }
         let discovery =
             DiscoveryFeed::start(cfg.clone(), self.manager.clone(), self.dropped.clone())?;
@@ -248,6 +222,40 @@ impl Inner {
         }
         live.config = cfg;
         Ok(())
+    }
+}
+
+/// The HTTP API's view of a collector.
+fn api_state(inner: &Arc<Inner>, remotes: crate::ship::StatusSource) -> ApiState {
+    let manager = inner.manager.clone();
+    let dropped = inner.dropped.clone();
+    let weak = Arc::downgrade(inner);
+    ApiState {
+        targets: Arc::new(move || manager.statuses()),
+        dropped_targets: Arc::new(move || {
+            dropped
+                .lock()
+                .map(|d| {
+                    d.by_job
+                        .iter()
+                        .flat_map(|(_, l)| l.iter().cloned())
+                        .collect()
+                })
+                .unwrap_or_default()
+        }),
+        scrape_stats: inner.manager.stats(),
+        wal: inner.wal.clone(),
+        remotes: Arc::new(move || remotes.statuses()),
+        reload: Arc::new(move || -> BoxFuture<Result<(), String>> {
+            let weak = weak.clone();
+            Box::pin(async move {
+                match weak.upgrade() {
+                    Some(inner) => inner.reload().await.map_err(|e| e.to_string()),
+                    None => Err("the collector is shutting down".to_string()),
+                }
+            })
+        }),
+        ready: inner.ready.clone(),
     }
 }
 

@@ -1,4 +1,5 @@
-//! `promshard loadtest ...`: run a fleet or a sink until Ctrl-C.
+//! `promshard loadtest ...`: run a fleet or a sink until Ctrl-C, or
+//! benchmark collectors against each other.
 
 use std::net::{SocketAddr, SocketAddrV4};
 use std::time::Duration;
@@ -6,6 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 
+use crate::bench::{BenchConfig, Binaries, ContenderKind};
 use crate::fleet::{Fleet, FleetConfig};
 use crate::sink::{Sink, SinkConfig};
 
@@ -24,6 +26,66 @@ pub enum LoadtestCommand {
     Fleet(FleetArgs),
     /// Receive remote writes and check every series.
     Sink(SinkArgs),
+    /// Scrape one fleet with promshard collector, vmagent and the
+    /// Prometheus agent in turn; compare CPU per sample, memory, delivery.
+    BenchCollector(BenchArgs),
+}
+
+/// `promshard loadtest bench-collector`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Number of targets.
+    #[arg(long, default_value_t = 1000)]
+    pub targets: usize,
+    /// Mean series per target.
+    #[arg(long, default_value_t = 1000)]
+    pub series: usize,
+    /// Scrape interval (and timeout).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub interval: Duration,
+    /// Time each contender runs before its measured window.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub warmup: Duration,
+    /// The measured window (a whole number of intervals).
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Longest wait after the window for its samples to reach the sink.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub drain: Duration,
+    /// Zipf exponent of the size skew (0 = all the same).
+    #[arg(long, default_value_t = 0.0)]
+    pub zipf: f64,
+    /// Fraction of each target's series replaced every --churn-every scrapes.
+    #[arg(long, default_value_t = 0.0)]
+    pub churn: f64,
+    /// Scrapes per churn generation.
+    #[arg(long, default_value_t = 10)]
+    pub churn_every: u64,
+    /// Address of target 0 (port 0: an ephemeral port per target).
+    #[arg(long, default_value = "127.0.2.1:0")]
+    pub fleet_listen: SocketAddrV4,
+    /// Worker threads serving the fleet.
+    #[arg(long, default_value_t = 2)]
+    pub fleet_threads: usize,
+    /// Who runs, in this order.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "promshard,vmagent,prometheus"
+    )]
+    pub contenders: Vec<ContenderKind>,
+    /// The promshard binary run as `collector` (default: this binary).
+    #[arg(long)]
+    pub promshard_binary: Option<std::path::PathBuf>,
+    /// The vmagent binary.
+    #[arg(long, default_value = "/usr/bin/vmagent")]
+    pub vmagent_binary: std::path::PathBuf,
+    /// The prometheus binary (run with --enable-feature=agent).
+    #[arg(long, default_value = "/usr/bin/prometheus")]
+    pub prometheus_binary: std::path::PathBuf,
+    /// Print the report as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `promshard loadtest fleet`.
@@ -106,22 +168,66 @@ pub fn parse_duration(s: &str) -> Result<Duration> {
 
 /// Runs a load-test part until Ctrl-C (its own tokio runtime).
 pub fn run(args: LoadtestArgs) -> Result<()> {
+    // Logs go to stderr: stdout holds reports (bench-collector --json).
     let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .try_init();
+    let args = match args.command {
+        // The benchmark runs its own runtimes for the fleet and the sink.
+        LoadtestCommand::BenchCollector(a) => return run_bench(a),
+        other => other,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("loadtest: cannot start the tokio runtime")?;
     runtime.block_on(async move {
-        match args.command {
+        match args {
             LoadtestCommand::Fleet(a) => run_fleet(a).await,
             LoadtestCommand::Sink(a) => run_sink(a).await,
+            LoadtestCommand::BenchCollector(_) => {
+                bail!("loadtest: bench-collector runs on its own runtimes")
+            }
         }
     })
+}
+
+fn run_bench(a: BenchArgs) -> Result<()> {
+    let promshard = match a.promshard_binary {
+        Some(p) => p,
+        None => std::env::current_exe()
+            .context("bench-collector: cannot find this binary; pass --promshard-binary")?,
+    };
+    let config = BenchConfig {
+        targets: a.targets,
+        series_per_target: a.series,
+        zipf_exponent: a.zipf,
+        churn_fraction: a.churn,
+        churn_every: a.churn_every,
+        fleet_base: a.fleet_listen,
+        fleet_threads: a.fleet_threads,
+        interval: a.interval,
+        warmup: a.warmup,
+        duration: a.duration,
+        drain: a.drain,
+        contenders: a.contenders,
+        binaries: Binaries {
+            promshard,
+            vmagent: a.vmagent_binary,
+            prometheus: a.prometheus_binary,
+        },
+    };
+    let report = crate::bench::run(&config)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.to_table());
+    }
+    Ok(())
 }
 
 async fn run_fleet(a: FleetArgs) -> Result<()> {

@@ -4,8 +4,11 @@
 //!   bodies, size skew, churn, and slow or broken targets.
 //! - [`sink`]: a remote write 1.0 receiver that checks every series for
 //!   gaps, duplicates, out-of-order samples and staleness markers.
-//! - [`cli`]: `promshard loadtest fleet|sink`.
+//! - [`bench`]: `bench-collector`, promshard collector against vmagent and
+//!   the Prometheus agent on one fleet.
+//! - [`cli`]: `promshard loadtest fleet|sink|bench-collector`.
 
+pub mod bench;
 pub mod cli;
 pub mod exposition;
 pub mod fleet;

@@ -1,27 +1,56 @@
 //! Scrape loops and the scrape manager.
 //!
-//! One loop per target, scraping on absolute slots
-//! `k * interval + offset(target id)` (the same on every host, so a target
-//! moved between shards keeps its schedule), with the scrape timeout, each
-//! result run through the target's [`TargetPipeline`] and appended to a
-//! [`BatchSink`] (the WAL).
+//! One loop (one Tokio task) per target, scraping on absolute slots
+//! `k * interval + offset(target id)` in unix-ms time (the same on every
+//! host, so a target moved between shards keeps its schedule; see
+//! [`schedule`]), with the scrape timeout, each result run through the
+//! target's [`TargetPipeline`](crate::pipeline::TargetPipeline) and appended
+//! to a [`BatchSink`] (the WAL).
+//!
+//! Choices, and where they differ from Prometheus 2.42:
+//! - Timestamps: the slot time when the scrape starts within
+//!   [`SLOT_TOLERANCE_MS`] of its slot, else the actual start (Prometheus:
+//!   the start time, snapped to the previous scrape + interval within
+//!   2 ms). Two shards scraping one target across a handover thus write
+//!   identical timestamps.
+//! - Overruns: a scrape never runs twice at once for one target; slots that
+//!   pass while a scrape runs are skipped and counted
+//!   ([`ScrapeStats::missed_slots`]). The timeout is capped at the interval.
+//! - End-of-run staleness: a target that leaves the target set writes stale
+//!   markers at its next slot (Prometheus: stamped with the next slot's
+//!   time but written about 2.1 intervals later, so a recreated target can
+//!   win). Adding the target back before that slot cancels the stop; the
+//!   loop continues without a gap. A target never scraped writes nothing.
+//! - Interval and timeout: a target's `__scrape_interval__` /
+//!   `__scrape_timeout__` labels win over its job's (as in Prometheus);
+//!   `targets::populate` always sets them, so a changed job interval
+//!   normally arrives as new targets (new ids) from discovery. A loop whose
+//!   target lacks the labels follows the job's interval to the new slots.
+//! - Targets of a job that is not configured wait (logged,
+//!   [`ScrapeManager::pending_targets`]) and start with the config that
+//!   adds the job: the coordinator may send targets before the config.
+//! - WAL appends are synchronous; on a multi-threaded runtime they run
+//!   under `block_in_place` (an fsync-per-append WAL would otherwise stall
+//!   a worker), on a current-thread runtime directly.
 //!
 //! The target set is replaceable from outside at any time
 //! ([`ScrapeManager::set_targets`], or per target for the coordinator);
 //! a config reload ([`ScrapeManager::set_config`]) keeps every loop whose
 //! target did not change (no gap, no reset of staleness tracking).
-//!
-//! SKELETON: the signatures are the contract; bodies are being written.
 
-use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
+mod job;
+mod manager;
+pub mod schedule;
+mod status;
+mod target_loop;
 
-use promshard_promlib::config::Config;
-use promshard_promlib::targets::Target;
-
-use crate::pipeline::RefAllocator;
 use crate::series::AppendBatch;
+
+pub use manager::{ManagerError, ScrapeManager};
+pub use schedule::{SLOT_TOLERANCE_MS, next_slot_ms, scrape_timestamp, slot_offset};
+pub use status::{Health, ScrapeStats, TargetStatus};
+
+use promshard_promlib::targets::Target;
 
 /// Where scrape loops append their batches (the WAL in production; a
 /// collecting sink in tests).
@@ -66,120 +95,4 @@ pub struct Stop {
     pub stop_before_ms: Option<i64>,
     /// `true`: no staleness markers (another shard continues).
     pub handover: bool,
-}
-
-/// Health of a target as Prometheus reports it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Health {
-    Unknown,
-    Up,
-    Down,
-}
-
-/// One target's state for `/api/v1/targets` and reports.
-#[derive(Clone, Debug)]
-pub struct TargetStatus {
-    pub target: Target,
-    pub scrape_url: String,
-    pub scrape_pool: String,
-    pub health: Health,
-    pub last_error: String,
-    /// Start of the last scrape, unix ms (0: never).
-    pub last_scrape_ms: i64,
-    pub last_scrape_duration: Duration,
-    pub interval: Duration,
-    pub timeout: Duration,
-    /// Series after relabeling at the last scrape.
-    pub series: u64,
-    /// Samples appended by the last scrape (post relabeling).
-    pub samples_per_scrape: u64,
-}
-
-/// Counters of all loops, for `/metrics`.
-#[derive(Debug, Default)]
-pub struct ScrapeStats {
-    pub scrapes: std::sync::atomic::AtomicU64,
-    pub scrape_failures: std::sync::atomic::AtomicU64,
-    pub samples_appended: std::sync::atomic::AtomicU64,
-    pub append_failures: std::sync::atomic::AtomicU64,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ManagerError {
-    #[error("job {job:?}: {reason}")]
-    Job { job: String, reason: String },
-}
-
-/// Owns every scrape loop. Needs a Tokio runtime.
-pub struct ScrapeManager {
-    _private: (),
-}
-
-impl ScrapeManager {
-    /// `base_dir`: where relative `*_file` paths of the config resolve.
-    pub fn new(sink: Arc<dyn BatchSink>, refs: Arc<RefAllocator>, base_dir: PathBuf) -> Self {
-        let _ = (sink, refs, base_dir);
-        todo!("manager")
-    }
-
-    /// Installs a config (jobs and external labels). Loops of jobs whose
-    /// scrape_config is unchanged are untouched; loops of changed jobs
-    /// continue on their schedule with the new settings (a changed interval
-    /// moves them to the new slots); targets of removed jobs stop with
-    /// staleness markers. On error nothing changes.
-    pub fn set_config(&self, cfg: &Config) -> Result<(), ManagerError> {
-        let _ = cfg;
-        todo!("manager")
-    }
-
-    /// Replaces the whole target set: new targets start, targets whose id
-    /// is still present keep running untouched, missing ones stop with
-    /// staleness markers (at their next slot, as Prometheus).
-    pub fn set_targets(&self, targets: Vec<ManagedTarget>) {
-        let _ = targets;
-        todo!("manager")
-    }
-
-    /// Adds one target (no-op if its id runs already).
-    pub fn add_target(&self, target: ManagedTarget) {
-        let _ = target;
-        todo!("manager")
-    }
-
-    /// Stops one target as `stop` says (no-op if unknown).
-    pub fn remove_target(&self, id: u64, stop: Stop) {
-        let _ = (id, stop);
-        todo!("manager")
-    }
-
-    /// The status of every running target, sorted by job then id.
-    pub fn statuses(&self) -> Vec<TargetStatus> {
-        todo!("manager")
-    }
-
-    pub fn stats(&self) -> Arc<ScrapeStats> {
-        todo!("manager")
-    }
-
-    /// Stops every loop without staleness markers (a restart continues the
-    /// series), waiting for in-flight scrapes to be appended.
-    pub async fn shutdown(&self) {
-        todo!("manager")
-    }
-}
-
-/// The absolute slot schedule: the offset of a target within its interval,
-/// a stable function of its id, the same on every host.
-pub fn slot_offset(target_id: u64, interval: Duration) -> Duration {
-    let ms = interval.as_millis().max(1) as u64;
-    Duration::from_millis(target_id % ms)
-}
-
-/// The first slot at or after `now_ms` (unix ms) for `target_id`.
-pub fn next_slot_ms(target_id: u64, interval: Duration, now_ms: i64) -> i64 {
-    let ms = interval.as_millis().max(1) as i64;
-    let off = slot_offset(target_id, interval).as_millis() as i64;
-    let k = (now_ms - off).div_euclid(ms);
-    let slot = k * ms + off;
-    if slot >= now_ms { slot } else { slot + ms }
 }

@@ -218,6 +218,19 @@ impl Sink {
         self.shared.state.summary()
     }
 
+    /// Counts, from now on, the samples whose timestamp lies in
+    /// `[from_ms, to_ms)` (ms since the epoch), leaving out staleness
+    /// markers and the scraper's own `up` and `scrape_*` series; see
+    /// [`Sink::window_samples`].
+    pub fn set_window(&self, from_ms: i64, to_ms: i64) {
+        self.shared.state.set_window(from_ms, to_ms);
+    }
+
+    /// Samples counted in the window of [`Sink::set_window`].
+    pub fn window_samples(&self) -> u64 {
+        self.shared.state.window_samples()
+    }
+
     /// Series matching a selector (at most `limit`).
     pub fn series(&self, matcher: &Matcher, limit: usize) -> Vec<SeriesReport> {
         self.shared.state.series(matcher, limit)

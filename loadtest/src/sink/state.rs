@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use promshard_proto::STALE_NAN_BITS;
 use promshard_proto::prometheus::{Label, TimeSeries, WriteRequest};
@@ -36,6 +36,8 @@ struct SeriesState {
     after_stale: bool,
     /// The name ends in `_total`, `_count`, `_sum` or `_bucket`.
     counter_like: bool,
+    /// `up` or `scrape_*`: a series the scraper made, not the target.
+    scraper_made: bool,
 }
 
 #[derive(Debug, Default)]
@@ -118,6 +120,11 @@ pub struct SinkState {
     accepted: AtomicU64,
     injected: AtomicU64,
     rejected: Mutex<BTreeMap<RejectReason, u64>>,
+    /// `[from, to)` in ms of the timestamp window [`SinkState::window_samples`]
+    /// counts; empty (from == to) until set.
+    window_from_ms: AtomicI64,
+    window_to_ms: AtomicI64,
+    window_samples: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -157,7 +164,29 @@ impl SinkState {
             accepted: AtomicU64::new(0),
             injected: AtomicU64::new(0),
             rejected: Mutex::new(BTreeMap::new()),
+            window_from_ms: AtomicI64::new(0),
+            window_to_ms: AtomicI64::new(0),
+            window_samples: AtomicU64::new(0),
         }
+    }
+
+    /// Starts counting, from now on, the samples whose timestamp lies in
+    /// `[from_ms, to_ms)`, staleness markers and the scraper's own `up` and
+    /// `scrape_*` series left out (resets the count).
+    pub fn set_window(&self, from_ms: i64, to_ms: i64) {
+        // Empty the window first (to == from), so a record running
+        // meanwhile never counts against a half-set window.
+        self.window_to_ms.store(from_ms, Ordering::SeqCst);
+        self.window_samples.store(0, Ordering::SeqCst);
+        self.window_from_ms.store(from_ms, Ordering::SeqCst);
+        self.window_to_ms.store(to_ms, Ordering::SeqCst);
+    }
+
+    /// Samples received with a timestamp in the window of
+    /// [`SinkState::set_window`] (duplicates included: they are counted
+    /// separately in the summary).
+    pub fn window_samples(&self) -> u64 {
+        self.window_samples.load(Ordering::SeqCst)
     }
 
     pub(crate) fn count_rejected(&self, reason: RejectReason) {
@@ -214,9 +243,11 @@ impl SinkState {
                         .find(|l| l.name == n)
                         .map_or("", |l| l.value.as_str())
                 };
+                let name = label("__name__");
                 let fresh = SeriesState {
                     job: self.job_index(label("job")),
-                    counter_like: is_counter_like(label("__name__")),
+                    counter_like: is_counter_like(name),
+                    scraper_made: name == "up" || name.starts_with("scrape_"),
                     ..SeriesState::default()
                 };
                 if self.record_labels {
@@ -232,8 +263,22 @@ impl SinkState {
                 shard.series.entry(hash).or_insert(fresh)
             }
         };
+        let (from, to) = (
+            self.window_from_ms.load(Ordering::Relaxed),
+            self.window_to_ms.load(Ordering::Relaxed),
+        );
+        let mut in_window = 0;
         for sample in &ts.samples {
             observe(state, sample.timestamp, sample.value, self.interval_ms);
+            if !state.scraper_made
+                && (from..to).contains(&sample.timestamp)
+                && sample.value.to_bits() != STALE_NAN_BITS
+            {
+                in_window += 1;
+            }
+        }
+        if in_window > 0 {
+            self.window_samples.fetch_add(in_window, Ordering::Relaxed);
         }
     }
 
@@ -391,5 +436,42 @@ mod tests {
         assert_eq!(s.gaps, 1, "2000 -> 5000 with a learned 1000 ms interval");
         assert_eq!(s.decreases, 0, "not counter-like");
         assert_eq!((s.first_ts, s.last_ts), (1000, 6000));
+    }
+
+    fn request(name: &str, samples: &[(i64, f64)]) -> WriteRequest {
+        use promshard_proto::prometheus::Sample;
+        WriteRequest {
+            timeseries: vec![TimeSeries {
+                labels: vec![Label {
+                    name: "__name__".into(),
+                    value: name.into(),
+                }],
+                samples: samples
+                    .iter()
+                    .map(|&(timestamp, value)| Sample { value, timestamp })
+                    .collect(),
+                ..TimeSeries::default()
+            }],
+            ..WriteRequest::default()
+        }
+    }
+
+    #[test]
+    fn window_counts_target_samples_with_timestamps_inside_only() {
+        let state = SinkState::new(None, false);
+        state.record(&request("node_x", &[(500, 1.0)]));
+        assert_eq!(state.window_samples(), 0, "no window set yet");
+        state.set_window(1000, 3000);
+        let stale = f64::from_bits(STALE_NAN_BITS);
+        state.record(&request(
+            "node_x",
+            &[(999, 1.0), (1000, 2.0), (2999, 3.0), (3000, 4.0)],
+        ));
+        state.record(&request("node_y", &[(1500, 1.0), (2500, stale)]));
+        state.record(&request("up", &[(1500, 1.0)]));
+        state.record(&request("scrape_duration_seconds", &[(1500, 0.1)]));
+        assert_eq!(state.window_samples(), 3, "1000 and 2999 of x, 1500 of y");
+        state.set_window(0, 10);
+        assert_eq!(state.window_samples(), 0, "a new window starts from 0");
     }
 }

@@ -1,0 +1,294 @@
+//! One remote's shipper: a task that reads its WAL consumer, groups
+//! records into [`AppendBatch`]es, pushes them into the remote's
+//! [`RemoteWriteQueue`], and a committer that moves the consumer's
+//! checkpoint as the queue's delivered position advances.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::position;
+use crate::remote::RemoteWriteQueue;
+use crate::series::AppendBatch;
+use crate::wal::{Wal, WalEntry, WalPosition, WalReader, WalRecord};
+
+/// A batch is pushed once it holds this many samples (or when the reader
+/// is at the WAL's head).
+pub const BATCH_SAMPLES: usize = 5000;
+/// The checkpoint is written at most this often (each write is two
+/// fsyncs); the final delivered position is always committed on stop.
+pub const COMMIT_EVERY: Duration = Duration::from_millis(250);
+/// Wait before retrying after a WAL read error.
+const READ_RETRY: Duration = Duration::from_secs(1);
+
+/// What the shipper is told to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Control {
+    Run,
+    /// Keep reading until the reader passed `until` (or reached the head)
+    /// or `deadline`, then deliver what was pushed until `deadline`.
+    Drain {
+        until: WalPosition,
+        deadline: Instant,
+    },
+    /// Stop reading now, deliver what was pushed for at most `grace`.
+    Stop {
+        grace: Duration,
+    },
+}
+
+/// A running shipper.
+pub(crate) struct Handle {
+    pub control: watch::Sender<Control>,
+    /// Resolves to the samples left undelivered.
+    pub task: JoinHandle<u64>,
+}
+
+/// Starts the shipper of consumer `consumer` (reader and queue already
+/// made for it; the queue's `delivered_before` is the reader's start).
+pub(crate) fn spawn(
+    wal: Arc<Wal>,
+    consumer: String,
+    reader: WalReader,
+    queue: RemoteWriteQueue,
+) -> Handle {
+    let (control, control_rx) = watch::channel(Control::Run);
+    let task = tokio::spawn(run(wal, consumer, reader, queue, control_rx));
+    Handle { control, task }
+}
+
+/// Records read and not yet pushed.
+#[derive(Default)]
+struct Pending {
+    batch: AppendBatch,
+    /// Position of the last record added.
+    last: Option<WalPosition>,
+}
+
+impl Pending {
+    fn add(&mut self, e: WalEntry) {
+        match e.record {
+            WalRecord::Series(mut d) => self.batch.series.append(&mut d),
+            WalRecord::Samples(mut s) => self.batch.samples.append(&mut s),
+            WalRecord::Metadata(mut m) => self.batch.metadata.append(&mut m),
+        }
+        self.last = Some(e.position);
+    }
+
+    /// The batch and its queue position when it can be pushed: it holds a
+    /// record after the start position (records up to the start are the
+    /// Series definitions the reader re-yields; they travel with the first
+    /// batch after the start, never on their own).
+    fn ready(&self, start: WalPosition) -> Option<WalPosition> {
+        self.last.filter(|p| *p > start && !self.batch.is_empty())
+    }
+
+    fn take(&mut self) -> AppendBatch {
+        self.last = None;
+        std::mem::take(&mut self.batch)
+    }
+}
+
+/// Why the read loop ended.
+enum End {
+    /// Deliver what was pushed until this instant.
+    Until(Instant),
+    /// Deliver what was pushed for this long.
+    Grace(Duration),
+}
+
+async fn run(
+    wal: Arc<Wal>,
+    consumer: String,
+    mut reader: WalReader,
+    mut queue: RemoteWriteQueue,
+    mut control: watch::Receiver<Control>,
+) -> u64 {
+    let start = reader.start();
+    let remote = queue.name().to_string();
+    let (commit_stop, commit_stop_rx) = watch::channel(false);
+    let committer = tokio::spawn(commit_loop(
+        wal.clone(),
+        consumer.clone(),
+        queue.delivered(),
+        commit_stop_rx,
+    ));
+    let mut pending = Pending::default();
+    let mut last_read: Option<WalPosition> = None;
+    // Samples of a batch whose push was abandoned by a stop.
+    let mut abandoned = 0u64;
+    let end = 'read: loop {
+        let ctl = *control.borrow_and_update();
+        if let Control::Stop { grace } = ctl {
+            break End::Grace(grace);
+        }
+        // Read what is available now, up to one batch.
+        let mut at_head = false;
+        while pending.batch.samples.len() < BATCH_SAMPLES {
+            match reader.try_next() {
+                Ok(Some(e)) => {
+                    last_read = Some(e.position);
+                    pending.add(e);
+                }
+                Ok(None) => {
+                    at_head = true;
+                    break;
+                }
+                Err(e) => {
+                    tracing::error!(remote = %remote, consumer = %consumer, error = %e, "cannot read the WAL; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(READ_RETRY) => {}
+                        _ = control.changed() => {}
+                    }
+                    continue 'read;
+                }
+            }
+        }
+        if let Some(pos) = pending.ready(start) {
+            let Some(qpos) = position::encode(pos) else {
+                tracing::error!(remote = %remote, position = %pos, "WAL position out of the shipper's range; stopping this shipper");
+                break End::Grace(Duration::ZERO);
+            };
+            let n = pending.batch.samples.len();
+            let batch = pending.take();
+            // Pushing waits while the queue is full; a stop (or the drain
+            // deadline) abandons the batch, which stays in the WAL.
+            let pushed = tokio::select! {
+                r = queue.push(qpos, batch) => Some(r),
+                _ = wait_stop(&mut control) => None,
+            };
+            match pushed {
+                Some(Ok(())) => {}
+                Some(Err(e)) => {
+                    tracing::error!(remote = %remote, error = %e, "remote write queue refused input; stopping this shipper");
+                    break End::Grace(Duration::ZERO);
+                }
+                None => {
+                    tracing::debug!(remote = %remote, samples = n, "stopping while the queue was full");
+                    abandoned = n as u64;
+                    break end_of(*control.borrow());
+                }
+            }
+        }
+        if let Control::Drain { until, deadline } = *control.borrow() {
+            if Instant::now() >= deadline {
+                break End::Until(deadline);
+            }
+            if at_head || last_read.is_some_and(|p| p >= until) {
+                if pending.ready(start).is_none() {
+                    break End::Until(deadline);
+                }
+                // Push the rest first (next iteration).
+                continue;
+            }
+        }
+        if at_head {
+            // Wait for appends (or a control change).
+            tokio::select! {
+                r = reader.next() => match r {
+                    Ok(e) => {
+                        last_read = Some(e.position);
+                        pending.add(e);
+                    }
+                    Err(e) => {
+                        tracing::error!(remote = %remote, consumer = %consumer, error = %e, "cannot read the WAL; retrying");
+                        tokio::time::sleep(READ_RETRY).await;
+                    }
+                },
+                _ = control.changed() => {}
+            }
+        }
+    };
+    let unpushed = pending.batch.samples.len() as u64 + abandoned;
+    let grace = match end {
+        End::Until(deadline) => deadline.saturating_duration_since(Instant::now()),
+        End::Grace(g) => g,
+    };
+    let undelivered = queue.shutdown(grace).await;
+    commit_stop.send_replace(true);
+    let _ = committer.await;
+    let last = position::decode(undelivered.delivered_position);
+    if last > start {
+        let w = wal.clone();
+        let c = consumer.clone();
+        match tokio::task::spawn_blocking(move || w.commit(&c, last)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!(remote = %remote, error = %e, "cannot commit the final WAL checkpoint")
+            }
+            Err(e) => tracing::error!(remote = %remote, error = %e, "WAL commit task failed"),
+        }
+    }
+    tracing::info!(remote = %remote, consumer = %consumer, delivered = %last, undelivered = undelivered.samples + unpushed, "WAL shipper stopped");
+    undelivered.samples + unpushed
+}
+
+fn end_of(ctl: Control) -> End {
+    match ctl {
+        Control::Drain { deadline, .. } => End::Until(deadline),
+        Control::Stop { grace } => End::Grace(grace),
+        Control::Run => End::Grace(Duration::ZERO),
+    }
+}
+
+/// Resolves when the control says Stop, or Drain and its deadline passed
+/// (a Drain before its deadline keeps pushing).
+async fn wait_stop(control: &mut watch::Receiver<Control>) {
+    loop {
+        let ctl = *control.borrow_and_update();
+        match ctl {
+            Control::Stop { .. } => return,
+            Control::Drain { deadline, .. } => {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(deadline) => return,
+                    r = control.changed() => if r.is_err() { return },
+                }
+            }
+            Control::Run => {
+                if control.changed().await.is_err() {
+                    // The Shippers were dropped: stop.
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Commits the consumer's checkpoint as `delivered` advances, at most
+/// every [`COMMIT_EVERY`], so delivered segments get deleted.
+async fn commit_loop(
+    wal: Arc<Wal>,
+    consumer: String,
+    mut delivered: watch::Receiver<u64>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut committed = *delivered.borrow_and_update();
+    loop {
+        tokio::select! {
+            r = delivered.changed() => if r.is_err() { return },
+            _ = stop.changed() => return,
+        }
+        let p = *delivered.borrow_and_update();
+        if p > committed {
+            let w = wal.clone();
+            let c = consumer.clone();
+            let pos = position::decode(p);
+            match tokio::task::spawn_blocking(move || w.commit(&c, pos)).await {
+                Ok(Ok(())) => committed = p,
+                Ok(Err(e)) => {
+                    tracing::error!(consumer = %consumer, error = %e, "cannot commit the WAL checkpoint")
+                }
+                Err(e) => {
+                    tracing::error!(consumer = %consumer, error = %e, "WAL commit task failed")
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(COMMIT_EVERY) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
