@@ -592,3 +592,18 @@ fn openmetrics_histograms_exemplars_and_created() {
         ],
     ));
 }
+
+#[test]
+fn openmetrics_fractional_timestamps() {
+    // Seconds with fractions whose product by 1000 is not exact in binary.
+    let s = (now_ms() + 60_000) / 1000;
+    let body = format!(
+        "# TYPE g gauge\ng{{f=\"a\"}} 1 {s}.005\ng{{f=\"b\"}} 1 {s}.001\ng{{f=\"c\"}} 1 {s}.0009\ng{{f=\"d\"}} 1 {s}.1\ng{{f=\"e\"}} 1 {s}.999\ng{{f=\"f\"}} 1 {s}.0155\ng{{f=\"g\"}} 1 {s}e0\n# EOF\n"
+    );
+    let out = check(scenario(
+        "openmetrics_timestamps",
+        "",
+        vec![Step::OpenMetrics(body)],
+    ));
+    assert_eq!(out.prometheus_explicit.len(), 7);
+}
