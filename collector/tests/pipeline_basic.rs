@@ -113,13 +113,17 @@ fn failed_scrape_marks_everything_stale_and_reports_up_0() {
 fn parse_error_fails_the_scrape_with_its_line() {
     let mut p = pipeline(settings(), &[]);
     let mut b1 = AppendBatch::default();
-    p.on_scrape(b"a 1\n", TEXT, 1000, ms(1), &mut b1);
+    p.on_scrape(b"a 1\nz 1\n", TEXT, 1000, ms(1), &mut b1);
     let mut b2 = AppendBatch::default();
     let r = p.on_scrape(b"a 1\nb 2\nc{ 3\n", TEXT, 2000, ms(1), &mut b2);
     let err = r.error.unwrap();
     assert!(err.contains("line 3"), "{err}");
     assert_eq!(r.samples_scraped, 2);
-    assert!(is_stale_marker(value_of(&p, &b2, "a").unwrap().1));
+    // As Prometheus 2.42 (checked against the binary in
+    // pipeline_differential): `a` was read before the error, so it is not
+    // marked stale; `z` was not, so it is.
+    assert!(value_of(&p, &b2, "a").is_none());
+    assert!(is_stale_marker(value_of(&p, &b2, "z").unwrap().1));
     assert!(value_of(&p, &b2, "b").is_none());
     assert_eq!(value_of(&p, &b2, "up"), Some((2000, 0.0)));
 }
@@ -173,4 +177,43 @@ fn on_stop_marks_series_and_synthetic_stale_unless_handover() {
 #[test]
 fn empty_report_is_default() {
     assert_eq!(ScrapeReport::default().error, None);
+}
+
+#[test]
+fn a_repeated_label_name_counts_as_scraped_then_fails() {
+    // Prometheus 2.42 parses the line and its appender refuses it: the
+    // sample counts in scrape_samples_scraped, not post-relabeling.
+    let mut p = pipeline(settings(), &[]);
+    let mut out = AppendBatch::default();
+    let r = p.on_scrape(
+        b"ok 1\ndup{x=\"1\",x=\"2\"} 1\n",
+        TEXT,
+        1000,
+        ms(1),
+        &mut out,
+    );
+    let err = r.error.unwrap();
+    assert!(err.contains("is not unique"), "{err}");
+    assert_eq!((r.samples_scraped, r.samples_post_relabel), (2, 1));
+}
+
+#[test]
+fn stale_markers_at_the_last_sample_timestamp_are_written() {
+    // Open question 4, settled from the agent's appender (it refuses only
+    // a timestamp before the series' last one): a marker at the same
+    // timestamp as the last sample is written.
+    let mut p = pipeline(settings(), &[]);
+    let mut b1 = AppendBatch::default();
+    p.on_scrape(b"a 1\n", TEXT, 1000, ms(1), &mut b1);
+    let mut b2 = AppendBatch::default();
+    p.on_stop(1000, false, &mut b2);
+    assert!(is_stale_marker(value_of(&p, &b2, "a").unwrap().1));
+    assert!(is_stale_marker(value_of(&p, &b2, "up").unwrap().1));
+    // Before the last sample: nothing.
+    let mut q = pipeline(settings(), &[]);
+    let mut c1 = AppendBatch::default();
+    q.on_scrape(b"a 1\n", TEXT, 1000, ms(1), &mut c1);
+    let mut c2 = AppendBatch::default();
+    q.on_stop(999, false, &mut c2);
+    assert!(c2.samples.is_empty());
 }

@@ -40,6 +40,10 @@ pub enum ScrapeFailure {
         length: usize,
         limit: u64,
     },
+    /// Metric relabeling made an invalid metric or label name (as
+    /// Prometheus' `Labels.IsValid` check).
+    #[error("invalid metric name or label names: {0}")]
+    InvalidLabels(String),
     /// Metric relabeling removed `__name__`.
     #[error("missing metric name (__name__ label)")]
     MissingMetricName,

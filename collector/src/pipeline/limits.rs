@@ -11,7 +11,8 @@ pub(crate) struct LabelLimits {
     /// 0: no limit.
     pub(crate) label_limit: u64,
     pub(crate) name_length: u64,
-    /// In characters (runes), as Prometheus counts.
+    /// In bytes, as Prometheus 2.42 counts (`len(l.Value)`; checked
+    /// against the binary with a multi-byte value).
     pub(crate) value_length: u64,
 }
 
@@ -37,17 +38,14 @@ impl LabelLimits {
                     limit: self.name_length,
                 });
             }
-            if self.value_length > 0 {
-                let chars = l.value.chars().count();
-                if chars as u64 > self.value_length {
-                    return Err(ScrapeFailure::LabelValueLength {
-                        metric: metric(),
-                        name: l.name.clone(),
-                        value: l.value.chars().take(50).collect(),
-                        length: chars,
-                        limit: self.value_length,
-                    });
-                }
+            if self.value_length > 0 && l.value.len() as u64 > self.value_length {
+                return Err(ScrapeFailure::LabelValueLength {
+                    metric: metric(),
+                    name: l.name.clone(),
+                    value: l.value.chars().take(50).collect(),
+                    length: l.value.len(),
+                    limit: self.value_length,
+                });
             }
         }
         Ok(())
@@ -93,10 +91,10 @@ mod tests {
             name.verify(&l),
             Err(ScrapeFailure::LabelNameLength { length: 9, .. })
         ));
-        // "héllo" is 5 characters (6 bytes): the limit counts characters.
+        // "héllo" is 5 characters but 6 bytes: the limit counts bytes.
         assert!(
             LabelLimits {
-                value_length: 5,
+                value_length: 6,
                 ..none
             }
             .verify(&l)
@@ -104,11 +102,11 @@ mod tests {
         );
         assert!(matches!(
             LabelLimits {
-                value_length: 4,
+                value_length: 5,
                 ..none
             }
             .verify(&l),
-            Err(ScrapeFailure::LabelValueLength { length: 5, .. })
+            Err(ScrapeFailure::LabelValueLength { length: 6, .. })
         ));
     }
 

@@ -7,6 +7,20 @@
 //! Modules: [`raw_cache`] (raw bytes -> series), [`series_table`] (refs,
 //! definitions, last timestamps), [`labels`] (target and external labels),
 //! [`limits`], [`staleness`], [`report`] (synthetic series), [`metadata`].
+//!
+//! Checked sample for sample against the real Prometheus 2.42 agent by
+//! `collector/tests/pipeline_differential.rs`. Deliberate divergences (each
+//! asserted there):
+//! - A series first seen in a scrape that fails (parse error, limit) is
+//!   delivered by later scrapes; the agent loses it for good (its appender
+//!   rollback leaves the series in memory without a WAL record).
+//! - Within one scrape, a sample (or stale marker) before its series'
+//!   previous sample is skipped; the agent writes it, but remote write
+//!   requires each series' samples in timestamp order. Equal timestamps
+//!   are written, as the agent does.
+//! - Staleness is tracked per final series; Prometheus tracks the scraped
+//!   label set, and marks a live series stale when two scraped sets become
+//!   one series through relabeling.
 
 mod error;
 mod labels;
@@ -27,7 +41,7 @@ use std::time::Duration;
 
 use promshard_promlib::config::ScrapeConfig;
 use promshard_promlib::exposition::{Entry, Format, Parser};
-use promshard_promlib::labels::{Labels, METRIC_NAME};
+use promshard_promlib::labels::{Labels, METRIC_NAME, is_valid_label_name, is_valid_metric_name};
 use promshard_promlib::relabel::{self, RelabelConfig};
 
 use crate::series::{AppendBatch, Sample, SeriesDef, SeriesRef};
@@ -106,11 +120,13 @@ pub struct ScrapeReport {
     /// Series this target currently has (after relabeling, without the
     /// synthetic ones).
     pub series: u64,
-    /// Samples skipped because their series already had a sample at that
-    /// timestamp (the same series twice in one body).
+    /// Samples written at the same timestamp as their series' previous
+    /// sample (the same series twice in one body, or an explicit timestamp
+    /// repeated): the agent writes them, and so does the pipeline.
     pub duplicates: u64,
     /// Samples skipped because their explicit timestamp is before the
-    /// series' last sample.
+    /// series' last sample (of an earlier scrape, as the agent, or earlier
+    /// in the same body, which the agent would write out of order).
     pub out_of_order: u64,
     /// Samples skipped because their explicit timestamp is more than 10
     /// minutes after the scrape (Prometheus' out-of-bounds check).
@@ -122,6 +138,9 @@ pub struct ScrapeReport {
 /// How far after the scrape an explicit timestamp may be (Prometheus'
 /// `maxAheadTime`).
 const MAX_AHEAD_MS: i64 = 10 * 60 * 1000;
+/// The end of promlib's parse error for a line that repeats a label name
+/// (pinned by a test).
+const REPEATED_LABEL_MESSAGE: &str = "is not unique";
 /// Table entries unseen for this many scrapes are forgotten (one more than
 /// needed to write their stale marker, so `define_all` still finds them).
 const TABLE_KEEP_ITERATIONS: u64 = 2;
@@ -132,9 +151,6 @@ struct Pending {
     slot: u32,
     ts: i64,
     value: f64,
-    explicit_ts: bool,
-    /// The raw series was not in the cache.
-    new: bool,
 }
 
 /// Counts of a body's first pass.
@@ -142,8 +158,13 @@ struct Pending {
 struct ParseCounts {
     total: u64,
     added: u64,
-    /// New series among the samples within the sample limit.
+    /// Raw series not in the cache whose sample was taken, before the
+    /// sample limit was hit (`scrape_series_added`).
     series_added: u64,
+    /// Refused: before the series' last committed sample.
+    out_of_order: u64,
+    /// Refused: more than 10 minutes ahead of the scrape.
+    out_of_bounds: u64,
 }
 
 /// The pipeline of one target. Owned by its scrape loop; not shared.
@@ -204,8 +225,9 @@ impl TargetPipeline {
     /// started at `ts_ms` and took `duration`. Appends samples, stale
     /// markers for series that disappeared, and the synthetic series;
     /// a parse error or an exceeded limit makes it a failed scrape as in
-    /// Prometheus (no samples from the body, stale markers for every
-    /// series of the previous scrape, up=0).
+    /// Prometheus 2.42 (no samples from the body, up=0, and stale markers
+    /// for the series of the previous scrape that the body did not show
+    /// before failing; the counts reported are those read until then).
     pub fn on_scrape(
         &mut self,
         body: &[u8],
@@ -236,9 +258,12 @@ impl TargetPipeline {
                 }
             }
             None => {
-                let mut report = self.commit(&pending, ts_ms, out);
+                let mut report = self.commit(&pending, out);
                 report.samples_scraped = counts.total;
                 report.samples_post_relabel = counts.added;
+                report.series_added = counts.series_added;
+                report.out_of_order += counts.out_of_order;
+                report.out_of_bounds = counts.out_of_bounds;
                 report.stale_markers = staleness::mark_stale(&mut self.table, iter - 1, ts_ms, out);
                 self.metadata.commit(iter, &mut out.metadata);
                 // An empty body does not flush the cache (as Prometheus).
@@ -252,8 +277,12 @@ impl TargetPipeline {
         report
     }
 
-    /// First pass: parse, resolve every sample to a series (cache, or label
-    /// work on a miss), check limits. Nothing is written to the batch.
+    /// First pass, Prometheus 2.42's `scrapeLoop.append` up to the
+    /// appender: parse, resolve every sample to a series (cache, or label
+    /// work on a miss), check limits, decide which samples the agent's
+    /// appender would take (not before the series' last committed sample,
+    /// not over 10 minutes ahead), track series for staleness and count
+    /// `scrape_series_added`. Nothing is written to the batch.
     fn parse_body(
         &mut self,
         body: &[u8],
@@ -263,11 +292,19 @@ impl TargetPipeline {
     ) -> (ParseCounts, Option<ScrapeFailure>) {
         let iter = self.iter;
         let settings = Arc::clone(&self.settings);
+        let max_ts = ts_ms.saturating_add(MAX_AHEAD_MS);
         let mut counts = ParseCounts::default();
         let mut sample_limit_hit = false;
         for entry in Parser::new(body, format) {
             let series = match entry {
-                Err(e) => return (counts, Some(ScrapeFailure::Parse(e))),
+                Err(e) => {
+                    // Prometheus' parser reads a line that repeats a label
+                    // name; its appender refuses it (counted as scraped).
+                    if e.message.contains(REPEATED_LABEL_MESSAGE) {
+                        counts.total += 1;
+                    }
+                    return (counts, Some(ScrapeFailure::Parse(e)));
+                }
                 Ok(Entry::Series(s)) => s,
                 Ok(Entry::Type { name, kind }) => {
                     self.metadata.observe_type(name, kind, iter);
@@ -289,49 +326,84 @@ impl TargetPipeline {
             } else {
                 None
             };
-            let cached = match self.cache.get(series.raw(), iter) {
+            // `cache_hit`: the raw series is in the scrape cache (what
+            // decides scrape_series_added), even if its table slot was
+            // reused since and its labels must be worked out again.
+            let (cache_hit, cached_slot) = match self.cache.get(series.raw()) {
                 Some(Resolved::Dropped) => continue,
                 Some(Resolved::Series { slot, series: r }) => {
-                    self.table.get_mut(slot, r).is_some().then_some(slot)
+                    (true, self.table.get_mut(slot, r).is_some().then_some(slot))
                 }
-                None => None,
+                None => (false, None),
             };
-            let (slot, new) = match cached {
-                Some(slot) => (slot, false),
-                None => match self.resolve(&series, iter) {
-                    Ok(Some(slot)) => (slot, true),
+            let slot = match cached_slot {
+                Some(slot) => slot,
+                None => match self.resolve(&series) {
+                    Ok(Some(slot)) => slot,
                     Ok(None) => continue,
                     Err(f) => return (counts, Some(f)),
                 },
             };
+            let Some(e) = self.table.slot_mut(slot) else {
+                continue;
+            };
+            e.last_seen = iter;
             counts.added += 1;
-            if over_sample_limit(counts.added, settings.sample_limit) {
+            let ts = explicit.unwrap_or(ts_ms);
+            // The limit appender refuses before the agent sees the sample;
+            // then the time-limit appender, then the agent's order check
+            // against the last committed sample.
+            let accepted = if over_sample_limit(counts.added, settings.sample_limit) {
                 // Keep parsing to report how many samples there were.
                 sample_limit_hit = true;
+                false
+            } else if ts > max_ts {
+                counts.out_of_bounds += 1;
+                false
+            } else if ts < e.last_ts {
+                counts.out_of_order += 1;
+                false
+            } else {
+                true
+            };
+            // Prometheus tracks a new series for staleness whether or not
+            // its sample was taken, a cached one only when it was; never
+            // with an explicit timestamp.
+            if explicit.is_none() && (accepted || !cache_hit) {
+                e.tracked = Some(iter);
+            }
+            if !accepted {
                 continue;
             }
-            if new {
-                counts.series_added += 1;
+            if !cache_hit {
+                let r = e.series;
+                self.cache
+                    .insert(series.raw(), Resolved::Series { slot, series: r });
+                if !sample_limit_hit {
+                    counts.series_added += 1;
+                }
+            } else if cached_slot.is_none() {
+                let r = e.series;
+                self.cache
+                    .insert(series.raw(), Resolved::Series { slot, series: r });
             }
             pending.push(Pending {
                 slot,
-                ts: explicit.unwrap_or(ts_ms),
+                ts,
                 value: series.value,
-                explicit_ts: explicit.is_some(),
-                new,
             });
         }
         let failure = sample_limit_hit.then_some(ScrapeFailure::SampleLimit);
         (counts, failure)
     }
 
-    /// Label work for a raw series not in the cache: target labels, metric
-    /// relabeling, checks, external labels. `Ok(None)`: dropped by
-    /// relabeling (and cached as dropped).
+    /// Label work for a raw series whose table slot is unknown: target
+    /// labels, metric relabeling, checks, external labels. `Ok(None)`:
+    /// dropped by relabeling (and cached as dropped). The caller caches the
+    /// raw series once the appender took its sample.
     fn resolve(
         &mut self,
         series: &promshard_promlib::exposition::Series<'_>,
-        iter: u64,
     ) -> Result<Option<u32>, ScrapeFailure> {
         let settings = &self.settings;
         let with_target = apply_target_labels(
@@ -345,47 +417,47 @@ impl TargetPipeline {
             relabel::process(&with_target, &settings.metric_relabel_configs)
         };
         let Some(labels) = relabeled else {
-            self.cache.insert(series.raw(), Resolved::Dropped, iter);
+            self.cache.insert(series.raw(), Resolved::Dropped);
             return Ok(None);
         };
-        if labels.get(METRIC_NAME).is_none_or(str::is_empty) {
-            return Err(ScrapeFailure::MissingMetricName);
+        match labels.get(METRIC_NAME) {
+            None | Some("") => return Err(ScrapeFailure::MissingMetricName),
+            Some(name) => {
+                if !is_valid_metric_name(name)
+                    || !labels.iter().all(|l| is_valid_label_name(&l.name))
+                {
+                    return Err(ScrapeFailure::InvalidLabels(labels.to_string()));
+                }
+            }
         }
         self.limits.verify(&labels)?;
         let labels = apply_external(labels, &settings.external_labels);
-        let (slot, r) = self.table.get_or_insert(labels, iter, &self.refs);
-        self.cache
-            .insert(series.raw(), Resolved::Series { slot, series: r }, iter);
+        let (slot, _) = self.table.get_or_insert(labels, self.iter, &self.refs);
         Ok(Some(slot))
     }
 
-    /// Second pass of a successful scrape: write the samples, defining
-    /// series first where needed, skipping duplicates and out-of-order or
-    /// out-of-bounds timestamps.
-    fn commit(&mut self, pending: &[Pending], ts_ms: i64, out: &mut AppendBatch) -> ScrapeReport {
+    /// Second pass of a successful scrape: write the samples the first
+    /// pass accepted, defining series first where needed. A sample at the
+    /// same timestamp as its series' previous one is written (as the agent
+    /// does); one before it in the same body is skipped (the agent writes
+    /// it, but remote write requires each series' samples in order).
+    fn commit(&mut self, pending: &[Pending], out: &mut AppendBatch) -> ScrapeReport {
         let iter = self.iter;
-        let max_ts = ts_ms.saturating_add(MAX_AHEAD_MS);
         let mut report = ScrapeReport::default();
         for p in pending {
             let Some(e) = self.table.slot_mut(p.slot) else {
                 continue;
             };
-            e.last_seen = iter;
             if e.committed_iter != iter {
                 e.committed_iter = iter;
                 report.series += 1;
             }
-            if p.ts > max_ts {
-                report.out_of_bounds += 1;
+            if p.ts < e.last_ts {
+                report.out_of_order += 1;
                 continue;
             }
-            if p.ts <= e.last_ts {
-                if p.ts == e.last_ts {
-                    report.duplicates += 1;
-                } else {
-                    report.out_of_order += 1;
-                }
-                continue;
+            if p.ts == e.last_ts {
+                report.duplicates += 1;
             }
             if !e.defined {
                 out.series.push(e.def());
@@ -397,14 +469,6 @@ impl TargetPipeline {
                 value: p.value,
             });
             e.last_ts = p.ts;
-            if !p.explicit_ts {
-                // Series with explicit timestamps are not tracked for
-                // staleness (as Prometheus).
-                e.tracked = Some(iter);
-            }
-            if p.new {
-                report.series_added += 1;
-            }
         }
         report
     }
@@ -412,7 +476,7 @@ impl TargetPipeline {
     /// Cache and table housekeeping at the end of a scrape.
     fn finish_iteration(&mut self, flush_cache: bool) {
         let iter = self.iter;
-        self.cache.iter_done(flush_cache, iter);
+        self.cache.iter_done(flush_cache);
         self.table.prune(|e| {
             e.tracked.is_none() && e.last_seen.saturating_add(TABLE_KEEP_ITERATIONS) <= iter
         });
@@ -473,8 +537,9 @@ impl TargetPipeline {
     /// synthetic series (the target left service discovery).
     /// `handover == true`: nothing (another shard continues the series).
     ///
-    /// A marker is only written when `ts_ms` is after the series' last
-    /// sample (an earlier one would be out of order).
+    /// A marker is only written when `ts_ms` is not before the series'
+    /// last sample (an earlier one would be out of order; the agent writes
+    /// one at the same timestamp).
     pub fn on_stop(&mut self, ts_ms: i64, handover: bool, out: &mut AppendBatch) {
         if handover {
             return;

@@ -51,46 +51,56 @@ impl Hasher for RawHasher {
 pub(crate) type RawBuildHasher = BuildHasherDefault<RawHasher>;
 
 /// Raw series bytes -> what they resolved to.
+///
+/// Mirrors Prometheus 2.42's `scrapeCache`: it has its own iteration
+/// counter, which only advances when the cache is flushed (after a
+/// successful non-empty scrape, or a forced flush), so entries survive any
+/// number of failed scrapes. Whether a raw series is in this cache decides
+/// `scrape_series_added`.
 #[derive(Default)]
 pub(crate) struct RawCache {
     map: HashMap<Box<[u8]>, Entry, RawBuildHasher>,
-    /// Size after the last successful, non-empty scrape (for the forced
-    /// flush Prometheus does when failing scrapes grow the cache).
+    /// Size (before flushing) at the last successful, non-empty scrape
+    /// (for the forced flush Prometheus does when failing scrapes grow the
+    /// cache).
     successful_len: usize,
+    iter: u64,
 }
 
 impl RawCache {
-    /// Looks `raw` up and marks it seen in `iter`.
+    /// Looks `raw` up and marks it seen in this iteration.
     #[inline]
-    pub(crate) fn get(&mut self, raw: &[u8], iter: u64) -> Option<Resolved> {
+    pub(crate) fn get(&mut self, raw: &[u8]) -> Option<Resolved> {
         let e = self.map.get_mut(raw)?;
-        e.last_iter = iter;
+        e.last_iter = self.iter;
         Some(e.resolved)
     }
 
-    pub(crate) fn insert(&mut self, raw: &[u8], resolved: Resolved, iter: u64) {
+    pub(crate) fn insert(&mut self, raw: &[u8], resolved: Resolved) {
         self.map.insert(
             raw.into(),
             Entry {
                 resolved,
-                last_iter: iter,
+                last_iter: self.iter,
             },
         );
     }
 
-    /// After a scrape: a successful non-empty one keeps only the entries it
-    /// saw; a failed (or empty) one keeps everything unless the cache grew
-    /// beyond twice its last good size plus 1000 (as Prometheus'
-    /// `scrapeCache.iterDone`).
-    pub(crate) fn iter_done(&mut self, flush: bool, iter: u64) {
-        let flush = if flush {
+    /// After a scrape (`scrapeCache.iterDone`): a successful non-empty one
+    /// keeps only the entries seen since the last flush and advances the
+    /// iteration; a failed (or empty) one keeps everything unless the cache
+    /// grew beyond twice its last good size plus 1000.
+    pub(crate) fn iter_done(&mut self, successful: bool) {
+        let flush = if successful {
+            self.successful_len = self.map.len();
             true
         } else {
             self.map.len() > self.successful_len.saturating_mul(2) + 1000
         };
         if flush {
+            let iter = self.iter;
             self.map.retain(|_, e| e.last_iter == iter);
-            self.successful_len = self.map.len();
+            self.iter += 1;
         }
     }
 

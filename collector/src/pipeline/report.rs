@@ -50,8 +50,9 @@ impl ReportSeries {
         }
     }
 
-    /// Appends the report at `ts_ms` (nothing if `ts_ms` is not after the
-    /// last report: the samples would be out of order).
+    /// Appends the report at `ts_ms` (nothing if `ts_ms` is before the
+    /// last report: the samples would be out of order; the agent takes one
+    /// at the same timestamp).
     pub(crate) fn report(&mut self, ts_ms: i64, v: &ReportValues, out: &mut AppendBatch) {
         let values = [
             if v.up { 1.0 } else { 0.0 },
@@ -73,7 +74,7 @@ impl ReportSeries {
     }
 
     fn write(&mut self, ts_ms: i64, values: [f64; 5], out: &mut AppendBatch) {
-        if ts_ms <= self.last_ts {
+        if ts_ms < self.last_ts {
             return;
         }
         if !self.defined {

@@ -1,12 +1,19 @@
-//! Staleness markers: a series written (without an explicit timestamp) in
-//! the previous scrape and absent from this one gets one StaleNaN at this
-//! scrape's timestamp, after which it must be defined again to be used.
+//! Staleness markers, as Prometheus 2.42's `scrapeCache.forEachStale`: a
+//! series tracked in the previous scrape (or failed scrape) and not tracked
+//! in this one gets one StaleNaN at this scrape's timestamp, after which it
+//! must be defined again to be used.
+//!
+//! Tracking happens while the body is read, so a failed scrape still
+//! tracks the series it read before failing (they get no marker now, and
+//! are the "previous" set of the next scrape). A series that never had a
+//! sample written (first seen in a failed scrape) is defined for its
+//! marker, as the agent creates it for the StaleNaN.
 
 use super::series_table::SeriesTable;
 use crate::series::{AppendBatch, Sample, stale_marker};
 
-/// Marks stale every series whose last tracked scrape is `prev` (a series
-/// written again since carries a later iteration). Returns how many
+/// Marks stale every series whose last tracking is `prev` (a series
+/// tracked again since carries a later iteration). Returns how many
 /// markers were written.
 pub(crate) fn mark_stale(
     table: &mut SeriesTable,
@@ -20,8 +27,12 @@ pub(crate) fn mark_stale(
             continue;
         }
         e.tracked = None;
-        // A marker not after the last sample would be out of order.
-        if ts_ms > e.last_ts {
+        // The agent refuses only a marker before the last sample (one at
+        // the same timestamp is written).
+        if ts_ms >= e.last_ts {
+            if !e.defined {
+                out.series.push(e.def());
+            }
             out.samples.push(Sample {
                 series: e.series,
                 timestamp_ms: ts_ms,
