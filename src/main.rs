@@ -1,6 +1,7 @@
 //! The `promshard` command: the CLI front door only.
 
 mod collector_cmd;
+mod demo_cmd;
 
 /// glibc malloc fragments badly under the collector's allocation pattern
 /// (many small label strings freed across threads); mimalloc keeps RSS and
@@ -30,6 +31,9 @@ enum Command {
     /// Run discovery and relabeling once; print the targets as Prometheus'
     /// `/api/v1/targets?state=any` JSON.
     Targets(TargetsArgs),
+    /// A built-in fleet of fake targets, a verifying sink and a native
+    /// collector on loopback, with a live status line.
+    Demo(demo_cmd::DemoArgs),
     /// A standalone native shard: scrape the config's targets, write them to
     /// a WAL, remote-write them (a drop-in for Prometheus agent mode).
     Collector(collector_cmd::CollectorArgs),
@@ -105,6 +109,10 @@ fn main() -> Result<()> {
             Ok(())
         }
         Command::Check(CheckCommand::Metrics { format }) => check_metrics(format.as_deref()),
+        Command::Demo(args) => {
+            init_logging_at("warn");
+            demo_cmd::run(args)
+        }
         Command::Collector(args) => {
             init_logging();
             collector_cmd::run(args)

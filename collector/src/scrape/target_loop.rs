@@ -276,9 +276,8 @@ impl TargetLoop {
             let report = match result {
                 Ok(resp) => {
                     let format = Format::from_content_type(&resp.content_type);
-                    let mut process = || {
-                        pipeline.on_scrape(&resp.body, format, ts, resp.duration, &mut batch)
-                    };
+                    let mut process =
+                        || pipeline.on_scrape(&resp.body, format, ts, resp.duration, &mut batch);
                     // A huge body takes a while to parse: off the async
                     // worker, so other targets' timers and IO keep running.
                     if resp.body.len() >= LARGE_BODY_BYTES {
