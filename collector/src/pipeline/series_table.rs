@@ -106,7 +106,8 @@ impl SeriesTable {
             }
         };
         let slots = &self.slots;
-        self.index.insert_unique(hash, slot, |&s| slot_hash(slots, s));
+        self.index
+            .insert_unique(hash, slot, |&s| slot_hash(slots, s));
         (slot, series)
     }
 
