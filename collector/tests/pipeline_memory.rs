@@ -103,6 +103,8 @@ fn settings() -> Arc<JobSettings> {
 }
 
 /// Only one test in this binary, so nothing else allocates concurrently.
+/// Before the compact table and arena cache: 792.8 bytes and 17.1
+/// allocations per series; after: 348.9 and 1.1.
 #[test]
 fn pipeline_heap_per_series_is_small() {
     let bodies: Vec<Vec<u8>> = (0..4).map(node_body).collect();
@@ -132,7 +134,7 @@ fn pipeline_heap_per_series_is_small() {
     );
     assert_eq!(p.known_series().len(), SERIES + 5);
     assert!(
-        per_series < 1000.0,
+        per_series < 500.0,
         "pipeline holds {per_series:.1} bytes per series"
     );
     drop(p);
