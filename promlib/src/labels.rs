@@ -202,6 +202,31 @@ impl Labels {
         }
     }
 
+    /// The set whose [`Labels::canonical_bytes`] are `bytes` (for a compact
+    /// store of label sets). `None` when `bytes` are not canonical bytes of
+    /// a set: a name or value that is not UTF-8, a missing separator, names
+    /// not sorted or not unique.
+    pub fn from_canonical_bytes(bytes: &[u8]) -> Option<Labels> {
+        let mut fields = bytes.split(|&b| b == SEP);
+        // Canonical bytes end with a separator: the last field is empty.
+        let mut out = Vec::with_capacity(bytes.iter().filter(|&&b| b == SEP).count() / 2);
+        loop {
+            let name = fields.next()?;
+            let Some(value) = fields.next() else {
+                // Only the empty tail after the final separator is left.
+                if !name.is_empty() {
+                    return None;
+                }
+                break;
+            };
+            out.push(Label {
+                name: std::str::from_utf8(name).ok()?.to_owned(),
+                value: std::str::from_utf8(value).ok()?.to_owned(),
+            });
+        }
+        Labels::from_sorted(out)
+    }
+
     /// Stable 64-bit hash: xxh3 over [`Labels::canonical_bytes`]. Never
     /// changes between runs, hosts or versions.
     pub fn stable_hash(&self) -> u64 {
@@ -345,6 +370,24 @@ mod tests {
         let c = Labels::from_pairs([("a", "bc")]);
         let d = Labels::from_pairs([("ab", "c")]);
         assert_ne!(c.stable_hash(), d.stable_hash());
+    }
+
+    #[test]
+    fn canonical_bytes_round_trip() {
+        for l in [
+            Labels::new(),
+            Labels::from_pairs([("__name__", "up"), ("a", ""), ("job", "x y\u{e9}")]),
+            Labels::from_pairs([("z", "1")]),
+        ] {
+            assert_eq!(Labels::from_canonical_bytes(&l.canonical_bytes()), Some(l));
+        }
+        // Missing final separator, odd field count, unsorted, repeated,
+        // not UTF-8.
+        assert_eq!(Labels::from_canonical_bytes(b"a\xff1"), None);
+        assert_eq!(Labels::from_canonical_bytes(b"a\xff1\xffb\xff"), None);
+        assert_eq!(Labels::from_canonical_bytes(b"b\xff1\xffa\xff2\xff"), None);
+        assert_eq!(Labels::from_canonical_bytes(b"a\xff1\xffa\xff2\xff"), None);
+        assert_eq!(Labels::from_canonical_bytes(b"a\xff\xfe\xff"), None);
     }
 
     #[test]

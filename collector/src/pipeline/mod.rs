@@ -432,7 +432,7 @@ impl TargetPipeline {
         }
         self.limits.verify(&labels)?;
         let labels = apply_external(labels, &settings.external_labels);
-        let (slot, _) = self.table.get_or_insert(labels, self.iter, &self.refs);
+        let (slot, _) = self.table.get_or_insert(&labels, self.iter, &self.refs);
         Ok(Some(slot))
     }
 
