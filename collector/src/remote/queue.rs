@@ -10,11 +10,11 @@ use std::time::Duration;
 use promshard_promlib::config::RemoteWriteConfig;
 use promshard_promlib::labels::Labels;
 use promshard_promlib::relabel::{self, RelabelConfig};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::encode::{self, QueuedSample};
+use super::encode::{self, EncodedLabels, QueuedSample};
 use super::error::RemoteError;
 use super::send::{Backoff, Endpoint, Outcome, cancelled, send_with_retry};
 use super::shard::{self, ShardContext};
@@ -151,13 +151,18 @@ impl RemoteWriteQueue {
             ))
         });
         let (input_tx, input_rx) = mpsc::channel(1);
+        // Chunks of at most a batch, and never more than a shard's room.
+        let capacity = q.capacity.min(Semaphore::MAX_PERMITS);
+        let chunk = capacity.min(q.max_samples_per_send).clamp(1, MAX_CHUNK);
         let dispatcher = Dispatcher {
             ctx,
             rules: cfg.write_relabel_configs.clone(),
             refs: HashMap::new(),
+            scratch: Vec::new(),
             metadata,
             shards: Vec::new(),
-            capacity: q.capacity,
+            capacity,
+            chunk,
             min_shards: q.min_shards,
             max_shards: q.max_shards,
             cancel: cancel_rx,
@@ -256,20 +261,32 @@ impl Drop for RemoteWriteQueue {
     }
 }
 
+/// The largest chunk of samples routed to a shard in one message.
+const MAX_CHUNK: usize = 4096;
+
 struct ShardHandle {
-    tx: mpsc::Sender<QueuedSample>,
+    tx: mpsc::UnboundedSender<Vec<QueuedSample>>,
+    /// One permit per sample the shard can still take (its capacity);
+    /// taken by the dispatcher per chunk, given back by the shard as it
+    /// moves samples into its batch.
+    room: Arc<Semaphore>,
     handback: oneshot::Sender<()>,
     task: JoinHandle<shard::Handback>,
 }
 
-/// Routes input to the shards; owns the ref -> labels map.
+/// Routes input to the shards; owns the ref -> labels map (labels after
+/// write relabeling, protobuf-encoded once per definition).
 struct Dispatcher {
     ctx: Arc<ShardContext>,
     rules: Vec<RelabelConfig>,
-    refs: HashMap<SeriesRef, Result<Arc<Labels>, DropReason>>,
+    refs: HashMap<SeriesRef, Result<EncodedLabels, DropReason>>,
+    /// Reused to encode labels.
+    scratch: Vec<u8>,
     metadata: Arc<Mutex<BTreeMap<String, Metadata>>>,
     shards: Vec<ShardHandle>,
     capacity: usize,
+    /// Samples per message to a shard (at most `capacity`).
+    chunk: usize,
     min_shards: usize,
     max_shards: usize,
     cancel: watch::Receiver<bool>,
@@ -308,15 +325,22 @@ impl Dispatcher {
 
     fn spawn_shards(&mut self, n: usize) {
         for _ in 0..n {
-            let (tx, rx) = mpsc::channel(self.capacity);
+            let (tx, rx) = mpsc::unbounded_channel();
+            let room = Arc::new(Semaphore::new(self.capacity));
             let (handback, handback_rx) = oneshot::channel();
             let task = tokio::spawn(shard::run(
                 self.ctx.clone(),
                 rx,
+                room.clone(),
                 self.cancel.clone(),
                 handback_rx,
             ));
-            self.shards.push(ShardHandle { tx, handback, task });
+            self.shards.push(ShardHandle {
+                tx,
+                room,
+                handback,
+                task,
+            });
         }
         self.ctx.stats.current_shards.store(n as u64, Relaxed);
     }
@@ -340,7 +364,10 @@ impl Dispatcher {
     async fn take_back(&mut self) -> Option<Vec<QueuedSample>> {
         let shards = std::mem::take(&mut self.shards);
         let mut tasks = Vec::with_capacity(shards.len());
-        for ShardHandle { tx, handback, task } in shards {
+        for ShardHandle {
+            tx, handback, task, ..
+        } in shards
+        {
             let _ = handback.send(());
             drop(tx);
             tasks.push(task);
@@ -350,8 +377,8 @@ impl Dispatcher {
             match t.await {
                 Ok(Some((batch, mut rx))) => {
                     back.extend(batch);
-                    while let Ok(s) = rx.try_recv() {
-                        back.push(s);
+                    while let Ok(chunk) = rx.try_recv() {
+                        back.extend(chunk);
                     }
                 }
                 // Input closed without a handback cannot happen here (we
@@ -389,23 +416,18 @@ impl Dispatcher {
         }
     }
 
-    fn relabel(&self, labels: &Labels) -> Result<Arc<Labels>, DropReason> {
-        let out = if self.rules.is_empty() {
-            labels.clone()
-        } else {
-            relabel::process(labels, &self.rules).ok_or(DropReason::Relabel)?
-        };
-        let out = out.without_empty();
-        if !out.contains("__name__") {
-            return Err(DropReason::NoMetricName);
-        }
-        Ok(Arc::new(out))
-    }
-
     /// False when cancelled.
     async fn dispatch(&mut self, position: u64, batch: AppendBatch) -> bool {
         for def in &batch.series {
-            let labels = self.relabel(&def.labels);
+            let labels = match relabel(&self.rules, &def.labels, &mut self.scratch) {
+                Err(reason) => Err(reason),
+                Ok(()) => match self.refs.get(&def.series) {
+                    // A definition repeated (as each WAL segment repeats
+                    // them) keeps the buffer its queued samples share.
+                    Some(Ok(old)) if old[..] == self.scratch[..] => continue,
+                    _ => Ok(EncodedLabels::from(self.scratch.as_slice())),
+                },
+            };
             self.refs.insert(def.series, labels);
         }
         if !batch.metadata.is_empty() {
@@ -443,26 +465,66 @@ impl Dispatcher {
         self.route(routed).await
     }
 
-    /// Sends samples to their shards, waiting while a shard is full.
-    /// False when cancelled.
+    /// Sends samples to their shards (in chunks, in order per shard),
+    /// waiting while a shard is full. False when cancelled.
     async fn route(&mut self, samples: Vec<QueuedSample>) -> bool {
-        let n = self.shards.len().max(1) as u64;
-        let mut cancel = self.cancel.clone();
+        let n = self.shards.len();
+        if n == 0 {
+            return samples.is_empty();
+        }
+        let mut buckets: Vec<Vec<QueuedSample>> = (0..n).map(|_| Vec::new()).collect();
         for s in samples {
-            let i = (shard_hash(s.series) % n) as usize;
-            let Some(shard) = self.shards.get(i) else {
-                return false;
-            };
-            tokio::select! {
-                biased;
-                _ = cancelled(&mut cancel) => return false,
-                r = shard.tx.send(s) => if r.is_err() {
+            buckets[(shard_hash(s.series) % n as u64) as usize].push(s);
+        }
+        let mut cancel = self.cancel.clone();
+        for (shard, mut bucket) in self.shards.iter().zip(buckets) {
+            while !bucket.is_empty() {
+                let rest = if bucket.len() > self.chunk {
+                    bucket.split_off(self.chunk)
+                } else {
+                    Vec::new()
+                };
+                // chunk <= MAX_CHUNK: fits a u32.
+                let permits = bucket.len() as u32;
+                tokio::select! {
+                    biased;
+                    _ = cancelled(&mut cancel) => return false,
                     // A shard only ends early when cancelled.
+                    _ = shard.tx.closed() => return false,
+                    p = shard.room.acquire_many(permits) => match p {
+                        Ok(p) => p.forget(),
+                        Err(_) => return false,
+                    },
+                }
+                if shard.tx.send(bucket).is_err() {
                     return false;
                 }
+                bucket = rest;
             }
         }
         true
+    }
+}
+
+/// Puts into `out` the remote write encoding of `labels` after `rules`
+/// (when there are any) without empty values; or says why the series is
+/// dropped (the rules drop it, or it has no name).
+fn relabel(
+    rules: &[RelabelConfig],
+    labels: &Labels,
+    out: &mut Vec<u8>,
+) -> Result<(), DropReason> {
+    out.clear();
+    let named = if rules.is_empty() {
+        encode::encode_labels_into(labels, out)
+    } else {
+        let relabeled = relabel::process(labels, rules).ok_or(DropReason::Relabel)?;
+        encode::encode_labels_into(&relabeled, out)
+    };
+    if named {
+        Ok(())
+    } else {
+        Err(DropReason::NoMetricName)
     }
 }
 
