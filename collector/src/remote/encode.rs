@@ -16,6 +16,7 @@ use promshard_promlib::labels::{self, Labels};
 use promshard_proto::prometheus::{self as pb, metric_metadata::MetricType};
 use prost::Message;
 
+use super::refmap::RefMap;
 use crate::series::{Metadata, SeriesRef};
 
 /// The labels of one series as the protobuf encoding of a `TimeSeries`'
@@ -94,6 +95,71 @@ pub fn encode_labels_into(labels: &Labels, out: &mut Vec<u8>) -> bool {
     has_name
 }
 
+/// Series definitions with their labels already in the remote write
+/// encoding (as [`encode_labels_into`] makes it), in one buffer: how the
+/// WAL shipper hands over definitions without building [`Labels`].
+#[derive(Clone, Debug, Default)]
+pub struct EncodedSeries {
+    buf: Vec<u8>,
+    defs: Vec<(SeriesRef, Option<std::ops::Range<usize>>)>,
+}
+
+impl EncodedSeries {
+    /// Adds the definition of `series` with `labels` (sorted by name,
+    /// unique names); labels with an empty value are left out. A series
+    /// without a (non-empty) `__name__` is recorded as such.
+    pub fn push(&mut self, series: SeriesRef, labels: &[(&str, &str)]) {
+        let start = self.buf.len();
+        let mut has_name = false;
+        for &(name, value) in labels {
+            if value.is_empty() {
+                continue;
+            }
+            has_name |= name == labels::METRIC_NAME;
+            self.buf.push(TAG_1_LEN);
+            let len = string_field_len(name) + string_field_len(value);
+            put_uvarint(&mut self.buf, len as u64);
+            put_string_field(&mut self.buf, TAG_1_LEN, name);
+            put_string_field(&mut self.buf, TAG_2_LEN, value);
+        }
+        if has_name {
+            self.defs.push((series, Some(start..self.buf.len())));
+        } else {
+            self.buf.truncate(start);
+            self.defs.push((series, None));
+        }
+    }
+
+    /// Definitions held.
+    pub fn len(&self) -> usize {
+        self.defs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.defs.is_empty()
+    }
+
+    /// Forgets the definitions after the first `len` (to undo a record
+    /// that turned out not to decode).
+    pub fn truncate(&mut self, len: usize) {
+        if let Some(start) = self.defs.get(len..).and_then(|rest| {
+            rest.iter()
+                .find_map(|(_, r)| r.as_ref().map(|r| r.start))
+        }) {
+            self.buf.truncate(start);
+        }
+        self.defs.truncate(len);
+    }
+
+    /// Each definition: its ref and its encoded labels, or None when it
+    /// has no metric name.
+    pub fn iter(&self) -> impl Iterator<Item = (SeriesRef, Option<&[u8]>)> {
+        self.defs
+            .iter()
+            .map(|(s, r)| (*s, r.clone().map(|r| &self.buf[r])))
+    }
+}
+
 /// [`encode_labels_into`] a new shared buffer, or None when the labels
 /// have no (non-empty) `__name__`.
 pub fn encode_labels(labels: &Labels, scratch: &mut Vec<u8>) -> Option<EncodedLabels> {
@@ -133,7 +199,7 @@ fn put_sample(out: &mut Vec<u8>, timestamp_ms: i64, value: f64) {
 #[derive(Debug)]
 pub struct RequestEncoder {
     /// Series -> index of its group, for the batch being encoded.
-    index: HashMap<SeriesRef, u32>,
+    index: RefMap<u32>,
     /// Per group (series, first-seen order): the first sample's index,
     /// then (after counting) the group's start in `order`.
     groups: Vec<(usize, usize)>,
@@ -155,7 +221,7 @@ impl Default for RequestEncoder {
 impl RequestEncoder {
     pub fn new() -> Self {
         RequestEncoder {
-            index: HashMap::new(),
+            index: RefMap::default(),
             groups: Vec::new(),
             group_of: Vec::new(),
             order: Vec::new(),

@@ -16,6 +16,7 @@
 pub mod encode;
 mod error;
 mod queue;
+mod refmap;
 mod send;
 mod shard;
 mod stats;

@@ -1,7 +1,7 @@
 //! [`RemoteWriteQueue`]: the queue of one `remote_write` entry — input,
 //! write relabeling, routing to shards, resharding, metadata, shutdown.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
@@ -14,8 +14,9 @@ use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::encode::{self, EncodedLabels, QueuedSample};
+use super::encode::{self, EncodedLabels, EncodedSeries, QueuedSample};
 use super::error::RemoteError;
+use super::refmap::RefMap;
 use super::send::{Backoff, Endpoint, Outcome, cancelled, send_with_retry};
 use super::shard::{self, ShardContext};
 use super::stats::{DropReason, RemoteStats};
@@ -84,7 +85,9 @@ pub struct Undelivered {
 #[derive(Debug)]
 pub struct RemoteWriteQueue {
     name: String,
-    input: Option<mpsc::Sender<(u64, AppendBatch)>>,
+    input: Option<mpsc::Sender<Input>>,
+    /// Whether `write_relabel_configs` is not empty.
+    relabels: bool,
     last_position: u64,
     delivered: watch::Receiver<u64>,
     stats: Arc<RemoteStats>,
@@ -150,6 +153,7 @@ impl RemoteWriteQueue {
                 cancel_rx.clone(),
             ))
         });
+        let relabels = !cfg.write_relabel_configs.is_empty();
         let (input_tx, input_rx) = mpsc::channel(1);
         // Chunks of at most a batch, and never more than a shard's room.
         let capacity = q.capacity.min(Semaphore::MAX_PERMITS);
@@ -157,7 +161,7 @@ impl RemoteWriteQueue {
         let dispatcher = Dispatcher {
             ctx,
             rules: cfg.write_relabel_configs.clone(),
-            refs: HashMap::new(),
+            refs: RefMap::default(),
             scratch: Vec::new(),
             metadata,
             shards: Vec::new(),
@@ -172,6 +176,7 @@ impl RemoteWriteQueue {
         Ok(RemoteWriteQueue {
             name,
             input: Some(input_tx),
+            relabels,
             last_position: options.delivered_before,
             delivered,
             stats,
@@ -189,6 +194,28 @@ impl RemoteWriteQueue {
     /// Queues the batch appended at `position` (greater than every earlier
     /// one). Waits while the shards are full.
     pub async fn push(&mut self, position: u64, batch: AppendBatch) -> Result<(), RemoteError> {
+        self.push_encoded(position, batch, EncodedSeries::default())
+            .await
+    }
+
+    /// Whether series definitions must come as [`Labels`] (in an
+    /// [`AppendBatch`]) for `write_relabel_configs`; when not, they may
+    /// come already encoded ([`push_encoded`](Self::push_encoded)), which
+    /// is cheaper.
+    pub fn wants_labels(&self) -> bool {
+        self.relabels
+    }
+
+    /// [`push`](Self::push) with more series definitions whose labels are
+    /// already encoded; they take effect after `batch.series`. Meant for
+    /// when [`wants_labels`](Self::wants_labels) is false; otherwise they
+    /// are decoded again for relabeling.
+    pub async fn push_encoded(
+        &mut self,
+        position: u64,
+        batch: AppendBatch,
+        encoded: EncodedSeries,
+    ) -> Result<(), RemoteError> {
         if position <= self.last_position {
             return Err(RemoteError::PositionOrder {
                 remote: self.name.clone(),
@@ -206,7 +233,11 @@ impl RemoteWriteQueue {
         self.stats
             .pending_samples
             .fetch_add(batch.samples.len() as u64, Relaxed);
-        permit.send((position, batch));
+        permit.send(Input {
+            position,
+            batch,
+            encoded,
+        });
         self.last_position = position;
         Ok(())
     }
@@ -264,6 +295,14 @@ impl Drop for RemoteWriteQueue {
 /// The largest chunk of samples routed to a shard in one message.
 const MAX_CHUNK: usize = 4096;
 
+/// One input of the dispatcher.
+#[derive(Debug)]
+struct Input {
+    position: u64,
+    batch: AppendBatch,
+    encoded: EncodedSeries,
+}
+
 struct ShardHandle {
     tx: mpsc::UnboundedSender<Vec<QueuedSample>>,
     /// One permit per sample the shard can still take (its capacity);
@@ -279,7 +318,7 @@ struct ShardHandle {
 struct Dispatcher {
     ctx: Arc<ShardContext>,
     rules: Vec<RelabelConfig>,
-    refs: HashMap<SeriesRef, Result<EncodedLabels, DropReason>>,
+    refs: RefMap<Result<EncodedLabels, DropReason>>,
     /// Reused to encode labels.
     scratch: Vec<u8>,
     metadata: Arc<Mutex<BTreeMap<String, Metadata>>>,
@@ -294,7 +333,7 @@ struct Dispatcher {
 }
 
 impl Dispatcher {
-    async fn run(mut self, mut input: mpsc::Receiver<(u64, AppendBatch)>, reshard: Duration) {
+    async fn run(mut self, mut input: mpsc::Receiver<Input>, reshard: Duration) {
         self.spawn_shards(self.min_shards);
         let reshard = reshard.max(Duration::from_millis(100));
         let mut tick = tokio::time::interval_at(Instant::now() + reshard, reshard);
@@ -305,8 +344,8 @@ impl Dispatcher {
                 biased;
                 _ = cancelled(&mut cancel) => return,
                 item = input.recv() => match item {
-                    Some((position, batch)) => {
-                        if !self.dispatch(position, batch).await {
+                    Some(Input { position, batch, encoded }) => {
+                        if !self.dispatch(position, batch, encoded).await {
                             return;
                         }
                     }
@@ -417,7 +456,12 @@ impl Dispatcher {
     }
 
     /// False when cancelled.
-    async fn dispatch(&mut self, position: u64, batch: AppendBatch) -> bool {
+    async fn dispatch(
+        &mut self,
+        position: u64,
+        batch: AppendBatch,
+        encoded: EncodedSeries,
+    ) -> bool {
         for def in &batch.series {
             let labels = match relabel(&self.rules, &def.labels, &mut self.scratch) {
                 Err(reason) => Err(reason),
@@ -429,6 +473,24 @@ impl Dispatcher {
                 },
             };
             self.refs.insert(def.series, labels);
+        }
+        for (series, wire) in encoded.iter() {
+            let labels = match wire {
+                None => Err(DropReason::NoMetricName),
+                Some(wire) if !self.rules.is_empty() => {
+                    match decode_labels(wire) {
+                        Some(labels) => relabel(&self.rules, &labels, &mut self.scratch)
+                            .map(|()| EncodedLabels::from(self.scratch.as_slice())),
+                        // Cannot happen: the bytes are our own encoding.
+                        None => Err(DropReason::NoMetricName),
+                    }
+                }
+                Some(wire) => match self.refs.get(&series) {
+                    Some(Ok(old)) if old[..] == *wire => continue,
+                    _ => Ok(EncodedLabels::from(wire)),
+                },
+            };
+            self.refs.insert(series, labels);
         }
         if !batch.metadata.is_empty() {
             let mut m = self.metadata.lock().unwrap_or_else(|p| p.into_inner());
@@ -504,6 +566,15 @@ impl Dispatcher {
         }
         true
     }
+}
+
+/// Labels back from their remote write encoding.
+fn decode_labels(wire: &[u8]) -> Option<Labels> {
+    use prost::Message;
+    let ts = promshard_proto::prometheus::TimeSeries::decode(wire).ok()?;
+    Some(Labels::from_pairs(
+        ts.labels.into_iter().map(|l| (l.name, l.value)),
+    ))
 }
 
 /// Puts into `out` the remote write encoding of `labels` after `rules`
