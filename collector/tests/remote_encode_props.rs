@@ -155,3 +155,101 @@ fn stale_markers_keep_their_bits_through_the_body() {
     assert_eq!((s[0].timestamp, s[0].value), (1, 5.0));
     assert_eq!((s[1].timestamp, s[1].value.to_bits()), (2, STALE_NAN_BITS));
 }
+
+mod wal_series {
+    use super::*;
+    use promshard_collector::remote::encode::EncodedSeries;
+    use promshard_collector::series::SeriesDef;
+    use promshard_collector::wal::WalRecord;
+    use promshard_collector::wal::codec::{
+        FRAME_HEADER_LEN, decode_payload, encode_record, visit_series_payload,
+    };
+
+    /// Any label sets, with or without a name, with empty values.
+    fn any_labels() -> impl Strategy<Value = Labels> {
+        prop::collection::vec(
+            (
+                prop_oneof![Just("__name__".to_string()), "[a-zA-Z_][a-zA-Z0-9_]{0,12}"],
+                prop_oneof![Just(String::new()), ".{0,20}"],
+            ),
+            0..8,
+        )
+        .prop_map(Labels::from_pairs)
+    }
+
+    fn payload(defs: &[SeriesDef]) -> Vec<u8> {
+        let mut framed = Vec::new();
+        encode_record(&WalRecord::Series(defs.to_vec()), &mut framed);
+        framed[FRAME_HEADER_LEN..].to_vec()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// Transcoding a WAL Series payload gives what decoding it and
+        /// encoding its labels gives.
+        #[test]
+        fn transcoded_series_equal_decoded_then_encoded(
+            sets in prop::collection::vec((any::<u64>(), any_labels()), 0..8)
+        ) {
+            let defs: Vec<SeriesDef> = sets
+                .into_iter()
+                .map(|(r, labels)| SeriesDef { series: SeriesRef(r), labels })
+                .collect();
+            let p = payload(&defs);
+            let mut transcoded = EncodedSeries::default();
+            visit_series_payload(&p, |r, l| transcoded.push(r, l)).expect("valid payload");
+            let WalRecord::Series(decoded) = decode_payload(1, &p).expect("decodes") else {
+                panic!("not a Series record");
+            };
+            prop_assert_eq!(transcoded.len(), decoded.len());
+            let mut scratch = Vec::new();
+            for ((r, wire), d) in transcoded.iter().zip(&decoded) {
+                prop_assert_eq!(r, d.series);
+                let want = encode_labels(&d.labels, &mut scratch);
+                prop_assert_eq!(wire, want.as_deref());
+            }
+        }
+    }
+
+    #[test]
+    fn unsorted_labels_are_refused_like_the_decoder_does() {
+        // One definition: ref 1, two labels "b" then "a".
+        let mut p = vec![1, 1, 2];
+        for s in ["b", "1", "a", "2"] {
+            p.push(s.len() as u8);
+            p.extend_from_slice(s.as_bytes());
+        }
+        assert!(decode_payload(1, &p).is_err());
+        assert!(visit_series_payload(&p, |_, _| {}).is_err());
+        // Trailing bytes too.
+        let ok = payload(&[SeriesDef {
+            series: SeriesRef(3),
+            labels: Labels::from_pairs([("__name__", "m")]),
+        }]);
+        let mut trailing = ok.clone();
+        trailing.push(0);
+        assert!(visit_series_payload(&ok, |_, _| {}).is_ok());
+        assert!(decode_payload(1, &trailing).is_err());
+        assert!(visit_series_payload(&trailing, |_, _| {}).is_err());
+    }
+
+    #[test]
+    fn truncate_forgets_later_definitions_and_their_bytes() {
+        let mut e = EncodedSeries::default();
+        e.push(SeriesRef(1), &[("__name__", "a")]);
+        e.push(SeriesRef(2), &[("x", "1")]);
+        e.push(SeriesRef(3), &[("__name__", "c"), ("y", "")]);
+        let all: Vec<_> = e.iter().map(|(r, w)| (r, w.map(<[u8]>::to_vec))).collect();
+        assert_eq!(all[1], (SeriesRef(2), None), "no name");
+        e.truncate(1);
+        assert_eq!(e.len(), 1);
+        e.push(SeriesRef(4), &[("__name__", "d")]);
+        let got: Vec<_> = e.iter().map(|(r, w)| (r, w.map(<[u8]>::to_vec))).collect();
+        let mut scratch = Vec::new();
+        let d = encode_labels(&Labels::from_pairs([("__name__", "d")]), &mut scratch)
+            .expect("named");
+        assert_eq!(got[1], (SeriesRef(4), Some(d.to_vec())));
+        assert_eq!(got[0], all[0]);
+    }
+}
