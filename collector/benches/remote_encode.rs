@@ -47,7 +47,11 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("remote_encode_2000_series");
     g.throughput(Throughput::Elements(SERIES));
     g.bench_function("prost", |b| {
-        b.iter(|| compress(&prost_write_request(&labeled)).expect("compress").len())
+        b.iter(|| {
+            compress(&prost_write_request(&labeled))
+                .expect("compress")
+                .len()
+        })
     });
     let mut enc = RequestEncoder::new();
     g.bench_function("hand", |b| {

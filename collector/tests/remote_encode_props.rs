@@ -41,7 +41,12 @@ fn value() -> impl Strategy<Value = f64> {
 }
 
 fn timestamp() -> impl Strategy<Value = i64> {
-    prop_oneof![Just(0i64), -5i64..5, any::<i64>(), 1_700_000_000_000i64..1_700_000_000_100]
+    prop_oneof![
+        Just(0i64),
+        -5i64..5,
+        any::<i64>(),
+        1_700_000_000_000i64..1_700_000_000_100
+    ]
 }
 
 /// The samples of one batch: (series index, timestamp, value).
@@ -149,7 +154,9 @@ fn stale_markers_keep_their_bits_through_the_body() {
         .encode_compressed(&[q(2, f64::from_bits(STALE_NAN_BITS)), q(1, 5.0)])
         .expect("compress")
         .to_vec();
-    let raw = snap::raw::Decoder::new().decompress_vec(&body).expect("snappy");
+    let raw = snap::raw::Decoder::new()
+        .decompress_vec(&body)
+        .expect("snappy");
     let req = pb::WriteRequest::decode(raw.as_slice()).expect("protobuf");
     let s = &req.timeseries[0].samples;
     assert_eq!((s[0].timestamp, s[0].value), (1, 5.0));
@@ -247,8 +254,8 @@ mod wal_series {
         e.push(SeriesRef(4), &[("__name__", "d")]);
         let got: Vec<_> = e.iter().map(|(r, w)| (r, w.map(<[u8]>::to_vec))).collect();
         let mut scratch = Vec::new();
-        let d = encode_labels(&Labels::from_pairs([("__name__", "d")]), &mut scratch)
-            .expect("named");
+        let d =
+            encode_labels(&Labels::from_pairs([("__name__", "d")]), &mut scratch).expect("named");
         assert_eq!(got[1], (SeriesRef(4), Some(d.to_vec())));
         assert_eq!(got[0], all[0]);
     }

@@ -55,7 +55,7 @@ fn put_uvarint(out: &mut Vec<u8>, mut v: u64) {
 
 fn uvarint_len(v: u64) -> usize {
     // 1 byte per started group of 7 bits; 0 takes one byte.
-    ((64 - (v | 1).leading_zeros() as usize) + 6) / 7
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
 }
 
 /// A proto3 string field; like prost, an empty string is left out.
@@ -142,10 +142,11 @@ impl EncodedSeries {
     /// Forgets the definitions after the first `len` (to undo a record
     /// that turned out not to decode).
     pub fn truncate(&mut self, len: usize) {
-        if let Some(start) = self.defs.get(len..).and_then(|rest| {
-            rest.iter()
-                .find_map(|(_, r)| r.as_ref().map(|r| r.start))
-        }) {
+        if let Some(start) = self
+            .defs
+            .get(len..)
+            .and_then(|rest| rest.iter().find_map(|(_, r)| r.as_ref().map(|r| r.start)))
+        {
             self.buf.truncate(start);
         }
         self.defs.truncate(len);
@@ -423,11 +424,7 @@ mod tests {
         let a = Labels::from_pairs([("__name__", "a"), ("x", "1")]);
         let b = Labels::from_pairs([("__name__", "b")]);
         let mut enc = RequestEncoder::new();
-        let req = decode(enc.encode(&[
-            qs(1, &a, 20, 1.0),
-            qs(2, &b, 5, 2.0),
-            qs(1, &a, 10, 3.0),
-        ]));
+        let req = decode(enc.encode(&[qs(1, &a, 20, 1.0), qs(2, &b, 5, 2.0), qs(1, &a, 10, 3.0)]));
         assert_eq!(req.timeseries.len(), 2);
         let ts: Vec<i64> = req.timeseries[0]
             .samples

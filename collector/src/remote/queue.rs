@@ -580,11 +580,7 @@ fn decode_labels(wire: &[u8]) -> Option<Labels> {
 /// Puts into `out` the remote write encoding of `labels` after `rules`
 /// (when there are any) without empty values; or says why the series is
 /// dropped (the rules drop it, or it has no name).
-fn relabel(
-    rules: &[RelabelConfig],
-    labels: &Labels,
-    out: &mut Vec<u8>,
-) -> Result<(), DropReason> {
+fn relabel(rules: &[RelabelConfig], labels: &Labels, out: &mut Vec<u8>) -> Result<(), DropReason> {
     out.clear();
     let named = if rules.is_empty() {
         encode::encode_labels_into(labels, out)

@@ -109,8 +109,7 @@ pub(crate) async fn run(
                     let k = (max - batch.len()).min(inbox.len());
                     batch.extend(inbox.drain(..k));
                     room.add_permits(k);
-                    if batch.is_empty()
-                        || !flush(&ctx, &mut encoder, &mut batch, &mut cancel).await
+                    if batch.is_empty() || !flush(&ctx, &mut encoder, &mut batch, &mut cancel).await
                     {
                         return None;
                     }
