@@ -16,7 +16,7 @@ use tokio::time::Instant;
 
 use super::encode::{self, EncodedLabels, EncodedSeries, QueuedSample};
 use super::error::RemoteError;
-use super::refmap::RefMap;
+use super::refmap::RefTable;
 use super::send::{Backoff, Endpoint, Outcome, cancelled, send_with_retry};
 use super::shard::{self, ShardContext};
 use super::stats::{DropReason, RemoteStats};
@@ -161,7 +161,7 @@ impl RemoteWriteQueue {
         let dispatcher = Dispatcher {
             ctx,
             rules: cfg.write_relabel_configs.clone(),
-            refs: RefMap::default(),
+            refs: RefTable::default(),
             scratch: Vec::new(),
             metadata,
             shards: Vec::new(),
@@ -318,7 +318,7 @@ struct ShardHandle {
 struct Dispatcher {
     ctx: Arc<ShardContext>,
     rules: Vec<RelabelConfig>,
-    refs: RefMap<Result<EncodedLabels, DropReason>>,
+    refs: RefTable<Result<EncodedLabels, DropReason>>,
     /// Reused to encode labels.
     scratch: Vec<u8>,
     metadata: Arc<Mutex<BTreeMap<String, Metadata>>>,
@@ -465,7 +465,7 @@ impl Dispatcher {
         for def in &batch.series {
             let labels = match relabel(&self.rules, &def.labels, &mut self.scratch) {
                 Err(reason) => Err(reason),
-                Ok(()) => match self.refs.get(&def.series) {
+                Ok(()) => match self.refs.get(def.series) {
                     // A definition repeated (as each WAL segment repeats
                     // them) keeps the buffer its queued samples share.
                     Some(Ok(old)) if old[..] == self.scratch[..] => continue,
@@ -485,7 +485,7 @@ impl Dispatcher {
                         None => Err(DropReason::NoMetricName),
                     }
                 }
-                Some(wire) => match self.refs.get(&series) {
+                Some(wire) => match self.refs.get(series) {
                     Some(Ok(old)) if old[..] == *wire => continue,
                     _ => Ok(EncodedLabels::from(wire)),
                 },
@@ -501,7 +501,7 @@ impl Dispatcher {
         let stats = self.ctx.stats.clone();
         let mut routed = Vec::with_capacity(batch.samples.len());
         for s in &batch.samples {
-            match self.refs.get(&s.series) {
+            match self.refs.get(s.series) {
                 Some(Ok(labels)) => routed.push(QueuedSample {
                     position,
                     series: s.series,
