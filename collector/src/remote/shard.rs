@@ -58,6 +58,18 @@ pub(crate) async fn run(
     let mut encoder = RequestEncoder::new();
     let mut deadline = Instant::now();
     loop {
+        // Asked to hand back while busy sending: hand back now rather
+        // than send more of what was received meanwhile.
+        if !handback_gone {
+            match handback.try_recv() {
+                Ok(()) => {
+                    batch.extend(inbox);
+                    return Some((batch, rx));
+                }
+                Err(oneshot::error::TryRecvError::Closed) => handback_gone = true,
+                Err(oneshot::error::TryRecvError::Empty) => {}
+            }
+        }
         if batch.len() < max && !inbox.is_empty() {
             if batch.is_empty() {
                 deadline = Instant::now() + ctx.batch_send_deadline;
