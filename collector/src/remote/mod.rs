@@ -13,9 +13,10 @@
 //! The input is an interface of its own (not the WAL): an adapter feeds
 //! WAL records in and truncates the WAL up to [`RemoteWriteQueue::delivered`].
 
-mod encode;
+pub mod encode;
 mod error;
 mod queue;
+mod refmap;
 mod send;
 mod shard;
 mod stats;

@@ -1,7 +1,7 @@
 //! [`RemoteWriteQueue`]: the queue of one `remote_write` entry — input,
 //! write relabeling, routing to shards, resharding, metadata, shutdown.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
@@ -10,12 +10,13 @@ use std::time::Duration;
 use promshard_promlib::config::RemoteWriteConfig;
 use promshard_promlib::labels::Labels;
 use promshard_promlib::relabel::{self, RelabelConfig};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::encode::{self, QueuedSample};
+use super::encode::{self, EncodedLabels, EncodedSeries, QueuedSample};
 use super::error::RemoteError;
+use super::refmap::RefTable;
 use super::send::{Backoff, Endpoint, Outcome, cancelled, send_with_retry};
 use super::shard::{self, ShardContext};
 use super::stats::{DropReason, RemoteStats};
@@ -84,7 +85,9 @@ pub struct Undelivered {
 #[derive(Debug)]
 pub struct RemoteWriteQueue {
     name: String,
-    input: Option<mpsc::Sender<(u64, AppendBatch)>>,
+    input: Option<mpsc::Sender<Input>>,
+    /// Whether `write_relabel_configs` is not empty.
+    relabels: bool,
     last_position: u64,
     delivered: watch::Receiver<u64>,
     stats: Arc<RemoteStats>,
@@ -150,14 +153,20 @@ impl RemoteWriteQueue {
                 cancel_rx.clone(),
             ))
         });
+        let relabels = !cfg.write_relabel_configs.is_empty();
         let (input_tx, input_rx) = mpsc::channel(1);
+        // Chunks of at most a batch, and never more than a shard's room.
+        let capacity = q.capacity.min(Semaphore::MAX_PERMITS);
+        let chunk = capacity.min(q.max_samples_per_send).clamp(1, MAX_CHUNK);
         let dispatcher = Dispatcher {
             ctx,
             rules: cfg.write_relabel_configs.clone(),
-            refs: HashMap::new(),
+            refs: RefTable::default(),
+            scratch: Vec::new(),
             metadata,
             shards: Vec::new(),
-            capacity: q.capacity,
+            capacity,
+            chunk,
             min_shards: q.min_shards,
             max_shards: q.max_shards,
             cancel: cancel_rx,
@@ -167,6 +176,7 @@ impl RemoteWriteQueue {
         Ok(RemoteWriteQueue {
             name,
             input: Some(input_tx),
+            relabels,
             last_position: options.delivered_before,
             delivered,
             stats,
@@ -184,6 +194,28 @@ impl RemoteWriteQueue {
     /// Queues the batch appended at `position` (greater than every earlier
     /// one). Waits while the shards are full.
     pub async fn push(&mut self, position: u64, batch: AppendBatch) -> Result<(), RemoteError> {
+        self.push_encoded(position, batch, EncodedSeries::default())
+            .await
+    }
+
+    /// Whether series definitions must come as [`Labels`] (in an
+    /// [`AppendBatch`]) for `write_relabel_configs`; when not, they may
+    /// come already encoded ([`push_encoded`](Self::push_encoded)), which
+    /// is cheaper.
+    pub fn wants_labels(&self) -> bool {
+        self.relabels
+    }
+
+    /// [`push`](Self::push) with more series definitions whose labels are
+    /// already encoded; they take effect after `batch.series`. Meant for
+    /// when [`wants_labels`](Self::wants_labels) is false; otherwise they
+    /// are decoded again for relabeling.
+    pub async fn push_encoded(
+        &mut self,
+        position: u64,
+        batch: AppendBatch,
+        encoded: EncodedSeries,
+    ) -> Result<(), RemoteError> {
         if position <= self.last_position {
             return Err(RemoteError::PositionOrder {
                 remote: self.name.clone(),
@@ -201,7 +233,11 @@ impl RemoteWriteQueue {
         self.stats
             .pending_samples
             .fetch_add(batch.samples.len() as u64, Relaxed);
-        permit.send((position, batch));
+        permit.send(Input {
+            position,
+            batch,
+            encoded,
+        });
         self.last_position = position;
         Ok(())
     }
@@ -256,20 +292,40 @@ impl Drop for RemoteWriteQueue {
     }
 }
 
+/// The largest chunk of samples routed to a shard in one message.
+const MAX_CHUNK: usize = 4096;
+
+/// One input of the dispatcher.
+#[derive(Debug)]
+struct Input {
+    position: u64,
+    batch: AppendBatch,
+    encoded: EncodedSeries,
+}
+
 struct ShardHandle {
-    tx: mpsc::Sender<QueuedSample>,
+    tx: mpsc::UnboundedSender<Vec<QueuedSample>>,
+    /// One permit per sample the shard can still take (its capacity);
+    /// taken by the dispatcher per chunk, given back by the shard as it
+    /// moves samples into its batch.
+    room: Arc<Semaphore>,
     handback: oneshot::Sender<()>,
     task: JoinHandle<shard::Handback>,
 }
 
-/// Routes input to the shards; owns the ref -> labels map.
+/// Routes input to the shards; owns the ref -> labels map (labels after
+/// write relabeling, protobuf-encoded once per definition).
 struct Dispatcher {
     ctx: Arc<ShardContext>,
     rules: Vec<RelabelConfig>,
-    refs: HashMap<SeriesRef, Result<Arc<Labels>, DropReason>>,
+    refs: RefTable<Result<EncodedLabels, DropReason>>,
+    /// Reused to encode labels.
+    scratch: Vec<u8>,
     metadata: Arc<Mutex<BTreeMap<String, Metadata>>>,
     shards: Vec<ShardHandle>,
     capacity: usize,
+    /// Samples per message to a shard (at most `capacity`).
+    chunk: usize,
     min_shards: usize,
     max_shards: usize,
     cancel: watch::Receiver<bool>,
@@ -277,7 +333,7 @@ struct Dispatcher {
 }
 
 impl Dispatcher {
-    async fn run(mut self, mut input: mpsc::Receiver<(u64, AppendBatch)>, reshard: Duration) {
+    async fn run(mut self, mut input: mpsc::Receiver<Input>, reshard: Duration) {
         self.spawn_shards(self.min_shards);
         let reshard = reshard.max(Duration::from_millis(100));
         let mut tick = tokio::time::interval_at(Instant::now() + reshard, reshard);
@@ -288,8 +344,8 @@ impl Dispatcher {
                 biased;
                 _ = cancelled(&mut cancel) => return,
                 item = input.recv() => match item {
-                    Some((position, batch)) => {
-                        if !self.dispatch(position, batch).await {
+                    Some(Input { position, batch, encoded }) => {
+                        if !self.dispatch(position, batch, encoded).await {
                             return;
                         }
                     }
@@ -308,15 +364,22 @@ impl Dispatcher {
 
     fn spawn_shards(&mut self, n: usize) {
         for _ in 0..n {
-            let (tx, rx) = mpsc::channel(self.capacity);
+            let (tx, rx) = mpsc::unbounded_channel();
+            let room = Arc::new(Semaphore::new(self.capacity));
             let (handback, handback_rx) = oneshot::channel();
             let task = tokio::spawn(shard::run(
                 self.ctx.clone(),
                 rx,
+                room.clone(),
                 self.cancel.clone(),
                 handback_rx,
             ));
-            self.shards.push(ShardHandle { tx, handback, task });
+            self.shards.push(ShardHandle {
+                tx,
+                room,
+                handback,
+                task,
+            });
         }
         self.ctx.stats.current_shards.store(n as u64, Relaxed);
     }
@@ -340,7 +403,10 @@ impl Dispatcher {
     async fn take_back(&mut self) -> Option<Vec<QueuedSample>> {
         let shards = std::mem::take(&mut self.shards);
         let mut tasks = Vec::with_capacity(shards.len());
-        for ShardHandle { tx, handback, task } in shards {
+        for ShardHandle {
+            tx, handback, task, ..
+        } in shards
+        {
             let _ = handback.send(());
             drop(tx);
             tasks.push(task);
@@ -350,8 +416,8 @@ impl Dispatcher {
             match t.await {
                 Ok(Some((batch, mut rx))) => {
                     back.extend(batch);
-                    while let Ok(s) = rx.try_recv() {
-                        back.push(s);
+                    while let Ok(chunk) = rx.try_recv() {
+                        back.extend(chunk);
                     }
                 }
                 // Input closed without a handback cannot happen here (we
@@ -389,24 +455,42 @@ impl Dispatcher {
         }
     }
 
-    fn relabel(&self, labels: &Labels) -> Result<Arc<Labels>, DropReason> {
-        let out = if self.rules.is_empty() {
-            labels.clone()
-        } else {
-            relabel::process(labels, &self.rules).ok_or(DropReason::Relabel)?
-        };
-        let out = out.without_empty();
-        if !out.contains("__name__") {
-            return Err(DropReason::NoMetricName);
-        }
-        Ok(Arc::new(out))
-    }
-
     /// False when cancelled.
-    async fn dispatch(&mut self, position: u64, batch: AppendBatch) -> bool {
+    async fn dispatch(
+        &mut self,
+        position: u64,
+        batch: AppendBatch,
+        encoded: EncodedSeries,
+    ) -> bool {
         for def in &batch.series {
-            let labels = self.relabel(&def.labels);
+            let labels = match relabel(&self.rules, &def.labels, &mut self.scratch) {
+                Err(reason) => Err(reason),
+                Ok(()) => match self.refs.get(def.series) {
+                    // A definition repeated (as each WAL segment repeats
+                    // them) keeps the buffer its queued samples share.
+                    Some(Ok(old)) if old[..] == self.scratch[..] => continue,
+                    _ => Ok(EncodedLabels::from(self.scratch.as_slice())),
+                },
+            };
             self.refs.insert(def.series, labels);
+        }
+        for (series, wire) in encoded.iter() {
+            let labels = match wire {
+                None => Err(DropReason::NoMetricName),
+                Some(wire) if !self.rules.is_empty() => {
+                    match decode_labels(wire) {
+                        Some(labels) => relabel(&self.rules, &labels, &mut self.scratch)
+                            .map(|()| EncodedLabels::from(self.scratch.as_slice())),
+                        // Cannot happen: the bytes are our own encoding.
+                        None => Err(DropReason::NoMetricName),
+                    }
+                }
+                Some(wire) => match self.refs.get(series) {
+                    Some(Ok(old)) if old[..] == *wire => continue,
+                    _ => Ok(EncodedLabels::from(wire)),
+                },
+            };
+            self.refs.insert(series, labels);
         }
         if !batch.metadata.is_empty() {
             let mut m = self.metadata.lock().unwrap_or_else(|p| p.into_inner());
@@ -417,7 +501,7 @@ impl Dispatcher {
         let stats = self.ctx.stats.clone();
         let mut routed = Vec::with_capacity(batch.samples.len());
         for s in &batch.samples {
-            match self.refs.get(&s.series) {
+            match self.refs.get(s.series) {
                 Some(Ok(labels)) => routed.push(QueuedSample {
                     position,
                     series: s.series,
@@ -443,26 +527,71 @@ impl Dispatcher {
         self.route(routed).await
     }
 
-    /// Sends samples to their shards, waiting while a shard is full.
-    /// False when cancelled.
+    /// Sends samples to their shards (in chunks, in order per shard),
+    /// waiting while a shard is full. False when cancelled.
     async fn route(&mut self, samples: Vec<QueuedSample>) -> bool {
-        let n = self.shards.len().max(1) as u64;
-        let mut cancel = self.cancel.clone();
+        let n = self.shards.len();
+        if n == 0 {
+            return samples.is_empty();
+        }
+        let mut buckets: Vec<Vec<QueuedSample>> = (0..n).map(|_| Vec::new()).collect();
         for s in samples {
-            let i = (shard_hash(s.series) % n) as usize;
-            let Some(shard) = self.shards.get(i) else {
-                return false;
-            };
-            tokio::select! {
-                biased;
-                _ = cancelled(&mut cancel) => return false,
-                r = shard.tx.send(s) => if r.is_err() {
+            buckets[(shard_hash(s.series) % n as u64) as usize].push(s);
+        }
+        let mut cancel = self.cancel.clone();
+        for (shard, mut bucket) in self.shards.iter().zip(buckets) {
+            while !bucket.is_empty() {
+                let rest = if bucket.len() > self.chunk {
+                    bucket.split_off(self.chunk)
+                } else {
+                    Vec::new()
+                };
+                // chunk <= MAX_CHUNK: fits a u32.
+                let permits = bucket.len() as u32;
+                tokio::select! {
+                    biased;
+                    _ = cancelled(&mut cancel) => return false,
                     // A shard only ends early when cancelled.
+                    _ = shard.tx.closed() => return false,
+                    p = shard.room.acquire_many(permits) => match p {
+                        Ok(p) => p.forget(),
+                        Err(_) => return false,
+                    },
+                }
+                if shard.tx.send(bucket).is_err() {
                     return false;
                 }
+                bucket = rest;
             }
         }
         true
+    }
+}
+
+/// Labels back from their remote write encoding.
+fn decode_labels(wire: &[u8]) -> Option<Labels> {
+    use prost::Message;
+    let ts = promshard_proto::prometheus::TimeSeries::decode(wire).ok()?;
+    Some(Labels::from_pairs(
+        ts.labels.into_iter().map(|l| (l.name, l.value)),
+    ))
+}
+
+/// Puts into `out` the remote write encoding of `labels` after `rules`
+/// (when there are any) without empty values; or says why the series is
+/// dropped (the rules drop it, or it has no name).
+fn relabel(rules: &[RelabelConfig], labels: &Labels, out: &mut Vec<u8>) -> Result<(), DropReason> {
+    out.clear();
+    let named = if rules.is_empty() {
+        encode::encode_labels_into(labels, out)
+    } else {
+        let relabeled = relabel::process(labels, rules).ok_or(DropReason::Relabel)?;
+        encode::encode_labels_into(&relabeled, out)
+    };
+    if named {
+        Ok(())
+    } else {
+        Err(DropReason::NoMetricName)
     }
 }
 

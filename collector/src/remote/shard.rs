@@ -2,14 +2,16 @@
 //! time, retrying it until it is accepted or rejected (so the order of
 //! each series is kept).
 
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot, watch};
+use bytes::Bytes;
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio::time::Instant;
 
-use super::encode::{self, QueuedSample};
+use super::encode::{QueuedSample, RequestEncoder};
 use super::send::{Backoff, Endpoint, Outcome, cancelled, send_with_retry};
 use super::stats::{DropReason, RemoteStats};
 use super::tracker::Tracker;
@@ -25,17 +27,24 @@ pub(crate) struct ShardContext {
     pub tracker: Arc<Mutex<Tracker>>,
 }
 
+/// A shard's input: chunks of samples, in order. Unbounded as a channel;
+/// bounded by the shard's room semaphore (one permit per queued sample),
+/// which the shard gives back as it takes samples into its batch.
+pub(crate) type Input = mpsc::UnboundedReceiver<Vec<QueuedSample>>;
+
 /// What a shard gives back when asked to ([`run`]'s `handback`): the
-/// samples it had not sent yet, in order (its partial batch, then its
-/// queue), so they can be routed to a new set of shards.
-pub(crate) type Handback = Option<(Vec<QueuedSample>, mpsc::Receiver<QueuedSample>)>;
+/// samples it had not sent yet, in order (its partial batch and what it
+/// had received, then its input), so they can be routed to a new set of
+/// shards.
+pub(crate) type Handback = Option<(Vec<QueuedSample>, Input)>;
 
 /// Runs until its input closes (then flushes), `cancel` turns true, or
 /// `handback` fires; then it first finishes the batch it is sending (so
 /// the order of each series is kept) and returns what it still holds.
 pub(crate) async fn run(
     ctx: Arc<ShardContext>,
-    mut rx: mpsc::Receiver<QueuedSample>,
+    mut rx: Input,
+    room: Arc<Semaphore>,
     mut cancel: watch::Receiver<bool>,
     handback: oneshot::Receiver<()>,
 ) -> Handback {
@@ -44,27 +53,56 @@ pub(crate) async fn run(
     let mut handback_gone = false;
     let max = ctx.max_samples_per_send.max(1);
     let mut batch: Vec<QueuedSample> = Vec::with_capacity(max);
+    // Received and not yet in the batch (still holding their permits).
+    let mut inbox: VecDeque<QueuedSample> = VecDeque::new();
+    let mut encoder = RequestEncoder::new();
     let mut deadline = Instant::now();
     loop {
+        // Asked to hand back while busy sending: hand back now rather
+        // than send more of what was received meanwhile.
+        if !handback_gone {
+            match handback.try_recv() {
+                Ok(()) => {
+                    batch.extend(inbox);
+                    return Some((batch, rx));
+                }
+                Err(oneshot::error::TryRecvError::Closed) => handback_gone = true,
+                Err(oneshot::error::TryRecvError::Empty) => {}
+            }
+        }
+        if batch.len() < max && !inbox.is_empty() {
+            if batch.is_empty() {
+                deadline = Instant::now() + ctx.batch_send_deadline;
+            }
+            let k = (max - batch.len()).min(inbox.len());
+            batch.extend(inbox.drain(..k));
+            room.add_permits(k);
+        }
+        if batch.len() >= max {
+            if !flush(&ctx, &mut encoder, &mut batch, &mut cancel).await {
+                return None;
+            }
+            continue;
+        }
         // The select only decides what to do; the flush happens after it
         // so that it can borrow `cancel` itself.
         let step = tokio::select! {
             biased;
             _ = cancelled(&mut cancel) => return None,
             r = &mut handback, if !handback_gone => match r {
-                Ok(()) => return Some((batch, rx)),
+                Ok(()) => {
+                    batch.extend(inbox);
+                    return Some((batch, rx));
+                }
                 Err(_) => {
                     handback_gone = true;
                     Step::Wait
                 }
             },
             msg = rx.recv() => match msg {
-                Some(s) => {
-                    if batch.is_empty() {
-                        deadline = Instant::now() + ctx.batch_send_deadline;
-                    }
-                    batch.push(s);
-                    if batch.len() >= max { Step::Flush } else { Step::Wait }
+                Some(chunk) => {
+                    inbox.extend(chunk);
+                    Step::Wait
                 }
                 None => Step::Finish,
             },
@@ -73,15 +111,21 @@ pub(crate) async fn run(
         match step {
             Step::Wait => {}
             Step::Flush => {
-                if !flush(&ctx, &mut batch, &mut cancel).await {
+                if !flush(&ctx, &mut encoder, &mut batch, &mut cancel).await {
                     return None;
                 }
             }
             Step::Finish => {
-                if !batch.is_empty() {
-                    flush(&ctx, &mut batch, &mut cancel).await;
+                // Send everything left, a full batch at a time.
+                loop {
+                    let k = (max - batch.len()).min(inbox.len());
+                    batch.extend(inbox.drain(..k));
+                    room.add_permits(k);
+                    if batch.is_empty() || !flush(&ctx, &mut encoder, &mut batch, &mut cancel).await
+                    {
+                        return None;
+                    }
                 }
-                return None;
             }
         }
     }
@@ -97,16 +141,16 @@ enum Step {
 /// cancelled (the batch stays undelivered and pending).
 async fn flush(
     ctx: &ShardContext,
+    encoder: &mut RequestEncoder,
     batch: &mut Vec<QueuedSample>,
     cancel: &mut watch::Receiver<bool>,
 ) -> bool {
     let n = batch.len() as u64;
-    let req = encode::write_request(batch);
-    let outcome = match encode::compress(&req) {
+    let outcome = match encoder.encode_compressed(batch) {
         Ok(body) => {
             send_with_retry(
                 &ctx.endpoint,
-                body.into(),
+                Bytes::copy_from_slice(body),
                 ctx.backoff,
                 n,
                 &ctx.stats,

@@ -12,8 +12,10 @@ use tokio::time::Instant;
 
 use super::position;
 use crate::remote::RemoteWriteQueue;
+use crate::remote::encode::EncodedSeries;
 use crate::series::AppendBatch;
-use crate::wal::{Wal, WalEntry, WalPosition, WalReader, WalRecord};
+use crate::wal::codec::{self, RecordType};
+use crate::wal::{Wal, WalError, WalPosition, WalReader, WalRecord};
 
 /// A batch is pushed once it holds this many samples (or when the reader
 /// is at the WAL's head).
@@ -64,18 +66,22 @@ pub(crate) fn spawn(
 #[derive(Default)]
 struct Pending {
     batch: AppendBatch,
+    /// Series definitions, when the queue takes them encoded (no write
+    /// relabeling): the WAL's labels go straight to the remote write
+    /// encoding, without a String per label.
+    encoded: EncodedSeries,
     /// Position of the last record added.
     last: Option<WalPosition>,
 }
 
 impl Pending {
-    fn add(&mut self, e: WalEntry) {
-        match e.record {
+    fn add(&mut self, position: WalPosition, record: WalRecord) {
+        match record {
             WalRecord::Series(mut d) => self.batch.series.append(&mut d),
             WalRecord::Samples(mut s) => self.batch.samples.append(&mut s),
             WalRecord::Metadata(mut m) => self.batch.metadata.append(&mut m),
         }
-        self.last = Some(e.position);
+        self.last = Some(position);
     }
 
     /// The batch and its queue position when it can be pushed: it holds a
@@ -83,12 +89,47 @@ impl Pending {
     /// Series definitions the reader re-yields; they travel with the first
     /// batch after the start, never on their own).
     fn ready(&self, start: WalPosition) -> Option<WalPosition> {
-        self.last.filter(|p| *p > start && !self.batch.is_empty())
+        self.last
+            .filter(|p| *p > start && !(self.batch.is_empty() && self.encoded.is_empty()))
     }
 
-    fn take(&mut self) -> AppendBatch {
+    fn take(&mut self) -> (AppendBatch, EncodedSeries) {
         self.last = None;
-        std::mem::take(&mut self.batch)
+        (
+            std::mem::take(&mut self.batch),
+            std::mem::take(&mut self.encoded),
+        )
+    }
+
+    /// Reads the next record that decodes into the batch (Series records
+    /// into `encoded` when `encode_series`); returns its position, or None
+    /// at the WAL's head. Records that do not decode are skipped (logged).
+    fn read(
+        &mut self,
+        reader: &mut WalReader,
+        encode_series: bool,
+    ) -> Result<Option<WalPosition>, WalError> {
+        loop {
+            let Some(e) = reader.try_next_raw()? else {
+                return Ok(None);
+            };
+            let position = e.position;
+            let decoded = if encode_series && e.typ == RecordType::Series as u8 {
+                let before = self.encoded.len();
+                let encoded = &mut self.encoded;
+                codec::visit_series_payload(e.payload, |r, labels| encoded.push(r, labels))
+                    .inspect_err(|_| self.encoded.truncate(before))
+                    .map(|()| self.last = Some(position))
+            } else {
+                codec::decode_payload(e.typ, e.payload).map(|rec| self.add(position, rec))
+            };
+            match decoded {
+                Ok(()) => return Ok(Some(position)),
+                Err(err) => {
+                    tracing::warn!(consumer = %reader.name(), %position, error = %err, "WAL record with a valid CRC does not decode; skipping it");
+                }
+            }
+        }
     }
 }
 
@@ -109,6 +150,7 @@ async fn run(
 ) -> u64 {
     let start = reader.start();
     let remote = queue.name().to_string();
+    let encode_series = !queue.wants_labels();
     let (commit_stop, commit_stop_rx) = watch::channel(false);
     let committer = tokio::spawn(commit_loop(
         wal.clone(),
@@ -128,11 +170,8 @@ async fn run(
         // Read what is available now, up to one batch.
         let mut at_head = false;
         while pending.batch.samples.len() < BATCH_SAMPLES {
-            match reader.try_next() {
-                Ok(Some(e)) => {
-                    last_read = Some(e.position);
-                    pending.add(e);
-                }
+            match pending.read(&mut reader, encode_series) {
+                Ok(Some(p)) => last_read = Some(p),
                 Ok(None) => {
                     at_head = true;
                     break;
@@ -153,11 +192,11 @@ async fn run(
                 break End::Grace(Duration::ZERO);
             };
             let n = pending.batch.samples.len();
-            let batch = pending.take();
+            let (batch, encoded) = pending.take();
             // Pushing waits while the queue is full; a stop (or the drain
             // deadline) abandons the batch, which stays in the WAL.
             let pushed = tokio::select! {
-                r = queue.push(qpos, batch) => Some(r),
+                r = queue.push_encoded(qpos, batch, encoded) => Some(r),
                 _ = wait_stop(&mut control) => None,
             };
             match pushed {
@@ -187,17 +226,9 @@ async fn run(
         }
         if at_head {
             // Wait for appends (or a control change).
+            // The next iteration reads what was appended.
             tokio::select! {
-                r = reader.next() => match r {
-                    Ok(e) => {
-                        last_read = Some(e.position);
-                        pending.add(e);
-                    }
-                    Err(e) => {
-                        tracing::error!(remote = %remote, consumer = %consumer, error = %e, "cannot read the WAL; retrying");
-                        tokio::time::sleep(READ_RETRY).await;
-                    }
-                },
+                _ = reader.appended() => {}
                 _ = control.changed() => {}
             }
         }

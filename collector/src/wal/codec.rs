@@ -147,11 +147,15 @@ impl<'a> Dec<'a> {
         Ok(u64::from_le_bytes(a))
     }
 
-    fn string(&mut self, what: &'static str) -> Result<String, CodecError> {
+    fn str(&mut self, what: &'static str) -> Result<&'a str, CodecError> {
         let n = self.uvarint(what)?;
         let n = usize::try_from(n).map_err(|_| CodecError::Invalid { what })?;
         let b = self.bytes(n, what)?;
-        String::from_utf8(b.to_vec()).map_err(|_| CodecError::Invalid { what })
+        std::str::from_utf8(b).map_err(|_| CodecError::Invalid { what })
+    }
+
+    fn string(&mut self, what: &'static str) -> Result<String, CodecError> {
+        self.str(what).map(str::to_owned)
     }
 
     /// A count of items each at least `min_item_len` bytes long, checked
@@ -372,6 +376,39 @@ pub fn decode_payload(typ: u8, payload: &[u8]) -> Result<WalRecord, CodecError> 
     };
     d.finish()?;
     Ok(rec)
+}
+
+/// Calls `f` with each definition of a Series payload: its ref and its
+/// labels as (name, value) pairs borrowed from the payload, so nothing is
+/// allocated per label. Checks what [`decode_payload`] checks; on an error
+/// `f` may already have seen the definitions before the bad one.
+pub fn visit_series_payload<'a>(
+    payload: &'a [u8],
+    mut f: impl FnMut(SeriesRef, &[(&'a str, &'a str)]),
+) -> Result<(), CodecError> {
+    let mut d = Dec {
+        buf: payload,
+        pos: 0,
+    };
+    let mut labels: Vec<(&'a str, &'a str)> = Vec::new();
+    let n = d.count(2, "series count")?;
+    for _ in 0..n {
+        let r = d.uvarint("series ref")?;
+        let nl = d.count(2, "label count")?;
+        labels.clear();
+        for _ in 0..nl {
+            let name = d.str("label name")?;
+            let value = d.str("label value")?;
+            if labels.last().is_some_and(|(prev, _)| *prev >= name) {
+                return Err(CodecError::Invalid {
+                    what: "label order (names must be sorted and unique)",
+                });
+            }
+            labels.push((name, value));
+        }
+        f(SeriesRef(r), &labels);
+    }
+    d.finish()
 }
 
 /// The number of samples in a Samples payload (its leading count), without

@@ -39,5 +39,5 @@ pub use error::WalError;
 pub use handle::Wal;
 pub use options::{FsyncPolicy, WalOptions};
 pub use position::WalPosition;
-pub use reader::{WalEntry, WalReader};
+pub use reader::{RawEntry, WalEntry, WalReader};
 pub use stats::{ConsumerStats, WalStats};

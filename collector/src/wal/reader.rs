@@ -21,6 +21,15 @@ pub struct WalEntry {
     pub record: WalRecord,
 }
 
+/// One record as stored: its position, type (a [`RecordType`] as u8) and
+/// payload (CRC checked, not decoded).
+#[derive(Debug)]
+pub struct RawEntry<'a> {
+    pub position: WalPosition,
+    pub typ: u8,
+    pub payload: &'a [u8],
+}
+
 /// Reads the WAL for one consumer.
 ///
 /// It starts at the beginning of the segment holding the consumer's
@@ -100,6 +109,44 @@ impl WalReader {
     /// The next record if one is available now.
     pub fn try_next(&mut self) -> Result<Option<WalEntry>, WalError> {
         loop {
+            let Some((position, typ)) = self.next_frame()? else {
+                return Ok(None);
+            };
+            match codec::decode_payload(typ, &self.payload) {
+                Ok(record) => return Ok(Some(WalEntry { position, record })),
+                Err(e) => {
+                    tracing::warn!(consumer = %self.name, %position, error = %e, "WAL record with a valid CRC does not decode; skipping it");
+                    continue;
+                }
+            }
+        }
+    }
+
+    /// The next record if one is available now, not decoded: the same
+    /// records as [`try_next`](Self::try_next) yields, except that one
+    /// whose payload does not decode is not skipped here (the caller
+    /// decodes, e.g. with [`codec::decode_payload`] or
+    /// [`codec::visit_series_payload`]).
+    pub fn try_next_raw(&mut self) -> Result<Option<RawEntry<'_>>, WalError> {
+        Ok(self.next_frame()?.map(|(position, typ)| RawEntry {
+            position,
+            typ,
+            payload: &self.payload,
+        }))
+    }
+
+    /// Resolves when records may have been appended since the last
+    /// `try_next*` call (immediately if they were). Once the
+    /// [`super::Wal`] is dropped this waits forever.
+    pub async fn appended(&mut self) {
+        if self.head.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+
+    /// Reads the next record to yield into `self.payload`.
+    fn next_frame(&mut self) -> Result<Option<(WalPosition, u8)>, WalError> {
+        loop {
             let head = *self.head.borrow_and_update();
             if self.file.is_none() && !self.open_segment(head)? {
                 return Ok(None);
@@ -125,13 +172,7 @@ impl WalReader {
                     if position <= self.start && typ != RecordType::Series as u8 {
                         continue;
                     }
-                    match codec::decode_payload(typ, &self.payload) {
-                        Ok(record) => return Ok(Some(WalEntry { position, record })),
-                        Err(e) => {
-                            tracing::warn!(consumer = %self.name, %position, error = %e, "WAL record with a valid CRC does not decode; skipping it");
-                            continue;
-                        }
-                    }
+                    return Ok(Some((position, typ)));
                 }
             }
         }
