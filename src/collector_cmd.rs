@@ -31,8 +31,10 @@ pub struct CollectorArgs {
     /// such as `1s`.
     #[arg(long = "storage.wal.fsync", default_value = "1s")]
     wal_fsync: String,
-    /// Size at which a WAL segment is closed.
-    #[arg(long = "storage.wal.segment-size", default_value = "64MiB")]
+    /// Size at which a WAL segment is closed. Each segment repeats the
+    /// definition of every series it uses (about 100 bytes each), so a
+    /// segment should be well above 100 bytes x the shard's series.
+    #[arg(long = "storage.wal.segment-size", default_value = "256MiB")]
     wal_segment_size: ByteSize,
     /// Bound on the WAL's size; over it the oldest undelivered data is
     /// dropped (counted). 0: no bound.
