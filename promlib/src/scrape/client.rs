@@ -75,6 +75,26 @@ impl ScrapeClient {
     }
 }
 
+/// Builds `builder` with `proxy_url` (unset or "" = none) as its only
+/// proxy: Prometheus reads no proxy from the environment. Shared by the
+/// scrape/remote write client and the oauth2 token client.
+pub(super) fn build_with_proxy(
+    builder: reqwest::ClientBuilder,
+    proxy_url: Option<&str>,
+) -> Result<reqwest::Client, ClientError> {
+    let mut builder = builder.no_proxy();
+    if let Some(proxy_url) = proxy_url.filter(|s| !s.is_empty()) {
+        let proxy = reqwest::Proxy::all(proxy_url).map_err(|e| ClientError::Proxy {
+            url: redact_url(proxy_url),
+            reason: error_chain(&e),
+        })?;
+        builder = builder.proxy(proxy);
+    }
+    builder
+        .build()
+        .map_err(|e| ClientError::Build(error_chain(&e)))
+}
+
 /// An HTTP client built from an `HttpClientConfig` as Prometheus' common
 /// config builds one: TLS (rustls + aws-lc-rs), proxy, redirects, HTTP/2,
 /// and the credentials (oauth2, basic, bearer, authorization; `*_file`
@@ -94,9 +114,7 @@ impl HttpClient {
         } else {
             reqwest::redirect::Policy::none()
         };
-        // Prometheus reads no proxy from the environment: only proxy_url.
         let mut builder = reqwest::Client::builder()
-            .no_proxy()
             .redirect(redirect)
             .tls_backend_preconfigured(tls)
             // Go writes canonical header names; some exporters compare
@@ -106,18 +124,8 @@ impl HttpClient {
         if !http.enable_http2 {
             builder = builder.http1_only();
         }
-        if let Some(proxy_url) = http.proxy_url.as_deref().filter(|s| !s.is_empty()) {
-            let proxy = reqwest::Proxy::all(proxy_url).map_err(|e| ClientError::Proxy {
-                url: redact_url(proxy_url),
-                reason: error_chain(&e),
-            })?;
-            builder = builder.proxy(proxy);
-        }
-        let http_client = builder
-            .build()
-            .map_err(|e| ClientError::Build(error_chain(&e)))?;
         Ok(HttpClient {
-            http: http_client,
+            http: build_with_proxy(builder, http.proxy_url.as_deref())?,
             auth: AuthSource::from_config(http, base_dir)?,
         })
     }

@@ -14,7 +14,8 @@ use crate::config::OAuth2;
 use crate::secret::Secret;
 
 use super::auth::resolve;
-use super::error::{ClientError, ScrapeError, error_chain, redact_url};
+use super::client::build_with_proxy;
+use super::error::{ClientError, ScrapeError, error_chain};
 use super::tls;
 
 /// x/oauth2 treats a token as expired this long before its expiry.
@@ -45,19 +46,10 @@ struct CachedToken {
 impl OAuth2Source {
     pub(crate) fn new(cfg: &OAuth2, base_dir: &Path) -> Result<Self, ClientError> {
         let tls = tls::client_config(&cfg.tls_config, base_dir, true)?;
-        let mut builder = reqwest::Client::builder()
-            .no_proxy()
-            .tls_backend_preconfigured(tls);
-        if let Some(proxy_url) = cfg.proxy_url.as_deref().filter(|s| !s.is_empty()) {
-            let proxy = reqwest::Proxy::all(proxy_url).map_err(|e| ClientError::Proxy {
-                url: redact_url(proxy_url),
-                reason: error_chain(&e),
-            })?;
-            builder = builder.proxy(proxy);
-        }
-        let http = builder
-            .build()
-            .map_err(|e| ClientError::Build(error_chain(&e)))?;
+        let http = build_with_proxy(
+            reqwest::Client::builder().tls_backend_preconfigured(tls),
+            cfg.proxy_url.as_deref(),
+        )?;
         Ok(OAuth2Source {
             client_id: cfg.client_id.clone(),
             client_secret: cfg.client_secret.clone().unwrap_or_default(),
