@@ -24,7 +24,7 @@ pub(crate) fn process_observed(
     for rule in rules {
         let builder = apply(current, rule)?;
         observe(&builder);
-        current = builder.labels();
+        current = builder.into_labels();
     }
     Some(current)
 }
@@ -80,9 +80,14 @@ impl Builder {
     pub(crate) fn kept(&self) -> Vec<Label> {
         self.base
             .iter()
-            .filter(|l| !self.del.contains(&l.name) && !self.add.contains(&l.name))
+            .filter(|l| self.keeps(&l.name))
             .cloned()
             .collect()
+    }
+
+    /// Whether base label `name` survives (neither deleted nor overwritten).
+    fn keeps(&self, name: &str) -> bool {
+        !self.del.iter().any(|d| d == name) && !self.add.contains(name)
     }
 
     /// How many labels were added (or overwritten).
@@ -98,6 +103,22 @@ impl Builder {
         let mut out = Labels::from_sorted(self.kept()).unwrap_or_default();
         for l in self.add.iter() {
             out.insert(l.name.clone(), l.value.clone());
+        }
+        out
+    }
+
+    /// [`Builder::labels`], consuming the builder: an unmodified base is
+    /// returned without a copy, and kept labels are moved, not cloned (the
+    /// relabel loop runs this once per rule for every new series).
+    pub(crate) fn into_labels(mut self) -> Labels {
+        if !self.modified() {
+            return self.base;
+        }
+        let mut kept = std::mem::take(&mut self.base).into_vec();
+        kept.retain(|l| self.keeps(&l.name));
+        let mut out = Labels::from_sorted(kept).unwrap_or_default();
+        for l in std::mem::take(&mut self.add).into_vec() {
+            out.insert(l.name, l.value);
         }
         out
     }
