@@ -25,6 +25,33 @@ fn token_end(b: &[u8], i: usize) -> usize {
     }
 }
 
+/// A float-seconds timestamp token at `start` (of a sample or an
+/// exemplar), as milliseconds; returns it and the index after it. `or`
+/// names what else could have stood there, `invalid` is the message for a
+/// non-finite value.
+fn om_timestamp(
+    b: &[u8],
+    start: usize,
+    or: &str,
+    invalid: &'static str,
+) -> Result<(i64, usize), RawError> {
+    let end = token_end(b, start);
+    if end == start {
+        return err(
+            end,
+            format!("expected timestamp or {or}, got {}", found(b, end)),
+        );
+    }
+    let ts = match parse_go_float(&b[start..end]) {
+        Ok(t) => t,
+        Err(m) => return err(start, m),
+    };
+    if !ts.is_finite() {
+        return err(start, invalid);
+    }
+    Ok((go_f64_to_i64(ts * 1000.0), end))
+}
+
 fn no_eof<T>(b: &[u8]) -> Result<T, RawError> {
     err(b.len().saturating_sub(1), "data does not end with # EOF")
 }
@@ -161,22 +188,9 @@ impl<'a> Parser<'a> {
             return no_eof(b);
         }
         if b[i] == b' ' && !b[i..].starts_with(b" # {") {
-            let ts_start = i + 1;
-            i = token_end(b, ts_start);
-            if i == ts_start {
-                return err(
-                    i,
-                    format!("expected timestamp or # symbol, got {}", found(b, i)),
-                );
-            }
-            let ts = match parse_go_float(&b[ts_start..i]) {
-                Ok(t) => t,
-                Err(m) => return err(ts_start, m),
-            };
-            if !ts.is_finite() {
-                return err(ts_start, "invalid timestamp");
-            }
-            timestamp_ms = Some(go_f64_to_i64(ts * 1000.0));
+            let (ts, end) = om_timestamp(b, i + 1, "# symbol", "invalid timestamp")?;
+            timestamp_ms = Some(ts);
+            i = end;
             if i < b.len() && b[i] != b'\n' && !b[i..].starts_with(b" # {") {
                 return err(
                     i,
@@ -251,22 +265,9 @@ impl<'a> Parser<'a> {
             return no_eof(b);
         }
         if b[j] == b' ' {
-            let ts_start = j + 1;
-            j = token_end(b, ts_start);
-            if j == ts_start {
-                return err(
-                    j,
-                    format!("expected timestamp or comment, got {}", found(b, j)),
-                );
-            }
-            let ts = match parse_go_float(&b[ts_start..j]) {
-                Ok(t) => t,
-                Err(m) => return err(ts_start, m),
-            };
-            if !ts.is_finite() {
-                return err(ts_start, "invalid exemplar timestamp");
-            }
-            timestamp_ms = Some(go_f64_to_i64(ts * 1000.0));
+            let (ts, end) = om_timestamp(b, j + 1, "comment", "invalid exemplar timestamp")?;
+            timestamp_ms = Some(ts);
+            j = end;
             if j >= b.len() || b[j] != b'\n' {
                 return err(
                     j,
