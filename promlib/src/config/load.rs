@@ -224,15 +224,16 @@ fn build(raw: RawConfig, ctx: &Ctx<'_>, text: &str) -> Result<Config, ConfigErro
             return Err(ctx.err(&at, "job_name is empty"));
         }
         sc.http.validate().map_err(|e| ctx.http_err(&at, e))?;
+        let null_in = |key: &str, message: &str| ctx.err(&[at[0], at[1], Step::Key(key)], message);
         if nulls.static_configs {
-            return Err(ctx.err(
-                &[at[0], at[1], Step::Key("static_configs")],
+            return Err(null_in(
+                "static_configs",
                 "empty or null section in static_configs",
             ));
         }
         if nulls.file_sd_configs {
-            return Err(ctx.err(
-                &[at[0], at[1], Step::Key("file_sd_configs")],
+            return Err(null_in(
+                "file_sd_configs",
                 "empty or null section in file_sd_configs",
             ));
         }
@@ -240,24 +241,22 @@ fn build(raw: RawConfig, ctx: &Ctx<'_>, text: &str) -> Result<Config, ConfigErro
             check_static_targets(&sc, ctx, &at)?;
         }
         if nulls.relabel_configs {
-            return Err(ctx.err(
-                &[at[0], at[1], Step::Key("relabel_configs")],
+            return Err(null_in(
+                "relabel_configs",
                 "empty or null target relabeling rule in scrape config",
             ));
         }
         if nulls.metric_relabel_configs {
-            return Err(ctx.err(
-                &[at[0], at[1], Step::Key("metric_relabel_configs")],
+            return Err(null_in(
+                "metric_relabel_configs",
                 "empty or null metric relabeling rule in scrape config",
             ));
         }
-        for list in ["relabel_configs", "metric_relabel_configs"] {
-            let rules = if list == "relabel_configs" {
-                &sc.relabel_configs
-            } else {
-                &sc.metric_relabel_configs
-            };
-            let owner = format!("scrape config with job name {:?}", sc.job_name);
+        let owner = format!("scrape config with job name {:?}", sc.job_name);
+        for (list, rules) in [
+            ("relabel_configs", &sc.relabel_configs),
+            ("metric_relabel_configs", &sc.metric_relabel_configs),
+        ] {
             check_relabel(rules, list, &owner, ctx, &[at[0], at[1], Step::Key(list)])?;
         }
         sc.original_yaml = super::OriginalYaml(
