@@ -10,7 +10,6 @@
 //!   fewer groups, gets empty groups for its vanished sources.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::OnceLock;
 
 use serde::Deserialize;
@@ -246,18 +245,6 @@ impl FileSd {
     }
 }
 
-/// Resolves a file_sd path against the config file's directory, as
-/// Prometheus does for relative paths.
-pub fn resolve(config_file: Option<&Path>, path: &str) -> String {
-    if path.is_empty() || path.starts_with('/') {
-        return path.to_string();
-    }
-    match config_file.and_then(Path::parent) {
-        Some(dir) if !dir.as_os_str().is_empty() => dir.join(path).to_string_lossy().into_owned(),
-        _ => path.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -305,19 +292,5 @@ mod tests {
         let e = parse_groups("/d/t.json", "[null]").unwrap_err();
         assert!(matches!(e, FileSdError::NilGroup { .. }), "{e}");
         assert!(parse_groups("/d/t.json", "").is_err());
-    }
-
-    #[test]
-    fn resolve_relative_paths() {
-        assert_eq!(
-            resolve(Some(Path::new("/etc/p/prom.yml")), "sd/a.json"),
-            "/etc/p/sd/a.json"
-        );
-        assert_eq!(
-            resolve(Some(Path::new("/etc/p/prom.yml")), "/x/a.json"),
-            "/x/a.json"
-        );
-        assert_eq!(resolve(Some(Path::new("prom.yml")), "a.json"), "a.json");
-        assert_eq!(resolve(None, "a.json"), "a.json");
     }
 }

@@ -100,12 +100,10 @@ pub fn static_groups(sc: &ScrapeConfig) -> Vec<TargetGroup> {
         .collect()
 }
 
-/// A job's file_sd configs, validated, paths resolved against the config's
-/// directory; identical entries of one job are read once, as Prometheus
+/// A job's file_sd configs, validated; identical entries of one job are read once, as Prometheus
 /// shares identical providers. Returns `(provider index, patterns,
 /// refresh interval)`.
 fn file_providers(
-    cfg: &Config,
     sc: &ScrapeConfig,
 ) -> Result<Vec<(usize, Vec<String>, Duration)>, DiscoveryError> {
     let mut seen: Vec<&FileSdConfig> = Vec::new();
@@ -128,12 +126,9 @@ fn file_providers(
             continue;
         }
         seen.push(f);
-        let patterns = f
-            .files
-            .iter()
-            .map(|p| file_sd::resolve(cfg.source.as_deref(), p))
-            .collect();
-        out.push((i, patterns, f.refresh_interval));
+        // Already joined with the config file's directory by
+        // `config::load_file` (`Config::resolve_files`).
+        out.push((i, f.files.clone(), f.refresh_interval));
     }
     Ok(out)
 }
@@ -145,7 +140,7 @@ pub fn discover_once(cfg: &Config) -> Result<BTreeMap<String, Vec<TargetGroup>>,
     let mut out = BTreeMap::new();
     for sc in &cfg.scrape_configs {
         let mut groups = static_groups(sc);
-        for (_, patterns, _) in file_providers(cfg, sc)? {
+        for (_, patterns, _) in file_providers(sc)? {
             let mut fsd = FileSd::new(patterns);
             let _ = fsd.refresh();
             groups.extend(fsd.groups());
@@ -188,5 +183,28 @@ impl TargetGroup {
             }
             l
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A config loaded from `conf/prom.yml` has its file_sd paths joined
+    /// with `conf` once, by the loader; discovery must not join them again
+    /// (it once looked in `conf/conf/sd`).
+    #[test]
+    fn file_paths_are_joined_with_the_config_dir_once() {
+        let mut cfg = crate::config::load_str(
+            "scrape_configs:\n- job_name: j\n  file_sd_configs: [{files: [sd/a.json, /abs/b.json]}]\n",
+            "conf/prom.yml",
+        )
+        .unwrap();
+        // What `config::load_file("conf/prom.yml")` does after parsing.
+        cfg.resolve_files(std::path::Path::new("conf"));
+        cfg.source = Some("conf/prom.yml".into());
+        let providers = file_providers(&cfg.scrape_configs[0]).unwrap();
+        assert_eq!(providers.len(), 1);
+        assert_eq!(providers[0].1, ["conf/sd/a.json", "/abs/b.json"]);
     }
 }

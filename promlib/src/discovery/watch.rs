@@ -43,7 +43,7 @@ impl Discoverer {
                 provider: "static/0".to_string(),
                 groups: static_groups(sc),
             });
-            for (i, patterns, interval) in file_providers(cfg, sc)? {
+            for (i, patterns, interval) in file_providers(sc)? {
                 files.push(FileProvider {
                     job: sc.job_name.clone(),
                     provider: format!("file/{i}"),
