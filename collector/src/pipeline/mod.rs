@@ -372,17 +372,15 @@ impl TargetPipeline {
             if !accepted {
                 continue;
             }
-            if !cache_hit {
+            // A raw series new to the cache, or whose cached slot was
+            // reused: (re)cache it; only a new one counts as added.
+            if cached_slot.is_none() {
                 let r = e.series;
                 self.cache
                     .insert(series.raw(), Resolved::Series { slot, series: r });
-                if !sample_limit_hit {
+                if !cache_hit && !sample_limit_hit {
                     counts.series_added += 1;
                 }
-            } else if cached_slot.is_none() {
-                let r = e.series;
-                self.cache
-                    .insert(series.raw(), Resolved::Series { slot, series: r });
             }
             pending.push(Pending {
                 slot,
