@@ -19,10 +19,11 @@ use crate::scrape::{ManagedTarget, ScrapeManager};
 /// that a burst (start, reload, many files changing) is applied once.
 const SETTLE: Duration = Duration::from_millis(200);
 
-/// Targets relabeling dropped, per job, for `/api/v1/targets`.
+/// Targets relabeling dropped (every job's, in config order), for
+/// `/api/v1/targets`.
 #[derive(Debug, Default)]
 pub struct DroppedTargets {
-    pub by_job: Vec<(String, Vec<Labels>)>,
+    pub targets: Vec<Labels>,
 }
 
 /// A running discovery of one config version.
@@ -100,7 +101,7 @@ fn apply(
     dropped: &Mutex<DroppedTargets>,
 ) {
     let mut targets = Vec::new();
-    let mut dropped_by_job = Vec::new();
+    let mut dropped_targets = Vec::new();
     for sc in &cfg.scrape_configs {
         let jt = job_targets(sc, &sets.groups(&sc.job_name));
         for f in &jt.failures {
@@ -120,18 +121,18 @@ fn apply(
                 limit,
                 "target_limit exceeded: the job's targets are not scraped"
             );
-            dropped_by_job.push((sc.job_name.clone(), jt.dropped));
+            dropped_targets.extend(jt.dropped);
             continue;
         }
         targets.extend(jt.active.into_iter().map(|target| ManagedTarget {
             target,
             start_at_ms: None,
         }));
-        dropped_by_job.push((sc.job_name.clone(), jt.dropped));
+        dropped_targets.extend(jt.dropped);
     }
     tracing::debug!(targets = targets.len(), "target set changed");
     manager.set_targets(targets);
     if let Ok(mut d) = dropped.lock() {
-        d.by_job = dropped_by_job;
+        d.targets = dropped_targets;
     }
 }

@@ -235,12 +235,7 @@ fn api_state(inner: &Arc<Inner>, remotes: crate::ship::StatusSource) -> ApiState
         dropped_targets: Arc::new(move || {
             dropped
                 .lock()
-                .map(|d| {
-                    d.by_job
-                        .iter()
-                        .flat_map(|(_, l)| l.iter().cloned())
-                        .collect()
-                })
+                .map(|d| d.targets.clone())
                 .unwrap_or_default()
         }),
         scrape_stats: inner.manager.stats(),

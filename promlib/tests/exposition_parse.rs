@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 
 use promshard_promlib::exposition::{
-    Entry, Format, MetricType, ParseError, Parser, Series, Severity, lint,
+    Entry, Format, MetricType, ParseError, ParseErrorKind, Parser, Series, Severity, lint,
 };
 use promshard_promlib::labels::Labels;
 
@@ -293,6 +293,12 @@ fn text_errors_name_line_and_problem() {
         assert_eq!(e.line, *line, "{body:?}: {e}");
         assert!(e.message.contains(msg), "{body:?}: {e} should say {msg:?}");
         assert!(e.to_string().starts_with(&format!("line {line}: ")));
+        let kind = if msg.contains("is not unique") {
+            ParseErrorKind::RepeatedLabelName
+        } else {
+            ParseErrorKind::Syntax
+        };
+        assert_eq!(e.kind, kind, "{body:?}: {e}");
     }
 }
 

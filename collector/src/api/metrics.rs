@@ -5,6 +5,7 @@
 //! the exposed names are the ones in [`METRICS`].
 
 use std::fmt;
+use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
 
 use prometheus_client::collector::Collector;
@@ -300,25 +301,24 @@ impl Collector for StateCollector {
         let labels = |name: &str, url: &str| -> RemoteLabels {
             vec![("remote", name.to_string()), ("url", url.to_string())]
         };
-        let per_remote = |f: &dyn Fn(&RemoteStats) -> f64| -> Vec<(RemoteLabels, f64)> {
+        let per_remote = |f: fn(&RemoteStats) -> &AtomicU64| -> Vec<(RemoteLabels, f64)> {
             remotes
                 .iter()
-                .map(|r| (labels(&r.name, &r.url), f(&r.stats)))
+                .map(|r| (labels(&r.name, &r.url), f(&r.stats).load(Relaxed) as f64))
                 .collect()
         };
-        let get = |a: &std::sync::atomic::AtomicU64| a.load(Relaxed) as f64;
-        family(
-            &mut enc,
-            "promshard_collector_remote_samples_sent_total",
-            C,
-            &per_remote(&|s| get(&s.samples_sent)),
-        )?;
-        family(
-            &mut enc,
-            "promshard_collector_remote_samples_retried_total",
-            C,
-            &per_remote(&|s| get(&s.samples_retried)),
-        )?;
+        type Stat = fn(&RemoteStats) -> &AtomicU64;
+        let before_dropped: [(&str, MetricType, Stat); 2] = [
+            ("promshard_collector_remote_samples_sent_total", C, |s| {
+                &s.samples_sent
+            }),
+            ("promshard_collector_remote_samples_retried_total", C, |s| {
+                &s.samples_retried
+            }),
+        ];
+        for (name, kind, stat) in before_dropped {
+            family(&mut enc, name, kind, &per_remote(stat))?;
+        }
         let mut dropped = Vec::new();
         for r in &remotes {
             for (reason, label) in [
@@ -338,36 +338,26 @@ impl Collector for StateCollector {
             C,
             &dropped,
         )?;
-        family(
-            &mut enc,
-            "promshard_collector_remote_samples_pending",
-            G,
-            &per_remote(&|s| get(&s.pending_samples)),
-        )?;
-        family(
-            &mut enc,
-            "promshard_collector_remote_bytes_sent_total",
-            C,
-            &per_remote(&|s| get(&s.bytes_sent)),
-        )?;
-        family(
-            &mut enc,
-            "promshard_collector_remote_failed_requests_total",
-            C,
-            &per_remote(&|s| get(&s.failed_requests)),
-        )?;
-        family(
-            &mut enc,
-            "promshard_collector_remote_metadata_sent_total",
-            C,
-            &per_remote(&|s| get(&s.metadata_sent)),
-        )?;
-        family(
-            &mut enc,
-            "promshard_collector_remote_shards",
-            G,
-            &per_remote(&|s| get(&s.current_shards)),
-        )?;
+        let after_dropped: [(&str, MetricType, Stat); 5] = [
+            ("promshard_collector_remote_samples_pending", G, |s| {
+                &s.pending_samples
+            }),
+            ("promshard_collector_remote_bytes_sent_total", C, |s| {
+                &s.bytes_sent
+            }),
+            ("promshard_collector_remote_failed_requests_total", C, |s| {
+                &s.failed_requests
+            }),
+            ("promshard_collector_remote_metadata_sent_total", C, |s| {
+                &s.metadata_sent
+            }),
+            ("promshard_collector_remote_shards", G, |s| {
+                &s.current_shards
+            }),
+        ];
+        for (name, kind, stat) in after_dropped {
+            family(&mut enc, name, kind, &per_remote(stat))?;
+        }
         let highest: Vec<(RemoteLabels, f64)> = remotes
             .iter()
             .filter_map(|r| {

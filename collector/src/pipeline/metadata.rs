@@ -41,27 +41,39 @@ impl MetadataCache {
     }
 
     pub(crate) fn observe_type(&mut self, name: &str, kind: MetricType, iter: u64) {
-        match self.families.get_mut(name) {
-            Some(f) if f.kind == kind => f.last_iter = iter,
-            _ => self.pending.push((name.to_string(), Change::Kind(kind))),
-        }
+        self.observe(name, iter, |f| f.kind == kind, || Change::Kind(kind));
     }
 
     pub(crate) fn observe_help(&mut self, name: &str, help: &str, iter: u64) {
-        match self.families.get_mut(name) {
-            Some(f) if f.help == help => f.last_iter = iter,
-            _ => self
-                .pending
-                .push((name.to_string(), Change::Help(help.to_string()))),
-        }
+        self.observe(
+            name,
+            iter,
+            |f| f.help == help,
+            || Change::Help(help.to_string()),
+        );
     }
 
     pub(crate) fn observe_unit(&mut self, name: &str, unit: &str, iter: u64) {
+        self.observe(
+            name,
+            iter,
+            |f| f.unit == unit,
+            || Change::Unit(unit.to_string()),
+        );
+    }
+
+    /// Marks family `name` seen when `same` holds for it, else records the
+    /// change (allocating only then).
+    fn observe(
+        &mut self,
+        name: &str,
+        iter: u64,
+        same: impl FnOnce(&Family) -> bool,
+        change: impl FnOnce() -> Change,
+    ) {
         match self.families.get_mut(name) {
-            Some(f) if f.unit == unit => f.last_iter = iter,
-            _ => self
-                .pending
-                .push((name.to_string(), Change::Unit(unit.to_string()))),
+            Some(f) if same(f) => f.last_iter = iter,
+            _ => self.pending.push((name.to_string(), change())),
         }
     }
 

@@ -40,7 +40,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use promshard_promlib::config::ScrapeConfig;
-use promshard_promlib::exposition::{Entry, Format, Parser};
+use promshard_promlib::exposition::{Entry, Format, ParseErrorKind, Parser};
 use promshard_promlib::labels::{Labels, METRIC_NAME, is_valid_label_name, is_valid_metric_name};
 use promshard_promlib::relabel::{self, RelabelConfig};
 
@@ -138,9 +138,6 @@ pub struct ScrapeReport {
 /// How far after the scrape an explicit timestamp may be (Prometheus'
 /// `maxAheadTime`).
 const MAX_AHEAD_MS: i64 = 10 * 60 * 1000;
-/// The end of promlib's parse error for a line that repeats a label name
-/// (pinned by a test).
-const REPEATED_LABEL_MESSAGE: &str = "is not unique";
 /// Table entries unseen for this many scrapes are forgotten (one more than
 /// needed to write their stale marker, so `define_all` still finds them).
 const TABLE_KEEP_ITERATIONS: u64 = 2;
@@ -300,7 +297,7 @@ impl TargetPipeline {
                 Err(e) => {
                     // Prometheus' parser reads a line that repeats a label
                     // name; its appender refuses it (counted as scraped).
-                    if e.message.contains(REPEATED_LABEL_MESSAGE) {
+                    if e.kind == ParseErrorKind::RepeatedLabelName {
                         counts.total += 1;
                     }
                     return (counts, Some(ScrapeFailure::Parse(e)));
@@ -375,17 +372,15 @@ impl TargetPipeline {
             if !accepted {
                 continue;
             }
-            if !cache_hit {
+            // A raw series new to the cache, or whose cached slot was
+            // reused: (re)cache it; only a new one counts as added.
+            if cached_slot.is_none() {
                 let r = e.series;
                 self.cache
                     .insert(series.raw(), Resolved::Series { slot, series: r });
-                if !sample_limit_hit {
+                if !cache_hit && !sample_limit_hit {
                     counts.series_added += 1;
                 }
-            } else if cached_slot.is_none() {
-                let r = e.series;
-                self.cache
-                    .insert(series.raw(), Resolved::Series { slot, series: r });
             }
             pending.push(Pending {
                 slot,

@@ -160,7 +160,10 @@ impl TargetLoop {
         // The slot the loop slept for, if a wake-up interrupted the sleep.
         let mut planned: Option<i64> = None;
         let mut append_log = LogLimit::default();
+        // Derived from the job state (and the target's labels); recomputed
+        // only when a reload swaps the job state.
         let mut url = self.target.url(&job.cfg);
+        let (mut interval, mut timeout) = job.schedule_of(&self.target);
 
         loop {
             let (cur_job, stop) = {
@@ -174,13 +177,12 @@ impl TargetLoop {
                 job = cur_job;
                 pipeline.set_settings(Arc::clone(&job.settings));
                 url = self.target.url(&job.cfg);
-                let (interval, timeout) = job.schedule_of(&self.target);
+                (interval, timeout) = job.schedule_of(&self.target);
                 let mut st = lock(&self.shared.status);
                 st.scrape_url = url.clone();
                 st.interval = interval;
                 st.timeout = timeout;
             }
-            let (interval, timeout) = job.schedule_of(&self.target);
 
             // The next slot: not before the last one, not before start_at,
             // and, once the loop runs on its schedule, not more than the

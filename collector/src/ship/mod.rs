@@ -67,19 +67,15 @@ pub struct RemoteStatus {
 }
 
 /// The WAL consumer name of a `remote_write` entry: `rw-` and the 64-bit
-/// FNV-1a hash of its URL and name (hex), stable across restarts, so a
-/// restarted or reconfigured entry resumes at its checkpoint.
+/// xxh3 hash (the workspace's stable hash) of its URL and name (hex),
+/// stable across restarts, so a restarted or reconfigured entry resumes at
+/// its checkpoint.
 pub fn consumer_name(cfg: &RemoteWriteConfig) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in cfg
-        .url
-        .bytes()
-        .chain(std::iter::once(0))
-        .chain(cfg.name.bytes())
-    {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    hasher.update(cfg.url.as_bytes());
+    hasher.update(&[0]);
+    hasher.update(cfg.name.as_bytes());
+    let h = hasher.digest();
     format!("rw-{h:016x}")
 }
 

@@ -2,7 +2,6 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{File, OpenOptions};
-use std::hash::{BuildHasherDefault, Hasher};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -20,28 +19,9 @@ use super::position::WalPosition;
 use super::reader::WalReader;
 use super::segment::{self, SEGMENT_HEADER_LEN};
 use super::stats::{ConsumerStats, Counters, WalStats};
-use crate::series::AppendBatch;
+use crate::series::{AppendBatch, RefBuildHasher};
 
-/// A hasher for series refs (u64): one multiply, no SipHash.
-#[derive(Default, Clone, Copy)]
-pub(crate) struct RefHasher(u64);
-
-impl Hasher for RefHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.write_u64(self.0 ^ u64::from(b));
-        }
-    }
-    fn write_u64(&mut self, v: u64) {
-        let x = (self.0 ^ v).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        self.0 = x ^ (x >> 29);
-    }
-}
-
-type RefMap<V> = HashMap<u64, V, BuildHasherDefault<RefHasher>>;
+type RefMap<V> = HashMap<u64, V, RefBuildHasher>;
 
 struct SeriesEntry {
     /// The encoded definition (see [`codec::encode_series_def`]).
@@ -401,8 +381,7 @@ impl Inner {
             codec::encode_series_def(d, &mut scratch);
             defs.push((d.series.0, scratch.as_slice().into()));
         }
-        let defined_here: HashSet<u64, BuildHasherDefault<RefHasher>> =
-            defs.iter().map(|(r, _)| *r).collect();
+        let defined_here: HashSet<u64, RefBuildHasher> = defs.iter().map(|(r, _)| *r).collect();
         let mut tail = Vec::new();
         if !batch.samples.is_empty() {
             codec::frame(&mut tail, RecordType::Samples, |o| {

@@ -128,4 +128,17 @@ pub enum Entry<'a> {
 pub struct ParseError {
     pub line: usize,
     pub message: String,
+    /// What kind of problem it is, for callers that treat some differently.
+    pub kind: ParseErrorKind,
+}
+
+/// The kind of a [`ParseError`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ParseErrorKind {
+    /// The line is not valid exposition syntax.
+    Syntax,
+    /// The line is well formed but repeats a label name (or sets
+    /// `__name__` as a label): Prometheus' parser reads it and its appender
+    /// refuses it.
+    RepeatedLabelName,
 }

@@ -1,12 +1,13 @@
 //! The parser shell shared by both formats: position, error recovery and
 //! lazily computed line numbers (the hot path never counts lines).
 
-use super::{Entry, Format, ParseError};
+use super::{Entry, Format, ParseError, ParseErrorKind};
 
 /// An error found at byte `pos`, not yet given its line.
 pub(crate) struct RawError {
     pub(crate) pos: usize,
     pub(crate) message: String,
+    pub(crate) kind: ParseErrorKind,
 }
 
 pub(crate) type Step<'a> = Result<Option<Entry<'a>>, RawError>;
@@ -15,6 +16,16 @@ pub(crate) fn err<T>(pos: usize, message: impl Into<String>) -> Result<T, RawErr
     Err(RawError {
         pos,
         message: message.into(),
+        kind: ParseErrorKind::Syntax,
+    })
+}
+
+/// A repeated label name at byte `pos` (see [`ParseErrorKind::RepeatedLabelName`]).
+fn repeated<T>(pos: usize, message: impl Into<String>) -> Result<T, RawError> {
+    Err(RawError {
+        pos,
+        message: message.into(),
+        kind: ParseErrorKind::RepeatedLabelName,
     })
 }
 
@@ -116,6 +127,7 @@ impl<'a> Iterator for Parser<'a> {
                 Some(Err(ParseError {
                     line,
                     message: e.message,
+                    kind: e.kind,
                 }))
             }
         }
@@ -132,14 +144,14 @@ impl<'a> Parser<'a> {
         let name = |(s, e): (u32, u32)| &b[s as usize..e as usize];
         for &r in &self.names {
             if name(r) == crate::labels::METRIC_NAME.as_bytes() {
-                return err(r.0 as usize, "label name \"__name__\" is not unique");
+                return repeated(r.0 as usize, "label name \"__name__\" is not unique");
             }
         }
         if n <= 16 {
             for i in 1..n {
                 for j in 0..i {
                     if name(self.names[i]) == name(self.names[j]) {
-                        return err(self.names[i].0 as usize, not_unique(name(self.names[i])));
+                        return repeated(self.names[i].0 as usize, not_unique(name(self.names[i])));
                     }
                 }
             }
@@ -157,7 +169,7 @@ impl<'a> Parser<'a> {
                     .rev()
                     .find(|&&r| name(r) == dup)
                     .map_or(self.pos, |r| r.0 as usize);
-                return err(at, not_unique(dup));
+                return repeated(at, not_unique(dup));
             }
         }
         Ok(())
