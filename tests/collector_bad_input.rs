@@ -8,7 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::agent::{Agent, Kind};
-use common::capture::{values, Capture, Samples, select};
+use common::capture::{Capture, Samples, select, values};
 use common::compare::sig;
 use common::fixture::{Behaviour, Fixture, Route};
 use common::pair::{Pair, WAIT, config, fill, tail, up_count};

@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::capture::{values, Samples, label, select};
+use common::capture::{Samples, label, select, values};
 use common::compare::{PROM_NAN_BITS, sig};
 use common::fixture::{Fixture, Route};
 use common::pair::{Pair, WAIT};

@@ -27,7 +27,8 @@ fn bench(c: &mut Criterion) {
     g.throughput(Throughput::Elements(SERIES as u64));
     g.bench_function("first_scrape_1000", |b| {
         b.iter(|| {
-            let mut p = TargetPipeline::new(node_settings(), target(), Arc::new(RefAllocator::new(1)));
+            let mut p =
+                TargetPipeline::new(node_settings(), target(), Arc::new(RefAllocator::new(1)));
             let mut out = AppendBatch::default();
             let r = p.on_scrape(
                 &body,
