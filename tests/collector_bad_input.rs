@@ -8,19 +8,11 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::agent::{Agent, Kind};
-use common::capture::{Capture, Samples, select};
+use common::capture::{Capture, Samples, select, values};
 use common::compare::sig;
 use common::fixture::{Behaviour, Fixture, Route};
 use common::pair::{Pair, WAIT, config, fill, tail, up_count};
 use common::{STALE_NAN_BITS, now_ms, wait_until};
-
-fn values(samples: &[(i64, u64)]) -> Vec<f64> {
-    samples
-        .iter()
-        .filter(|(_, b)| *b != STALE_NAN_BITS)
-        .map(|(_, b)| f64::from_bits(*b))
-        .collect()
-}
 
 fn up_values(p: &Samples, m: &[(&str, &str)]) -> Vec<f64> {
     let mut mm = vec![("__name__", "up")];

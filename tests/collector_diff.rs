@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::capture::{Samples, label, select};
+use common::capture::{Samples, label, select, values};
 use common::compare::{PROM_NAN_BITS, sig};
 use common::fixture::{Fixture, Route};
 use common::pair::{Pair, WAIT};
@@ -26,14 +26,6 @@ fn one(samples: &Samples, m: &[(&str, &str)]) -> (common::capture::Labels, Vec<(
         s.keys()
     );
     s.into_iter().next().unwrap()
-}
-
-fn values(samples: &[(i64, u64)]) -> Vec<f64> {
-    samples
-        .iter()
-        .filter(|(_, b)| *b != STALE_NAN_BITS)
-        .map(|(_, b)| f64::from_bits(*b))
-        .collect()
 }
 
 #[test]

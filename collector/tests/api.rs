@@ -1,6 +1,8 @@
 //! The collector's HTTP API: every endpoint, status codes, JSON shape,
 //! `/metrics` content.
 
+mod wal_common;
+
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -94,8 +96,10 @@ fn statuses() -> Vec<TargetStatus> {
 fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let wal = Arc::new(Wal::open(dir.path(), WalOptions::default()).unwrap());
-    // A consumer so the backlog family has a member.
+    // A consumer so the backlog family has a member, with one batch it
+    // has not read yet so its backlog is not zero.
     let _ = wal.reader("rw-test").unwrap();
+    wal.append(&wal_common::numbered_batch(1)).unwrap();
     let scrape_stats = Arc::new(ScrapeStats::default());
     scrape_stats.scrapes.store(7, Ordering::Relaxed);
     scrape_stats.scrape_failures.store(2, Ordering::Relaxed);
@@ -386,14 +390,18 @@ async fn metrics_parse_and_hold_every_named_family() {
         ),
         1_700_000_000.5
     );
-    assert!(
+    let wal = f.state.wal.stats();
+    let backlog = wal.consumers[0].backlog_bytes;
+    assert!(backlog > 0, "the fixture's unread batch: {wal:?}");
+    assert_eq!(
         by(
             "promshard_collector_wal_consumer_backlog_bytes",
             "consumer",
             "rw-test"
-        ) >= 0.0
+        ),
+        backlog as f64
     );
-    assert!(only("promshard_collector_wal_segments") >= 1.0);
+    assert_eq!(only("promshard_collector_wal_segments"), 1.0);
     f.ready.store(true, Ordering::Relaxed);
     let (_, _, body) = call(&f, Method::GET, "/metrics").await;
     assert!(body.contains("promshard_collector_ready 1"), "{body}");

@@ -4,12 +4,16 @@
 //!
 //! Run with `--nocapture` to see the figures.
 
+mod pipeline_common;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
+
+use pipeline_common::{node_body, node_settings};
 use std::time::Duration;
 
-use promshard_collector::pipeline::{JobSettings, RefAllocator, TargetPipeline};
+use promshard_collector::pipeline::{RefAllocator, TargetPipeline};
 use promshard_collector::series::AppendBatch;
 use promshard_promlib::exposition::Format;
 use promshard_promlib::labels::Labels;
@@ -60,58 +64,16 @@ fn live() -> (i64, i64) {
 
 const SERIES: usize = 1000;
 
-/// Families of 10-50 series with node_exporter's label shapes (as the
-/// `pipeline` bench).
-fn node_body(scrape: usize) -> Vec<u8> {
-    let mut b = String::new();
-    let mut n = 0;
-    let mut family = 0;
-    while n < SERIES {
-        let name = format!("node_family_{family}_total");
-        b.push_str(&format!(
-            "# HELP {name} Family {family} of node metrics.\n# TYPE {name} counter\n"
-        ));
-        for i in 0..(10 + family % 40) {
-            if n == SERIES {
-                break;
-            }
-            b.push_str(&format!(
-                "{name}{{cpu=\"{}\",device=\"sda{}\",mode=\"user\"}} {}.25\n",
-                i % 16,
-                i,
-                1_000_000 + n * 37 + scrape
-            ));
-            n += 1;
-        }
-        family += 1;
-    }
-    b.into_bytes()
-}
-
-fn settings() -> Arc<JobSettings> {
-    Arc::new(JobSettings {
-        job_name: "node".into(),
-        honor_labels: false,
-        honor_timestamps: true,
-        metric_relabel_configs: Vec::new(),
-        sample_limit: 0,
-        label_limit: 0,
-        label_name_length_limit: 0,
-        label_value_length_limit: 0,
-        external_labels: Labels::from_pairs([("cluster", "c1")]),
-    })
-}
-
 /// Only one test in this binary, so nothing else allocates concurrently.
 /// Before the compact table and arena cache: 792.8 bytes and 17.1
 /// allocations per series; after: 348.9 and 1.1.
 #[test]
 fn pipeline_heap_per_series_is_small() {
-    let bodies: Vec<Vec<u8>> = (0..4).map(node_body).collect();
+    let bodies: Vec<Vec<u8>> = (0..4).map(|scrape| node_body(SERIES, scrape)).collect();
     let refs = Arc::new(RefAllocator::new(1));
     let target = Labels::from_pairs([("job", "node"), ("instance", "10.0.0.1:9100")]);
     let (bytes0, blocks0) = live();
-    let mut p = TargetPipeline::new(settings(), target, refs);
+    let mut p = TargetPipeline::new(node_settings(), target, refs);
     for (i, body) in bodies.iter().enumerate() {
         let mut out = AppendBatch::default();
         let r = p.on_scrape(

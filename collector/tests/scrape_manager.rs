@@ -331,6 +331,7 @@ async fn a_target_that_never_answers_times_out_without_disturbing_others() {
             // Each scrape lasts the whole timeout (= the interval): the
             // next one never starts before it ended.
             let reqs = server.requests(n);
+            assert!(reqs.len() >= 2, "{n}: overlap needs two requests: {reqs:?}");
             for w in reqs.windows(2) {
                 assert!(w[1] - w[0] >= IVI - 5, "{n}: overlapping scrapes {reqs:?}");
             }
@@ -465,6 +466,7 @@ async fn an_overrunning_scrape_skips_slots_and_never_overlaps() {
         assert!(ts.iter().all(|&t| on_slot(o.id, t)));
         assert!(m.stats().missed_slots.load(Ordering::Relaxed) >= 1);
         let reqs = server.requests("o");
+        assert!(reqs.len() >= 2, "overlap needs two requests: {reqs:?}");
         for w in reqs.windows(2) {
             assert!(w[1] - w[0] >= 2 * IVI - 20, "overlapping scrapes {reqs:?}");
         }

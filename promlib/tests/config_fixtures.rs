@@ -3,15 +3,14 @@
 //! agrees on valid/invalid.
 //!
 //! Invalid fixtures start with `# expect: LINE: message substring`, and may
-//! carry `# promtool: skip|differs|pending REASON` when promtool cannot be
+//! carry `# promtool: skip|differs REASON` when promtool cannot be
 //! compared (a discovery missing from Debian's build, a deliberate
-//! promshard limit, or a check owned by another module not done yet).
+//! promshard limit).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use promshard_promlib::config::{self, ConfigError};
-use promshard_promlib::relabel::{Action, RelabelConfig};
 
 fn dir(kind: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -54,16 +53,6 @@ fn expectation(path: &Path) -> Expect {
     }
 }
 
-/// Whether `RelabelConfig::validate` is still the stub (accepts a hashmod
-/// rule without modulus and target label).
-fn relabel_validate_is_stub() -> bool {
-    let rule = RelabelConfig {
-        action: Action::HashMod,
-        ..RelabelConfig::default()
-    };
-    rule.validate().is_ok()
-}
-
 #[test]
 fn valid_fixtures_load() {
     let files = fixtures("valid");
@@ -79,18 +68,9 @@ fn valid_fixtures_load() {
 fn invalid_fixtures_fail_with_message_and_line() {
     let files = fixtures("invalid");
     assert!(files.len() >= 25, "only {} invalid fixtures", files.len());
-    let stub = relabel_validate_is_stub();
     let mut failures = Vec::new();
     for f in files {
         let exp = expectation(&f);
-        if stub
-            && exp
-                .promtool
-                .as_deref()
-                .is_some_and(|p| p.starts_with("pending relabel"))
-        {
-            continue;
-        }
         let err = match config::load_file(&f) {
             Ok(_) => {
                 failures.push(format!("{} should fail", f.display()));
@@ -124,11 +104,12 @@ fn promtool_accepts(path: &Path) -> Option<bool> {
 
 #[test]
 fn promtool_agrees_on_every_fixture() {
-    if promtool_accepts(&dir("valid").join("empty.yml")).is_none() {
-        eprintln!("promtool not installed: agreement not checked");
-        return;
-    }
-    let stub = relabel_validate_is_stub();
+    // Like the Prometheus differential tests, this never skips: without
+    // promtool it would pass having compared nothing.
+    assert!(
+        promtool_accepts(&dir("valid").join("empty.yml")).is_some(),
+        "promtool not found on PATH (install Prometheus 2.42, e.g. `apt-get install prometheus`); this test never skips"
+    );
     let mut compared = 0;
     for f in fixtures("valid") {
         assert_eq!(
@@ -149,7 +130,6 @@ fn promtool_agrees_on_every_fixture() {
                 assert!(config::load_file(&f).is_err());
                 continue;
             }
-            Some(p) if p.starts_with("pending relabel") && stub => continue,
             _ => {}
         }
         assert_eq!(

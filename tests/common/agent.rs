@@ -109,7 +109,7 @@ impl Agent {
                 }
             };
             cmd.stdin(Stdio::null()).stdout(log).stderr(log2);
-            set_parent_death_signal(&mut cmd);
+            prom::set_parent_death_signal(&mut cmd);
             let child = cmd
                 .spawn()
                 .unwrap_or_else(|e| panic!("cannot start {}: {e}", kind.name()));
@@ -228,19 +228,3 @@ impl Drop for Agent {
         let _ = self.child.wait();
     }
 }
-
-#[cfg(target_os = "linux")]
-fn set_parent_death_signal(cmd: &mut Command) {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: prctl is async-signal-safe; nothing else runs in the child
-    // between fork and exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn set_parent_death_signal(_cmd: &mut Command) {}

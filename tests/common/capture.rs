@@ -24,6 +24,15 @@ pub type Labels = Vec<(String, String)>;
 /// arrival order.
 pub type Samples = BTreeMap<Labels, Vec<(i64, u64)>>;
 
+/// The values of `samples` in order, staleness markers left out.
+pub fn values(samples: &[(i64, u64)]) -> Vec<f64> {
+    samples
+        .iter()
+        .filter(|(_, b)| *b != super::STALE_NAN_BITS)
+        .map(|(_, b)| f64::from_bits(*b))
+        .collect()
+}
+
 #[derive(Debug, Default)]
 struct Inner {
     samples: Samples,

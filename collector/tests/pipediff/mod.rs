@@ -184,27 +184,15 @@ fn serve_target(
     served: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
 ) {
-    listener.set_nonblocking(true).unwrap();
-    while !stop.load(Ordering::SeqCst) {
-        let stream = match listener.accept() {
-            Ok((s, _)) => s,
-            Err(_) => {
-                std::thread::sleep(Duration::from_millis(5));
-                continue;
-            }
-        };
-        let steps = Arc::clone(&steps);
-        let served = Arc::clone(&served);
-        std::thread::spawn(move || {
-            let _ = stream.set_nonblocking(false);
-            let mut r = BufReader::new(stream.try_clone().unwrap());
-            if read_request_head(&mut r).is_none() {
-                return;
-            }
-            let i = served.fetch_add(1, Ordering::SeqCst);
-            let mut w = stream;
-            let step = steps.get(i).cloned().unwrap_or(Step::Status500);
-            let resp = match &step {
+    accept_loop(listener, stop, move |stream| {
+        let mut r = BufReader::new(stream.try_clone().unwrap());
+        if read_request_head(&mut r).is_none() {
+            return;
+        }
+        let i = served.fetch_add(1, Ordering::SeqCst);
+        let mut w = stream;
+        let step = steps.get(i).cloned().unwrap_or(Step::Status500);
+        let resp = match &step {
                 Step::Text(b) | Step::OpenMetrics(b) => format!(
                     "HTTP/1.1 200 OK\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{b}",
                     step.content_type(),
@@ -219,60 +207,66 @@ fn serve_target(
                     return;
                 }
             };
-            let _ = w.write_all(resp.as_bytes());
-            let _ = w.flush();
-        });
-    }
+        let _ = w.write_all(resp.as_bytes());
+        let _ = w.flush();
+    });
 }
 
 /// Records every sample of every remote-write request.
 fn serve_receiver(listener: TcpListener, got: Arc<Mutex<Vec<Obs>>>, stop: Arc<AtomicBool>) {
-    listener.set_nonblocking(true).unwrap();
-    while !stop.load(Ordering::SeqCst) {
-        let stream = match listener.accept() {
-            Ok((s, _)) => s,
-            Err(_) => {
-                std::thread::sleep(Duration::from_millis(5));
-                continue;
+    accept_loop(listener, stop, move |stream| {
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+        let mut r = BufReader::new(stream.try_clone().unwrap());
+        let mut w = stream;
+        while let Some(len) = read_request_head(&mut r) {
+            let mut body = vec![0u8; len];
+            if r.read_exact(&mut body).is_err() {
+                return;
             }
-        };
-        let got = Arc::clone(&got);
-        std::thread::spawn(move || {
-            let _ = stream.set_nonblocking(false);
-            let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
-            let mut r = BufReader::new(stream.try_clone().unwrap());
-            let mut w = stream;
-            while let Some(len) = read_request_head(&mut r) {
-                let mut body = vec![0u8; len];
-                if r.read_exact(&mut body).is_err() {
-                    return;
-                }
-                let raw = snap::raw::Decoder::new()
-                    .decompress_vec(&body)
-                    .expect("snappy body");
-                let req = WriteRequest::decode(raw.as_slice()).expect("WriteRequest");
-                {
-                    let mut g = got.lock().unwrap();
-                    for ts in req.timeseries {
-                        let mut labels: Vec<(String, String)> =
-                            ts.labels.into_iter().map(|l| (l.name, l.value)).collect();
-                        labels.sort();
-                        for s in ts.samples {
-                            g.push(Obs {
-                                labels: labels.clone(),
-                                ts: s.timestamp,
-                                bits: s.value.to_bits(),
-                            });
-                        }
+            let raw = snap::raw::Decoder::new()
+                .decompress_vec(&body)
+                .expect("snappy body");
+            let req = WriteRequest::decode(raw.as_slice()).expect("WriteRequest");
+            {
+                let mut g = got.lock().unwrap();
+                for ts in req.timeseries {
+                    let mut labels: Vec<(String, String)> =
+                        ts.labels.into_iter().map(|l| (l.name, l.value)).collect();
+                    labels.sort();
+                    for s in ts.samples {
+                        g.push(Obs {
+                            labels: labels.clone(),
+                            ts: s.timestamp,
+                            bits: s.value.to_bits(),
+                        });
                     }
                 }
-                if w.write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
-                    .is_err()
-                {
-                    return;
-                }
             }
-        });
+            if w.write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+}
+
+/// Accepts connections on `listener` until `stop` is set; each one is
+/// handled by `handle` (on a blocking stream) on its own thread.
+fn accept_loop(
+    listener: TcpListener,
+    stop: Arc<AtomicBool>,
+    handle: impl Fn(TcpStream) + Clone + Send + 'static,
+) {
+    listener.set_nonblocking(true).unwrap();
+    while !stop.load(Ordering::SeqCst) {
+        let Ok((stream, _)) = listener.accept() else {
+            std::thread::sleep(Duration::from_millis(5));
+            continue;
+        };
+        let _ = stream.set_nonblocking(false);
+        let handle = handle.clone();
+        std::thread::spawn(move || handle(stream));
     }
 }
 

@@ -31,6 +31,45 @@ pub fn settings() -> JobSettings {
     }
 }
 
+/// Job `node` with external label `cluster="c1"`: the settings of the
+/// node_exporter-like target of the `pipeline` bench and `pipeline_memory`.
+pub fn node_settings() -> Arc<JobSettings> {
+    Arc::new(JobSettings {
+        job_name: "node".into(),
+        external_labels: Labels::from_pairs([("cluster", "c1")]),
+        ..settings()
+    })
+}
+
+/// A node_exporter-like text body of `series` series: counter families
+/// of 10-50 series with node_exporter's label shapes. `scrape` is added
+/// to every value, so successive scrapes differ only in values.
+pub fn node_body(series: usize, scrape: usize) -> Vec<u8> {
+    let mut b = String::new();
+    let mut n = 0;
+    let mut family = 0;
+    while n < series {
+        let name = format!("node_family_{family}_total");
+        b.push_str(&format!(
+            "# HELP {name} Family {family} of node metrics.\n# TYPE {name} counter\n"
+        ));
+        for i in 0..(10 + family % 40) {
+            if n == series {
+                break;
+            }
+            b.push_str(&format!(
+                "{name}{{cpu=\"{}\",device=\"sda{}\",mode=\"user\"}} {}.25\n",
+                i % 16,
+                i,
+                1_000_000 + n * 37 + scrape
+            ));
+            n += 1;
+        }
+        family += 1;
+    }
+    b.into_bytes()
+}
+
 pub fn pipeline(s: JobSettings, target: &[(&str, &str)]) -> TargetPipeline {
     TargetPipeline::new(
         Arc::new(s),

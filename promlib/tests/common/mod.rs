@@ -216,8 +216,10 @@ impl Drop for Prometheus {
     }
 }
 
+/// Makes the child get SIGKILL when the thread that spawned it dies
+/// (PR_SET_PDEATHSIG); also used by the root e2e harness (`tests/common`).
 #[cfg(target_os = "linux")]
-fn set_parent_death_signal(cmd: &mut Command) {
+pub fn set_parent_death_signal(cmd: &mut Command) {
     use std::os::unix::process::CommandExt;
     // SAFETY: prctl is async-signal-safe; nothing else runs in the child
     // between fork and exec.
@@ -230,7 +232,7 @@ fn set_parent_death_signal(cmd: &mut Command) {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn set_parent_death_signal(_cmd: &mut Command) {}
+pub fn set_parent_death_signal(_cmd: &mut Command) {}
 
 /// Percent-encodes `s` for a URL query value.
 pub fn percent_encode(s: &str) -> String {
