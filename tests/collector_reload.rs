@@ -41,9 +41,8 @@ const JOB_B: &str = "  - job_name: b\n    static_configs: [{targets: ['{addr}'],
 
 #[test]
 fn reload_applies_changes_without_a_gap_refuses_invalid_config_and_stales_removed_jobs() {
-    if Kind::ours() != Kind::Promshard {
-        return; // promshard-only behaviour (slot timestamps, reload body)
-    }
+    // Always promshard, also in the harness self-check mode: slot
+    // timestamps and the reload answer are promshard behaviour.
     let fx = Fixture::start();
     fx.set("/a", Route::text("m{k=\"x\"} {seq}\nother 1\n").with_seq());
     fx.set("/b", Route::text("bm 7\n"));
