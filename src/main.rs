@@ -180,6 +180,13 @@ fn check_metrics(format: Option<&str>) -> Result<()> {
     Ok(())
 }
 
+/// Clap value parser for a Prometheus duration flag (`30s`, `1h30m`, `0s`).
+fn prom_duration(s: &str) -> Result<std::time::Duration, String> {
+    s.parse::<promshard_promlib::duration::Duration>()
+        .map(|d| d.to_std())
+        .map_err(|e| e.to_string())
+}
+
 /// Logs to stderr; `RUST_LOG` overrides the level.
 fn init_logging_at(default: &str) {
     let _ = tracing_subscriber::fmt()
