@@ -117,7 +117,10 @@ fn main() -> Result<()> {
             init_logging();
             collector_cmd::run(args)
         }
-        Command::Loadtest(args) => promshard_loadtest::cli::run(args),
+        Command::Loadtest(args) => {
+            init_logging();
+            promshard_loadtest::cli::run(args)
+        }
     }
 }
 
