@@ -9,7 +9,8 @@ use anyhow::{Context, Result, bail};
 use promshard_collector::run::{Collector, CollectorOptions};
 use promshard_collector::wal::{FsyncPolicy, WalOptions};
 use promshard_promlib::config::ByteSize;
-use promshard_promlib::duration::Duration as PromDuration;
+
+use crate::prom_duration;
 
 #[derive(clap::Args, Debug)]
 pub struct CollectorArgs {
@@ -44,12 +45,6 @@ pub struct CollectorArgs {
     /// dropped (counted). 0s: no bound.
     #[arg(long = "storage.wal.max-age", default_value = "0s", value_parser = prom_duration)]
     wal_max_age: Duration,
-}
-
-fn prom_duration(s: &str) -> Result<Duration, String> {
-    s.parse::<PromDuration>()
-        .map(|d| Duration::from_millis(d.as_millis()))
-        .map_err(|e| e.to_string())
 }
 
 fn fsync_policy(s: &str) -> Result<FsyncPolicy> {

@@ -15,6 +15,8 @@ use promshard_loadtest::fleet::{Fleet, FleetConfig};
 use promshard_loadtest::sink::{Sink, SinkConfig};
 use promshard_promlib::duration::Duration as PromDuration;
 
+use crate::prom_duration;
+
 #[derive(clap::Args, Debug)]
 pub struct DemoArgs {
     /// Number of fake targets.
@@ -42,12 +44,6 @@ pub struct DemoArgs {
     /// How often the status line is printed.
     #[arg(long = "status.every", default_value = "5s", value_parser = prom_duration)]
     status_every: Duration,
-}
-
-fn prom_duration(s: &str) -> Result<Duration, String> {
-    s.parse::<PromDuration>()
-        .map(|d| Duration::from_millis(d.as_millis()))
-        .map_err(|e| e.to_string())
 }
 
 pub fn run(args: DemoArgs) -> Result<()> {

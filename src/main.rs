@@ -117,7 +117,10 @@ fn main() -> Result<()> {
             init_logging();
             collector_cmd::run(args)
         }
-        Command::Loadtest(args) => promshard_loadtest::cli::run(args),
+        Command::Loadtest(args) => {
+            init_logging();
+            promshard_loadtest::cli::run(args)
+        }
     }
 }
 
@@ -178,6 +181,13 @@ fn check_metrics(format: Option<&str>) -> Result<()> {
         std::process::exit(3);
     }
     Ok(())
+}
+
+/// Clap value parser for a Prometheus duration flag (`30s`, `1h30m`, `0s`).
+fn prom_duration(s: &str) -> Result<std::time::Duration, String> {
+    s.parse::<promshard_promlib::duration::Duration>()
+        .map(|d| d.to_std())
+        .map_err(|e| e.to_string())
 }
 
 /// Logs to stderr; `RUST_LOG` overrides the level.

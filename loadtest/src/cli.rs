@@ -166,16 +166,9 @@ pub fn parse_duration(s: &str) -> Result<Duration> {
     Duration::try_from_secs_f64(secs).with_context(|| format!("duration {s:?} is out of range"))
 }
 
-/// Runs a load-test part until Ctrl-C (its own tokio runtime).
+/// Runs a load-test part until Ctrl-C (its own tokio runtime). The caller
+/// sets up logging, to stderr: stdout holds reports (bench-collector --json).
 pub fn run(args: LoadtestArgs) -> Result<()> {
-    // Logs go to stderr: stdout holds reports (bench-collector --json).
-    let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .try_init();
     let args = match args.command {
         // The benchmark runs its own runtimes for the fleet and the sink.
         LoadtestCommand::BenchCollector(a) => return run_bench(a),

@@ -112,21 +112,55 @@ fn seed_of(index: usize) -> u64 {
     xxhash_rust::xxh3::xxh3_64(&(index as u64).to_le_bytes())
 }
 
+/// The value generator of the next series (`index` counts every series).
+fn next_slot(kind: SeriesKind, weight: u64, index: &mut usize) -> ValueGen {
+    let gen_ = ValueGen {
+        kind,
+        seed: seed_of(*index),
+        weight,
+    };
+    *index += 1;
+    gen_
+}
+
+/// A counter or gauge family of `take` series, series `i` labelled
+/// `labels(i)`.
+fn simple_family(
+    name: String,
+    help: impl Into<String>,
+    kind: SeriesKind,
+    take: usize,
+    index: &mut usize,
+    labels: impl Fn(usize) -> Vec<(String, String)>,
+) -> Family {
+    let typ = match kind {
+        SeriesKind::Counter => "counter",
+        _ => "gauge",
+    };
+    let series = (0..take)
+        .map(|i| SeriesSlot {
+            info: SeriesInfo {
+                name: name.clone(),
+                labels: labels(i),
+                kind,
+            },
+            gen_: next_slot(kind, 0, index),
+        })
+        .collect();
+    Family {
+        name,
+        help: help.into(),
+        typ,
+        series,
+    }
+}
+
 /// Lays out `count` series in node_exporter-like families.
 fn build_families(count: usize) -> Vec<Family> {
     let mut families = Vec::new();
     let mut remaining = count;
     let mut index = 0usize;
     let mut round = 0usize;
-    let next_slot = |kind, weight, index: &mut usize| {
-        let gen_ = ValueGen {
-            kind,
-            seed: seed_of(*index),
-            weight,
-        };
-        *index += 1;
-        gen_
-    };
     while remaining > 0 {
         let prefix = if round == 0 {
             String::new()
@@ -140,26 +174,19 @@ fn build_families(count: usize) -> Vec<Family> {
             match entry {
                 0 => {
                     let take = remaining.min(64);
-                    let name = format!("{prefix}node_cpu_seconds_total");
-                    let series = (0..take)
-                        .map(|i| SeriesSlot {
-                            info: SeriesInfo {
-                                name: name.clone(),
-                                labels: vec![
-                                    ("cpu".into(), (i / 8).to_string()),
-                                    ("mode".into(), CPU_MODES[i % 8].into()),
-                                ],
-                                kind: SeriesKind::Counter,
-                            },
-                            gen_: next_slot(SeriesKind::Counter, 0, &mut index),
-                        })
-                        .collect();
-                    families.push(Family {
-                        name,
-                        help: "Seconds the CPUs spent in each mode.".into(),
-                        typ: "counter",
-                        series,
-                    });
+                    families.push(simple_family(
+                        format!("{prefix}node_cpu_seconds_total"),
+                        "Seconds the CPUs spent in each mode.",
+                        SeriesKind::Counter,
+                        take,
+                        &mut index,
+                        |i| {
+                            vec![
+                                ("cpu".into(), (i / 8).to_string()),
+                                ("mode".into(), CPU_MODES[i % 8].into()),
+                            ]
+                        },
+                    ));
                     remaining -= take;
                 }
                 1 => {
@@ -167,20 +194,14 @@ fn build_families(count: usize) -> Vec<Family> {
                         if remaining == 0 {
                             break;
                         }
-                        let name = format!("{prefix}node_memory_{field}_bytes");
-                        families.push(Family {
-                            help: format!("Memory information field {field}_bytes."),
-                            typ: "gauge",
-                            series: vec![SeriesSlot {
-                                info: SeriesInfo {
-                                    name: name.clone(),
-                                    labels: Vec::new(),
-                                    kind: SeriesKind::Gauge,
-                                },
-                                gen_: next_slot(SeriesKind::Gauge, 0, &mut index),
-                            }],
-                            name,
-                        });
+                        families.push(simple_family(
+                            format!("{prefix}node_memory_{field}_bytes"),
+                            format!("Memory information field {field}_bytes."),
+                            SeriesKind::Gauge,
+                            1,
+                            &mut index,
+                            |_| Vec::new(),
+                        ));
                         remaining -= 1;
                     }
                 }
@@ -199,47 +220,32 @@ fn build_families(count: usize) -> Vec<Family> {
                             "sd",
                         )
                     };
-                    let series = (0..take)
-                        .map(|i| SeriesSlot {
-                            info: SeriesInfo {
-                                name: name.clone(),
-                                labels: vec![("device".into(), format!("{dev}{i}"))],
-                                kind: SeriesKind::Counter,
-                            },
-                            gen_: next_slot(SeriesKind::Counter, 0, &mut index),
-                        })
-                        .collect();
-                    families.push(Family {
+                    families.push(simple_family(
                         name,
-                        help: help.into(),
-                        typ: "counter",
-                        series,
-                    });
+                        help,
+                        SeriesKind::Counter,
+                        take,
+                        &mut index,
+                        |i| vec![("device".into(), format!("{dev}{i}"))],
+                    ));
                     remaining -= take;
                 }
                 3 => {
                     let take = remaining.min(16);
-                    let name = format!("{prefix}node_filesystem_avail_bytes");
-                    let series = (0..take)
-                        .map(|i| SeriesSlot {
-                            info: SeriesInfo {
-                                name: name.clone(),
-                                labels: vec![
-                                    ("device".into(), format!("/dev/vd{i}")),
-                                    ("fstype".into(), "ext4".into()),
-                                    ("mountpoint".into(), format!("/mnt/data{i}")),
-                                ],
-                                kind: SeriesKind::Gauge,
-                            },
-                            gen_: next_slot(SeriesKind::Gauge, 0, &mut index),
-                        })
-                        .collect();
-                    families.push(Family {
-                        name,
-                        help: "Filesystem space available to non-root users in bytes.".into(),
-                        typ: "gauge",
-                        series,
-                    });
+                    families.push(simple_family(
+                        format!("{prefix}node_filesystem_avail_bytes"),
+                        "Filesystem space available to non-root users in bytes.",
+                        SeriesKind::Gauge,
+                        take,
+                        &mut index,
+                        |i| {
+                            vec![
+                                ("device".into(), format!("/dev/vd{i}")),
+                                ("fstype".into(), "ext4".into()),
+                                ("mountpoint".into(), format!("/mnt/data{i}")),
+                            ]
+                        },
+                    ));
                     remaining -= take;
                 }
                 _ => {

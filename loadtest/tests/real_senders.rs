@@ -128,19 +128,17 @@ async fn check_sender(name: &str, start: impl FnOnce(&Path, &Fleet, &Sink) -> Ch
 
 /// The real sender must be installed (.ci/run installs it): a missing
 /// binary fails the test instead of skipping it silently.
-fn have(binary: &str) -> bool {
+/// The real senders are required, not optional: a missing one fails the test.
+fn require_installed(binary: &str) {
     assert!(
         Path::new(binary).exists(),
         "{binary} is not installed (apt-get install prometheus victoria-metrics)"
     );
-    true
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_agent_remote_write_is_decoded() {
-    if !have("/usr/bin/prometheus") {
-        return;
-    }
+    require_installed("/usr/bin/prometheus");
     check_sender("prometheus agent", |dir, fleet, sink| {
         let mut yml = fleet.prometheus_yml(JOB, "1s");
         yml.push_str(&format!(
@@ -164,9 +162,7 @@ async fn prometheus_agent_remote_write_is_decoded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vmagent_remote_write_is_decoded() {
-    if !have("/usr/bin/vmagent") {
-        return;
-    }
+    require_installed("/usr/bin/vmagent");
     check_sender("vmagent", |dir, fleet, sink| {
         let config = dir.join("scrape.yml");
         std::fs::write(&config, fleet.prometheus_yml(JOB, "1s")).unwrap();

@@ -13,7 +13,6 @@ pub mod procfs;
 pub mod report;
 
 use std::fs::File;
-use std::io::Read as _;
 use std::net::{SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
@@ -235,11 +234,7 @@ fn free_port() -> Result<u16, BenchError> {
 /// What a contender's log says about its end: a Rust panic's message when
 /// there is one (a backtrace would bury it), else the last few lines.
 fn log_tail(path: &Path) -> String {
-    let mut text = String::new();
-    if let Ok(mut f) = File::open(path) {
-        let _ = f.read_to_string(&mut text);
-    }
-    summarize_log(&text)
+    summarize_log(&std::fs::read_to_string(path).unwrap_or_default())
 }
 
 fn summarize_log(text: &str) -> String {
@@ -362,8 +357,8 @@ impl Bench<'_> {
         let proc_err = |e: ProcError| failed(e.to_string());
         let received0 = sink.summary().totals.samples;
         let scrapes0 = self.fleet_scrapes();
-        let fleet0 = procfs::own_threads_cpu_ticks(FLEET_THREADS).map_err(proc_err)?;
-        let sink0 = procfs::own_threads_cpu_ticks(SINK_THREADS).map_err(proc_err)?;
+        let [fleet0, sink0] =
+            procfs::own_threads_cpu_ticks([FLEET_THREADS, SINK_THREADS]).map_err(proc_err)?;
         let machine0 = procfs::MachineCpu::now().map_err(proc_err)?;
         let cpu0 = procfs::process_cpu_ticks(pid).map_err(proc_err)?;
         let start = Instant::now();
@@ -389,8 +384,8 @@ impl Bench<'_> {
         let peak_rss = procfs::status_bytes(pid, "VmHWM").map_err(proc_err)?;
         let window = start.elapsed();
         let machine1 = procfs::MachineCpu::now().map_err(proc_err)?;
-        let fleet1 = procfs::own_threads_cpu_ticks(FLEET_THREADS).map_err(proc_err)?;
-        let sink1 = procfs::own_threads_cpu_ticks(SINK_THREADS).map_err(proc_err)?;
+        let [fleet1, sink1] =
+            procfs::own_threads_cpu_ticks([FLEET_THREADS, SINK_THREADS]).map_err(proc_err)?;
         let scrapes1 = self.fleet_scrapes();
         let received1 = sink.summary().totals.samples;
 

@@ -62,28 +62,29 @@ pub fn process_cpu_ticks(pid: u32) -> Result<u64, ProcError> {
 }
 
 /// CPU time, in ticks, of this process's threads whose name starts with
-/// `prefix` (threads that already exited are not counted).
-pub fn own_threads_cpu_ticks(prefix: &str) -> Result<u64, ProcError> {
+/// each of `prefixes` (threads that already exited are not counted), from
+/// one walk of `/proc/self/task`.
+pub fn own_threads_cpu_ticks<const N: usize>(prefixes: [&str; N]) -> Result<[u64; N], ProcError> {
     let dir = Path::new("/proc/self/task");
     let entries = std::fs::read_dir(dir).map_err(|source| ProcError::Read {
         path: dir.to_owned(),
         source,
     })?;
-    let mut total = 0;
+    let mut totals = [0; N];
     for entry in entries.flatten() {
         let task = entry.path();
         // A thread may exit between listing and reading: skip it.
         let Ok(comm) = std::fs::read_to_string(task.join("comm")) else {
             continue;
         };
-        if !comm.trim_end().starts_with(prefix) {
+        let Some(i) = prefixes.iter().position(|p| comm.trim_end().starts_with(p)) else {
             continue;
-        }
+        };
         if let Ok(stat) = std::fs::read_to_string(task.join("stat")) {
-            total += stat_cpu_ticks(&stat).unwrap_or(0);
+            totals[i] += stat_cpu_ticks(&stat).unwrap_or(0);
         }
     }
-    Ok(total)
+    Ok(totals)
 }
 
 /// A `kB` field of `/proc/PID/status` (`VmHWM`, `VmRSS`), in bytes.
@@ -207,8 +208,7 @@ mod tests {
             })
             .unwrap();
         spun_rx.recv().unwrap();
-        let burnt = own_threads_cpu_ticks("procfs-burn").unwrap();
-        let none = own_threads_cpu_ticks("no-such-thread").unwrap();
+        let [burnt, none] = own_threads_cpu_ticks(["procfs-burn", "no-such-thread"]).unwrap();
         done_tx.send(()).unwrap();
         burner.join().unwrap();
         // 300 ms of spinning is 30 ticks at 100 Hz; allow a loaded machine

@@ -216,6 +216,11 @@ impl SinkState {
         self.accepted.fetch_add(1, Ordering::Relaxed);
         // One lock per shard and request; a series stays in one shard, so
         // its samples keep the request's order.
+        // The window is read once per request, not once per series.
+        let window = (
+            self.window_from_ms.load(Ordering::Relaxed),
+            self.window_to_ms.load(Ordering::Relaxed),
+        );
         let mut by_shard: Vec<Vec<(u64, usize)>> = vec![Vec::new(); SHARDS];
         for (i, ts) in req.timeseries.iter().enumerate() {
             let hash = hash_labels(&ts.labels);
@@ -228,12 +233,12 @@ impl SinkState {
             let mut shard = lock(shard);
             for (hash, i) in batch {
                 let ts = &req.timeseries[i];
-                self.record_series(&mut shard, hash, ts);
+                self.record_series(&mut shard, hash, ts, window);
             }
         }
     }
 
-    fn record_series(&self, shard: &mut Shard, hash: u64, ts: &TimeSeries) {
+    fn record_series(&self, shard: &mut Shard, hash: u64, ts: &TimeSeries, window: (i64, i64)) {
         let state = match shard.series.get_mut(&hash) {
             Some(s) => s,
             None => {
@@ -263,10 +268,7 @@ impl SinkState {
                 shard.series.entry(hash).or_insert(fresh)
             }
         };
-        let (from, to) = (
-            self.window_from_ms.load(Ordering::Relaxed),
-            self.window_to_ms.load(Ordering::Relaxed),
-        );
+        let (from, to) = window;
         let mut in_window = 0;
         for sample in &ts.samples {
             observe(state, sample.timestamp, sample.value, self.interval_ms);
