@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 
 use super::job::JobState;
 use super::schedule::{SLOT_TOLERANCE_MS, now_ms};
+use super::scratch::ScratchPool;
 use super::status::{ScrapeStats, TargetStatus};
 use super::target_loop::{LoopShared, TargetLoop, lock};
 use super::{BatchSink, ManagedTarget, Stop};
@@ -49,6 +50,7 @@ pub struct ScrapeManager {
     refs: Arc<RefAllocator>,
     base_dir: PathBuf,
     stats: Arc<ScrapeStats>,
+    scratch: Arc<ScratchPool>,
     runtime: Option<Handle>,
     state: Mutex<State>,
     /// Serializes `set_config` calls (compiling happens outside `state`).
@@ -63,6 +65,7 @@ impl ScrapeManager {
             refs,
             base_dir,
             stats: Arc::new(ScrapeStats::default()),
+            scratch: Arc::new(ScratchPool::default()),
             runtime: Handle::try_current().ok(),
             state: Mutex::new(State::default()),
             config_lock: Mutex::new(()),
@@ -299,6 +302,7 @@ impl ScrapeManager {
             sink: Arc::clone(&self.sink),
             refs: Arc::clone(&self.refs),
             stats: Arc::clone(&self.stats),
+            scratch: Arc::clone(&self.scratch),
         };
         let join = runtime.spawn(lp.run());
         st.loops.insert(

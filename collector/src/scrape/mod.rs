@@ -41,6 +41,7 @@
 mod job;
 mod manager;
 pub mod schedule;
+mod scratch;
 mod status;
 mod target_loop;
 

@@ -13,7 +13,6 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
 use promshard_promlib::exposition::Format;
 use promshard_promlib::scrape::error_chain;
 use promshard_promlib::targets::Target;
@@ -21,6 +20,7 @@ use tokio::sync::Notify;
 
 use super::job::JobState;
 use super::schedule::{SLOT_TOLERANCE_MS, missed_slots, next_slot_ms, now_ms, scrape_timestamp};
+use super::scratch::{Scratch, ScratchPool};
 use super::status::{Health, ScrapeStats, TargetStatus};
 use super::{AppendError, BatchSink, Stop};
 use crate::pipeline::{RefAllocator, ScrapeReport, TargetPipeline};
@@ -140,6 +140,7 @@ pub(crate) struct TargetLoop {
     pub sink: Arc<dyn BatchSink>,
     pub refs: Arc<RefAllocator>,
     pub stats: Arc<ScrapeStats>,
+    pub scratch: Arc<ScratchPool>,
 }
 
 impl TargetLoop {
@@ -150,8 +151,6 @@ impl TargetLoop {
             self.target.public_labels(),
             Arc::clone(&self.refs),
         );
-        let mut buf = BytesMut::new();
-        let mut batch = AppendBatch::default();
         // The last scraped slot and the interval it was on.
         let mut last: Option<(i64, Duration)> = None;
         // Whether this loop scraped at least once (else a stop has no
@@ -222,7 +221,7 @@ impl TargetLoop {
                     // Another shard continues (or nothing was ever
                     // scraped, so there is nothing to mark stale): end now.
                     if self.commit_end(&stop, slot) {
-                        self.finish(&mut pipeline, &mut batch, slot, true, &mut append_log);
+                        self.finish(&mut pipeline, slot, true, &mut append_log);
                         return;
                     }
                     continue;
@@ -244,7 +243,7 @@ impl TargetLoop {
                 if self.commit_end(&stop, slot) {
                     // As Prometheus' end-of-run staleness: markers at the
                     // time the next scrape would have been.
-                    self.finish(&mut pipeline, &mut batch, slot, false, &mut append_log);
+                    self.finish(&mut pipeline, slot, false, &mut append_log);
                     return;
                 }
                 // The stop was cancelled while we slept: scrape this slot.
@@ -271,15 +270,17 @@ impl TargetLoop {
             let started_ms = now_ms();
             let ts = scrape_timestamp(slot, started_ms);
             let started = Instant::now();
+            let mut scratch = self.scratch.take();
+            let Scratch { body, batch } = &mut scratch;
             let result = tokio::select! {
-                r = job.client.scrape_into(&url, timeout, &mut buf) => r,
+                r = job.client.scrape_into(&url, timeout, body) => r,
                 _ = self.shared.shutdown_requested() => return,
             };
             let report = match result {
                 Ok(resp) => {
                     let format = Format::from_content_type(&resp.content_type);
                     let mut process =
-                        || pipeline.on_scrape(&resp.body, format, ts, resp.duration, &mut batch);
+                        || pipeline.on_scrape(&resp.body, format, ts, resp.duration, batch);
                     // A huge body takes a while to parse: off the async
                     // worker, so other targets' timers and IO keep running.
                     if resp.body.len() >= LARGE_BODY_BYTES {
@@ -296,7 +297,7 @@ impl TargetLoop {
                         error = %reason,
                         "scrape failed"
                     );
-                    pipeline.on_failure(&reason, ts, started.elapsed(), &mut batch)
+                    pipeline.on_failure(&reason, ts, started.elapsed(), batch)
                 }
             };
             let duration = started.elapsed();
@@ -304,7 +305,9 @@ impl TargetLoop {
             planned = None;
             scraped = true;
             lock(&self.shared.control).last_slot_ms = Some(slot);
-            self.append(&pipeline, &mut batch, &mut append_log);
+            self.append(&pipeline, batch, &mut append_log);
+            // The body was dropped with the response: the buffers can go.
+            self.scratch.put(scratch);
             self.record(&report, ts, duration);
         }
     }
@@ -328,16 +331,11 @@ impl TargetLoop {
     }
 
     /// The last append of a loop: stale markers unless `handover`.
-    fn finish(
-        &self,
-        pipeline: &mut TargetPipeline,
-        batch: &mut AppendBatch,
-        ts: i64,
-        handover: bool,
-        log: &mut LogLimit,
-    ) {
-        pipeline.on_stop(ts, handover, batch);
-        self.append(pipeline, batch, log);
+    fn finish(&self, pipeline: &mut TargetPipeline, ts: i64, handover: bool, log: &mut LogLimit) {
+        let mut scratch = self.scratch.take();
+        pipeline.on_stop(ts, handover, &mut scratch.batch);
+        self.append(pipeline, &mut scratch.batch, log);
+        self.scratch.put(scratch);
         tracing::debug!(
             target_id = self.target.id,
             job = %self.target.job_name,
