@@ -87,7 +87,7 @@ fn every_record_kind_round_trips_with_exact_nan_bits_and_huge_label_sets() {
 }
 
 #[test]
-fn rollover_at_segment_size_repeats_definitions_in_each_segment() {
+fn rollover_at_segment_size_demands_definitions_again_in_each_segment() {
     let dir = tempfile::tempdir().unwrap();
     let wal = Wal::open(
         dir.path(),
@@ -103,13 +103,27 @@ fn rollover_at_segment_size_repeats_definitions_in_each_segment() {
         ..Default::default()
     })
     .unwrap();
+    let mut refused = 0;
     for ts in 0..200 {
-        let samples = (0..10).map(|r| sample(r, ts, ts as f64)).collect();
-        wal.append(&AppendBatch {
-            samples,
+        let samples: Vec<_> = (0..10).map(|r| sample(r, ts, ts as f64)).collect();
+        let plain = AppendBatch {
+            samples: samples.clone(),
             ..Default::default()
-        })
-        .unwrap();
+        };
+        match wal.append(&plain) {
+            Ok(_) => {}
+            // A new segment: the caller repeats the definitions.
+            Err(WalError::UnknownSeries(_)) => {
+                refused += 1;
+                wal.append(&AppendBatch {
+                    series: defs.clone(),
+                    samples,
+                    ..Default::default()
+                })
+                .unwrap();
+            }
+            Err(e) => panic!("{e}"),
+        }
     }
     let files = seg_files(dir.path());
     assert!(files.len() >= 5, "expected several segments, got {files:?}");
@@ -152,6 +166,8 @@ fn rollover_at_segment_size_repeats_definitions_in_each_segment() {
     }
     assert_eq!(n, 2000);
     assert_eq!(known.len(), files.len());
+    // Each rollover refused exactly one append (the first in the segment).
+    assert_eq!(refused, files.len() - 1);
 }
 
 #[test]
@@ -398,11 +414,15 @@ fn concurrent_appenders_keep_each_appenders_order() {
                 })
                 .unwrap();
                 for i in 0..per {
-                    wal.append(&AppendBatch {
+                    let mut batch = AppendBatch {
                         samples: vec![sample(t, i as i64, i as f64)],
                         ..Default::default()
-                    })
-                    .unwrap();
+                    };
+                    if let Err(WalError::UnknownSeries(_)) = wal.append(&batch) {
+                        // Another thread rolled the segment over.
+                        batch.series.push(def(t, &format!("t{t}")));
+                        wal.append(&batch).unwrap();
+                    }
                 }
             })
         })

@@ -545,8 +545,9 @@ impl TargetPipeline {
         }
     }
 
-    /// The WAL refused `batch` with `UnknownSeries` (it forgot a series
-    /// idle for many segments): add to `batch.series` a definition for
+    /// The WAL refused `batch` with `UnknownSeries` (the segment it writes
+    /// does not define a series yet: a new segment, or a restart): add to
+    /// `batch.series` a definition for
     /// every ref its samples use that it does not define, so that an
     /// append of the same batch succeeds.
     ///

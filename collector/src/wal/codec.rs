@@ -177,25 +177,16 @@ impl<'a> Dec<'a> {
     }
 }
 
-/// Appends one series definition (without a count) to `out`.
-pub fn encode_series_def(def: &SeriesDef, out: &mut Vec<u8>) {
-    put_uvarint(out, def.series.0);
-    put_uvarint(out, def.labels.len() as u64);
-    for l in def.labels.iter() {
-        put_str(out, &l.name);
-        put_str(out, &l.value);
-    }
-}
-
-/// Appends a Series payload made of already encoded definitions.
-pub fn encode_series_payload<'a>(
-    count: usize,
-    defs: impl IntoIterator<Item = &'a [u8]>,
-    out: &mut Vec<u8>,
-) {
-    put_uvarint(out, count as u64);
-    for d in defs {
-        out.extend_from_slice(d);
+/// Appends a Series payload: the count, then each definition.
+pub fn encode_series_payload(defs: &[SeriesDef], out: &mut Vec<u8>) {
+    put_uvarint(out, defs.len() as u64);
+    for def in defs {
+        put_uvarint(out, def.series.0);
+        put_uvarint(out, def.labels.len() as u64);
+        for l in def.labels.iter() {
+            put_str(out, &l.name);
+            put_str(out, &l.value);
+        }
     }
 }
 
@@ -242,12 +233,7 @@ pub fn frame(out: &mut Vec<u8>, typ: RecordType, payload: impl FnOnce(&mut Vec<u
 /// Appends the framed encoding of `record`.
 pub fn encode_record(record: &WalRecord, out: &mut Vec<u8>) {
     frame(out, record.record_type(), |o| match record {
-        WalRecord::Series(defs) => {
-            put_uvarint(o, defs.len() as u64);
-            for d in defs {
-                encode_series_def(d, o);
-            }
-        }
+        WalRecord::Series(defs) => encode_series_payload(defs, o),
         WalRecord::Samples(s) => encode_samples_payload(s, o),
         WalRecord::Metadata(m) => encode_metadata_payload(m, o),
     });

@@ -1,6 +1,6 @@
 //! The WAL handle: open/recovery, appends, consumers, deletion and bounds.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -21,14 +21,7 @@ use super::segment::{self, SEGMENT_HEADER_LEN};
 use super::stats::{ConsumerStats, Counters, WalStats};
 use crate::series::{AppendBatch, RefBuildHasher};
 
-type RefMap<V> = HashMap<u64, V, RefBuildHasher>;
-
-struct SeriesEntry {
-    /// The encoded definition (see [`codec::encode_series_def`]).
-    def: Box<[u8]>,
-    /// The last segment this definition was written to.
-    segment: u64,
-}
+type RefSet = HashSet<u64, RefBuildHasher>;
 
 struct Writer {
     segment: u64,
@@ -40,7 +33,9 @@ struct Writer {
     /// Closed segments not yet fsynced (Interval policy: the background
     /// thread syncs them, so a rollover does not stall appenders).
     closed_unsynced: Vec<(u64, Arc<File>)>,
-    series: RefMap<SeriesEntry>,
+    /// Series defined in the current segment (cleared on rollover: the
+    /// next segment must define them again).
+    series: RefSet,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -172,7 +167,7 @@ impl Wal {
                 segment_samples: 0,
                 dirty: false,
                 closed_unsynced: Vec::new(),
-                series: RefMap::default(),
+                series: RefSet::default(),
             }),
             state: Mutex::new(State {
                 segments,
@@ -335,14 +330,6 @@ impl Drop for Wal {
 }
 
 /// Restores the segments of definitions that were not written after all.
-fn undo_redefine(series: &mut RefMap<SeriesEntry>, redefine: &[(u64, u64)]) {
-    for (r, old) in redefine {
-        if let Some(e) = series.get_mut(r) {
-            e.segment = *old;
-        }
-    }
-}
-
 fn maintenance_loop(inner: &Inner, stop: &mpsc::Receiver<()>) {
     let tick = match inner.opts.fsync {
         FsyncPolicy::Interval(d) => d.min(inner.opts.maintenance_interval),
@@ -374,90 +361,64 @@ impl Inner {
             return Ok(*self.head.borrow());
         }
         // Encode outside the lock.
-        let mut defs: Vec<(u64, Box<[u8]>)> = Vec::with_capacity(batch.series.len());
-        let mut scratch = Vec::new();
-        for d in &batch.series {
-            scratch.clear();
-            codec::encode_series_def(d, &mut scratch);
-            defs.push((d.series.0, scratch.as_slice().into()));
+        let mut buf = Vec::new();
+        if !batch.series.is_empty() {
+            codec::frame(&mut buf, RecordType::Series, |o| {
+                codec::encode_series_payload(&batch.series, o)
+            });
         }
-        let defined_here: HashSet<u64, RefBuildHasher> = defs.iter().map(|(r, _)| *r).collect();
-        let mut tail = Vec::new();
         if !batch.samples.is_empty() {
-            codec::frame(&mut tail, RecordType::Samples, |o| {
+            codec::frame(&mut buf, RecordType::Samples, |o| {
                 codec::encode_samples_payload(&batch.samples, o)
             });
         }
         if !batch.metadata.is_empty() {
-            codec::frame(&mut tail, RecordType::Metadata, |o| {
+            codec::frame(&mut buf, RecordType::Metadata, |o| {
                 codec::encode_metadata_payload(&batch.metadata, o)
             });
         }
-        let defs_len: usize = defs.iter().map(|(_, d)| d.len()).sum();
 
         let mut rolled = false;
         let (pos, file) = {
             let mut w = lock(&self.writer);
-            if w.offset > SEGMENT_HEADER_LEN
-                && w.offset + (tail.len() + defs_len) as u64 > self.opts.segment_size
+            if w.offset > SEGMENT_HEADER_LEN && w.offset + buf.len() as u64 > self.opts.segment_size
             {
                 self.rollover(&mut w)?;
                 rolled = true;
             }
             let seg = w.segment;
-            // Series this segment has no definition of yet: repeat them so
-            // a reader starting at this segment can resolve every ref.
-            let mut redefine: Vec<(u64, u64)> = Vec::new();
-            for s in &batch.samples {
-                let r = s.series.0;
-                if defined_here.contains(&r) {
-                    continue;
+            // Every sample's series must be defined in this segment (by this
+            // batch or an earlier one), so that a reader starting here
+            // resolves every ref. The writer keeps no labels: the caller
+            // repeats the definitions (after a rollover, a restart).
+            let new: Vec<u64> = batch
+                .series
+                .iter()
+                .map(|d| d.series.0)
+                .filter(|&r| w.series.insert(r))
+                .collect();
+            let undefined = batch
+                .samples
+                .iter()
+                .map(|s| s.series.0)
+                .find(|r| !w.series.contains(r));
+            let written = match undefined {
+                Some(r) => Err(WalError::UnknownSeries(r)),
+                None => (&*w.file).write_all(&buf).map_err(|e| {
+                    // Cut off whatever part was written so the file stays valid.
+                    let _ = w.file.set_len(w.offset);
+                    WalError::io(
+                        "append to segment",
+                        &segment::segment_path(&self.dir, seg),
+                        e,
+                    )
+                }),
+            };
+            if let Err(e) = written {
+                for r in &new {
+                    w.series.remove(r);
                 }
-                match w.series.get_mut(&r) {
-                    Some(e) if e.segment == seg => {}
-                    Some(e) => {
-                        redefine.push((r, e.segment));
-                        e.segment = seg;
-                    }
-                    None => {
-                        undo_redefine(&mut w.series, &redefine);
-                        return Err(WalError::UnknownSeries(r));
-                    }
-                }
-            }
-            let mut buf = Vec::with_capacity(tail.len() + defs_len + 32);
-            let ndefs = redefine.len() + defs.len();
-            if ndefs > 0 {
-                let series = &w.series;
-                codec::frame(&mut buf, RecordType::Series, |o| {
-                    // Repeated definitions first: the batch's own may
-                    // redefine a ref and must win.
-                    let old = redefine
-                        .iter()
-                        .filter_map(|(r, _)| series.get(r).map(|e| &*e.def));
-                    codec::encode_series_payload(
-                        ndefs,
-                        old.chain(defs.iter().map(|(_, d)| &**d)),
-                        o,
-                    );
-                });
-            }
-            buf.extend_from_slice(&tail);
-            if let Err(e) = (&*w.file).write_all(&buf) {
-                let path = segment::segment_path(&self.dir, seg);
-                // Cut off whatever part was written so the file stays valid.
-                let _ = w.file.set_len(w.offset);
-                undo_redefine(&mut w.series, &redefine);
-                return Err(WalError::io("append to segment", &path, e));
-            }
-            for (r, d) in defs {
-                w.series.insert(
-                    r,
-                    SeriesEntry {
-                        def: d,
-                        segment: seg,
-                    },
-                );
+                return Err(e);
             }
             w.offset += buf.len() as u64;
             w.segment_samples += batch.samples.len() as u64;
@@ -576,9 +537,7 @@ impl Inner {
         w.segment_samples = 0;
         // The new segment's header is unsynced.
         w.dirty = true;
-        let idle = self.opts.series_idle_segments;
-        w.series
-            .retain(|_, e| e.segment.saturating_add(idle) >= next);
+        w.series = RefSet::default();
         self.head.send_replace(WalPosition {
             segment: next,
             offset: SEGMENT_HEADER_LEN,

@@ -11,10 +11,12 @@
 //!   what survives a machine crash (a process crash loses nothing that
 //!   `append` returned for).
 //! - Series resolution: every segment defines each series its samples use
-//!   before the first such sample (the writer repeats the definition of a
-//!   series the first time it is used in a new segment), so a reader
-//!   starting at any segment resolves every ref. Series unused for
-//!   `series_idle_segments` segments are forgotten by the writer.
+//!   before the first such sample, so a reader starting at any segment
+//!   resolves every ref. The writer only remembers which refs the current
+//!   segment defines (no labels): an append whose sample uses a ref the
+//!   segment does not define fails with [`WalError::UnknownSeries`] and the
+//!   caller appends again with the definitions (the scrape pipeline keeps
+//!   the labels anyway), so each series' labels live once in memory.
 //! - Restart: [`Wal::open`] validates every segment, truncates a torn or
 //!   corrupt tail (warning), starts a new segment and reports
 //!   [`Wal::next_series_ref`], one above every ref on disk.

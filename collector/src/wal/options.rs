@@ -40,11 +40,6 @@ pub struct WalOptions {
     /// Bound on age: a closed segment last written longer ago than this is
     /// deleted even if undelivered (counted). `None`: no bound.
     pub max_age: Option<Duration>,
-    /// A series not used by any append in this many segments is forgotten
-    /// by the writer (its definition is no longer repeated in new
-    /// segments); a later sample for it fails with
-    /// [`super::WalError::UnknownSeries`] unless the batch defines it again.
-    pub series_idle_segments: u64,
     /// How often the background thread checks the fsync interval and the
     /// size/age bounds. Default 1 s.
     pub maintenance_interval: Duration,
@@ -57,7 +52,6 @@ impl Default for WalOptions {
             fsync: FsyncPolicy::Interval(Duration::from_secs(1)),
             max_bytes: None,
             max_age: None,
-            series_idle_segments: 8,
             maintenance_interval: Duration::from_secs(1),
         }
     }
