@@ -176,7 +176,8 @@ pub struct TargetPipeline {
     report: Option<ReportSeries>,
     /// Incremented by every scrape, failed or not.
     iter: u64,
-    pending: Vec<Pending>,
+    /// Samples the last scrape took (the next one's capacity hint).
+    last_pending_len: usize,
 }
 
 fn label_limits(s: &JobSettings) -> LabelLimits {
@@ -201,7 +202,7 @@ impl TargetPipeline {
             metadata: MetadataCache::default(),
             report: None,
             iter: 0,
-            pending: Vec::new(),
+            last_pending_len: 0,
         }
     }
 
@@ -236,8 +237,7 @@ impl TargetPipeline {
         self.iter += 1;
         let iter = self.iter;
         self.metadata.begin();
-        let mut pending = std::mem::take(&mut self.pending);
-        pending.clear();
+        let mut pending = Vec::with_capacity(self.last_pending_len);
         let (counts, failure) = self.parse_body(body, format, ts_ms, &mut pending);
 
         let report = match failure {
@@ -268,8 +268,9 @@ impl TargetPipeline {
                 report
             }
         };
-        pending.clear();
-        self.pending = pending;
+        // Not kept between scrapes: a target's samples buffer would sit
+        // idle for the whole interval (24 bytes per series, every target).
+        self.last_pending_len = pending.len();
         self.write_report(&report, ts_ms, duration, out);
         report
     }
