@@ -404,9 +404,18 @@ fn check_sd_configs(
             path.push(Step::Key(key));
             return Err(ctx.err(&path, format!("http_sd_configs[{k}] of {owner}: {m}")));
         }
-        if let Err(issue) = h.http.validate() {
+        // Prometheus 2.42 never calls `HTTPClientConfig.Validate` for
+        // http_sd: only what parsing checks is an error; the settings are
+        // normalized (bearer_token into authorization) when they would
+        // pass, else kept as written (the client applies Prometheus'
+        // precedence).
+        if let Err(issue) = h.http.parse_checks() {
             let message = format!("http_sd_configs[{k}] of {owner}: {}", issue.message);
             return Err(ctx.http_err(&base, HttpConfigIssue { message, ..issue }));
+        }
+        let mut normalized = h.http.clone();
+        if normalized.validate().is_ok() {
+            h.http = normalized;
         }
     }
     for (k, d) in sc.dns_sd_configs.iter().enumerate() {
