@@ -287,7 +287,16 @@ async fn run_refresh_provider(
     // What consumers have been sent, by source (empty groups removed).
     let mut sent: BTreeMap<String, TargetGroup> = BTreeMap::new();
     let mut first = true;
+    // Refreshes start every interval (the first at once), like Go's
+    // ticker in Prometheus' refresh discovery: a slow refresh delays the
+    // next one, ticks are not made up for.
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
+        tokio::select! {
+            _ = tx.closed() => return,
+            _ = ticker.tick() => {}
+        }
         let (groups, errors) = tokio::select! {
             _ = tx.closed() => return,
             r = p.sd.refresh(&p.job) => r,
@@ -325,10 +334,6 @@ async fn run_refresh_provider(
             if tx.send(u).await.is_err() {
                 return;
             }
-        }
-        tokio::select! {
-            _ = tx.closed() => return,
-            _ = tokio::time::sleep(interval) => {}
         }
     }
 }
