@@ -431,3 +431,35 @@ async fn unreachable_servers_are_errors_not_empty_answers() {
         .unwrap_err();
     assert!(e.to_string().contains("could not resolve"), "{e}");
 }
+
+#[tokio::test]
+async fn a_silent_server_times_out_and_the_next_server_answers() {
+    let zone = Zone::default();
+    zone.set(
+        "z.test.",
+        1,
+        Answer::Records(vec![Rec::A(Ipv4Addr::new(10, 0, 0, 9))]),
+    );
+    let good = start_dns(zone).await;
+    // Bound, never answers.
+    let silent = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+
+    let mut rc = ResolverConfig::new(vec![silent_addr]);
+    rc.timeout = Duration::from_millis(300);
+    let t0 = std::time::Instant::now();
+    let e = Resolver::fixed(rc.clone())
+        .lookup("z.test", DnsRecordType::A)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("z.test"), "{e}");
+    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+
+    rc.servers.push(good);
+    let msg = Resolver::fixed(rc)
+        .lookup("z.test", DnsRecordType::A)
+        .await
+        .unwrap();
+    assert_eq!(msg.answers.len(), 1);
+    drop(silent);
+}

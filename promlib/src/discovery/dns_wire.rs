@@ -356,4 +356,27 @@ mod tests {
             assert!(parse_message(&m[..cut]).is_err(), "cut at {cut}");
         }
     }
+
+    proptest::proptest! {
+        /// Whatever a server sends, decoding returns, never panics.
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)) {
+            let _ = parse_message(&bytes);
+        }
+
+        /// A valid response with bytes flipped still decodes or errors.
+        #[test]
+        fn mutated_responses_never_panic(flips in proptest::collection::vec((0usize..64, proptest::prelude::any::<u8>()), 1..8)) {
+            let mut m = vec![0, 7, 0x81, 0x80, 0, 1, 0, 2, 0, 0, 0, 0];
+            m.extend_from_slice(b"\x01s\x07example\x00\x00\x21\x00\x01");
+            m.extend_from_slice(&[0xC0, 12, 0, 33, 0, 1, 0, 0, 0, 60, 0, 10]);
+            m.extend_from_slice(&[0u8, 1, 0, 2, 0x1F, 0x90, 1, b't', 0xC0, 14]);
+            m.extend_from_slice(&[0xC0, 12, 0, 15, 0, 1, 0, 0, 0, 60, 0, 4, 0, 5, 0xC0, 14]);
+            for (at, b) in flips {
+                let i = at % m.len();
+                m[i] = b;
+            }
+            let _ = parse_message(&m);
+        }
+    }
 }
