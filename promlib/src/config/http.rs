@@ -156,8 +156,8 @@ fn set_str(s: &Option<String>) -> bool {
 }
 
 impl TlsConfig {
-    /// Prometheus 2.42's TLS checks.
-    pub fn validate(&self, at: &[&'static str]) -> Result<(), HttpConfigIssue> {
+    /// The TLS version check Go makes while parsing YAML.
+    fn check_versions(&self, at: &[&'static str]) -> Result<(), HttpConfigIssue> {
         for (field, v) in [
             ("min_version", &self.min_version),
             ("max_version", &self.max_version),
@@ -170,6 +170,12 @@ impl TlsConfig {
                 return Err(issue(&keys, format!("unknown TLS version: {v}")));
             }
         }
+        Ok(())
+    }
+
+    /// Prometheus 2.42's TLS checks.
+    pub fn validate(&self, at: &[&'static str]) -> Result<(), HttpConfigIssue> {
+        self.check_versions(at)?;
         match (set_str(&self.cert_file), set_str(&self.key_file)) {
             (true, false) => Err(issue(
                 &[at, &["cert_file"]].concat(),
@@ -332,6 +338,23 @@ impl HttpClientConfig {
             ));
         }
         self.tls_config.validate(&["tls_config"])
+    }
+
+    /// Only the checks Go makes while parsing the YAML (TLS versions,
+    /// proxy URLs), for configs whose `Validate` Prometheus 2.42 never
+    /// calls (`http_sd_configs`).
+    pub(super) fn parse_checks(&self) -> Result<(), HttpConfigIssue> {
+        self.tls_config.check_versions(&["tls_config"])?;
+        if let Some(p) = &self.proxy_url {
+            valid_proxy_url(p).map_err(|m| issue(&["proxy_url"], m))?;
+        }
+        if let Some(o) = &self.oauth2 {
+            o.tls_config.check_versions(&["oauth2", "tls_config"])?;
+            if let Some(p) = &o.proxy_url {
+                valid_proxy_url(p).map_err(|m| issue(&["oauth2", "proxy_url"], m))?;
+            }
+        }
+        Ok(())
     }
 
     /// Joins every relative `*_file` path with `dir` (the config file's

@@ -237,6 +237,15 @@ fn build(raw: RawConfig, ctx: &Ctx<'_>, text: &str) -> Result<Config, ConfigErro
                 "empty or null section in file_sd_configs",
             ));
         }
+        for (key, null) in [
+            ("http_sd_configs", nulls.http_sd_configs),
+            ("dns_sd_configs", nulls.dns_sd_configs),
+        ] {
+            if null {
+                return Err(null_in(key, &format!("empty or null section in {key}")));
+            }
+        }
+        check_sd_configs(&mut sc, ctx, &at)?;
         if sc.relabel_configs.is_empty() {
             check_static_targets(&sc, ctx, &at)?;
         }
@@ -376,6 +385,52 @@ fn fill_from_global(sc: &mut ScrapeConfig, g: &GlobalConfig) -> Result<(), Strin
     fill(&mut sc.label_limit, g.label_limit);
     fill(&mut sc.label_name_length_limit, g.label_name_length_limit);
     fill(&mut sc.label_value_length_limit, g.label_value_length_limit);
+    Ok(())
+}
+
+/// Prometheus 2.42's checks of `http_sd_configs` and `dns_sd_configs`
+/// entries; the message names the entry and the job
+/// (`dns_sd_configs[0] of scrape config with job name "j": ...`).
+fn check_sd_configs(
+    sc: &mut ScrapeConfig,
+    ctx: &Ctx<'_>,
+    at: &[Step<'_>; 2],
+) -> Result<(), ConfigError> {
+    let owner = format!("scrape config with job name {:?}", sc.job_name);
+    for (k, h) in sc.http_sd_configs.iter_mut().enumerate() {
+        let base = [at[0], at[1], Step::Key("http_sd_configs"), Step::Index(k)];
+        if let Some((key, m)) = h.url_issue() {
+            let mut path = base.to_vec();
+            path.push(Step::Key(key));
+            return Err(ctx.err(&path, format!("http_sd_configs[{k}] of {owner}: {m}")));
+        }
+        // Prometheus 2.42 never calls `HTTPClientConfig.Validate` for
+        // http_sd: only what parsing checks is an error; the settings are
+        // normalized (bearer_token into authorization) when they would
+        // pass, else kept as written (the client applies Prometheus'
+        // precedence).
+        if let Err(issue) = h.http.parse_checks() {
+            let message = format!("http_sd_configs[{k}] of {owner}: {}", issue.message);
+            return Err(ctx.http_err(&base, HttpConfigIssue { message, ..issue }));
+        }
+        let mut normalized = h.http.clone();
+        if normalized.validate().is_ok() {
+            h.http = normalized;
+        }
+    }
+    for (k, d) in sc.dns_sd_configs.iter().enumerate() {
+        if let Some((key, m)) = d.issue() {
+            // A key not written points at the entry.
+            let path = [
+                at[0],
+                at[1],
+                Step::Key("dns_sd_configs"),
+                Step::Index(k),
+                Step::Key(key),
+            ];
+            return Err(ctx.err(&path, format!("dns_sd_configs[{k}] of {owner}: {m}")));
+        }
+    }
     Ok(())
 }
 

@@ -14,7 +14,7 @@ pub use self::http::{
     Authorization, BasicAuth, HttpClientConfig, HttpConfigIssue, OAuth2, TlsConfig,
 };
 pub use self::load::{load_file, load_str};
-pub use self::sd::UNSUPPORTED_SD_CONFIGS;
+pub use self::sd::{DnsRecordType, DnsSdConfig, HttpSdConfig, UNSUPPORTED_SD_CONFIGS};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -253,6 +253,10 @@ pub struct ScrapeConfig {
     pub static_configs: Vec<StaticConfig>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub file_sd_configs: Vec<FileSdConfig>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub http_sd_configs: Vec<HttpSdConfig>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dns_sd_configs: Vec<DnsSdConfig>,
     /// Service discoveries of Prometheus 2.42 that promshard does not
     /// support yet, by key (`consul_sd_configs`...). Loading fails when one
     /// is non-empty; kept so the parser accepts every 2.42 key.
@@ -309,9 +313,13 @@ impl ScrapeConfig {
         serde_saphyr::from_str(text).map_err(|e| load::yaml_error(&e, file))
     }
 
-    /// Joins relative `*_file` paths and file SD globs with `dir`.
+    /// Joins relative `*_file` paths (also those of `http_sd_configs`) and
+    /// file SD globs with `dir`.
     pub fn resolve_files(&mut self, dir: &Path) {
         self.http.resolve_files(dir);
+        for h in &mut self.http_sd_configs {
+            h.http.resolve_files(dir);
+        }
         for f in &mut self.file_sd_configs {
             for p in &mut f.files {
                 if Path::new(p.as_str()).is_relative() {

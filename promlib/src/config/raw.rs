@@ -8,9 +8,10 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::http::{Authorization, BasicAuth, HttpClientConfig, OAuth2, TlsConfig};
+use super::sd::default_http_sd_refresh;
 use super::{
-    ByteSize, FileSdConfig, MetadataConfig, PassThrough, QueueConfig, RemoteWriteConfig,
-    ScrapeConfig, SigV4Config, StaticConfig,
+    ByteSize, DnsSdConfig, FileSdConfig, HttpSdConfig, MetadataConfig, PassThrough, QueueConfig,
+    RemoteWriteConfig, ScrapeConfig, SigV4Config, StaticConfig,
 };
 use crate::duration::Duration;
 use crate::relabel::RelabelConfig;
@@ -105,6 +106,10 @@ macro_rules! raw_scrape_config {
             static_configs: Vec<Option<StaticConfig>>,
             #[serde(default, deserialize_with = "null_default")]
             file_sd_configs: Vec<Option<FileSdConfig>>,
+            #[serde(default, deserialize_with = "null_default")]
+            http_sd_configs: Vec<Option<HttpSdConfig>>,
+            #[serde(default, deserialize_with = "null_default")]
+            dns_sd_configs: Vec<Option<DnsSdConfig>>,
             $(
                 #[serde(default)]
                 $sd: Option<PassThrough>,
@@ -129,14 +134,12 @@ raw_scrape_config!(
     azure_sd_configs,
     consul_sd_configs,
     digitalocean_sd_configs,
-    dns_sd_configs,
     docker_sd_configs,
     dockerswarm_sd_configs,
     ec2_sd_configs,
     eureka_sd_configs,
     gce_sd_configs,
     hetzner_sd_configs,
-    http_sd_configs,
     ionos_sd_configs,
     kubernetes_sd_configs,
     kuma_sd_configs,
@@ -169,6 +172,8 @@ pub struct NullEntries {
     pub metric_relabel_configs: bool,
     pub static_configs: bool,
     pub file_sd_configs: bool,
+    pub http_sd_configs: bool,
+    pub dns_sd_configs: bool,
 }
 
 impl RawScrapeConfig {
@@ -178,6 +183,8 @@ impl RawScrapeConfig {
             metric_relabel_configs: self.metric_relabel_configs.iter().any(Option::is_none),
             static_configs: self.static_configs.iter().any(Option::is_none),
             file_sd_configs: self.file_sd_configs.iter().any(Option::is_none),
+            http_sd_configs: self.http_sd_configs.iter().any(Option::is_none),
+            dns_sd_configs: self.dns_sd_configs.iter().any(Option::is_none),
         }
     }
 }
@@ -216,8 +223,62 @@ impl From<RawScrapeConfig> for ScrapeConfig {
             metric_relabel_configs: some(r.metric_relabel_configs),
             static_configs: some(r.static_configs),
             file_sd_configs: some(r.file_sd_configs),
+            http_sd_configs: some(r.http_sd_configs),
+            dns_sd_configs: some(r.dns_sd_configs),
             unsupported_sd_configs,
             original_yaml: Default::default(),
+        }
+    }
+}
+
+/// `http_sd_configs` entry as written: the URL, the interval and the HTTP
+/// client settings, flat.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttpSdConfig {
+    #[serde(default)]
+    url: String,
+    #[serde(default = "default_http_sd_refresh")]
+    refresh_interval: Duration,
+    #[serde(default)]
+    basic_auth: Option<BasicAuth>,
+    #[serde(default)]
+    authorization: Option<Authorization>,
+    #[serde(default)]
+    oauth2: Option<OAuth2>,
+    #[serde(default)]
+    bearer_token: Option<Secret>,
+    #[serde(default)]
+    bearer_token_file: Option<String>,
+    #[serde(default)]
+    tls_config: Option<TlsConfig>,
+    #[serde(default)]
+    proxy_url: Option<String>,
+    #[serde(default, deserialize_with = "null_default")]
+    proxy_connect_header: BTreeMap<String, Vec<Secret>>,
+    #[serde(default = "default_true")]
+    follow_redirects: bool,
+    #[serde(default = "default_true")]
+    enable_http2: bool,
+}
+
+impl From<RawHttpSdConfig> for HttpSdConfig {
+    fn from(r: RawHttpSdConfig) -> Self {
+        HttpSdConfig {
+            url: r.url,
+            refresh_interval: r.refresh_interval,
+            http: HttpClientConfig {
+                basic_auth: r.basic_auth,
+                authorization: r.authorization,
+                oauth2: r.oauth2,
+                bearer_token: r.bearer_token,
+                bearer_token_file: r.bearer_token_file,
+                tls_config: r.tls_config.unwrap_or_default(),
+                proxy_url: r.proxy_url,
+                proxy_connect_header: r.proxy_connect_header,
+                follow_redirects: r.follow_redirects,
+                enable_http2: r.enable_http2,
+            },
         }
     }
 }
