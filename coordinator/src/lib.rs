@@ -9,9 +9,11 @@
 //! - [`planner`]: the pure, deterministic placement function.
 //! - [`hub`]: the gRPC service shards attach to (sessions, assignment
 //!   deltas, acknowledgements, reports, deadlines).
+//! - [`admin`]: the admin HTTP API.
 //! - [`provider`]: where shards come from (local child processes, or
 //!   whoever attaches).
 
+pub mod admin;
 pub mod hub;
 pub mod model;
 pub mod planner;
