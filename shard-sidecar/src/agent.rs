@@ -262,14 +262,20 @@ impl<B: Backend> Agent<B> {
         let (tx, rx) = mpsc::channel::<v1::ShardMessage>(64);
         let hello = self.hello().await;
         let targets = hello.targets.len();
-        if tx.send(shard(v1::shard_message::Msg::Hello(hello))).await.is_err() {
+        if tx
+            .send(shard(v1::shard_message::Msg::Hello(hello)))
+            .await
+            .is_err()
+        {
             return failed(AgentError::Closed {
                 address: address.to_string(),
             });
         }
-        let outbound = futures_util::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|m| (m, rx))
-        });
+        let outbound =
+            futures_util::stream::unfold(
+                rx,
+                |mut rx| async move { rx.recv().await.map(|m| (m, rx)) },
+            );
         let mut request = tonic::Request::new(outbound);
         if let Some(t) = token {
             request.metadata_mut().insert("authorization", t);
@@ -448,9 +454,9 @@ impl<B: Backend> Agent<B> {
                 );
                 Ok(Handled::Nothing)
             }
-            Some(Msg::Assignment(delta)) => Ok(Handled::Reply(shard(
-                v1::shard_message::Msg::Ack(self.apply_assignment(delta).await?),
-            ))),
+            Some(Msg::Assignment(delta)) => Ok(Handled::Reply(shard(v1::shard_message::Msg::Ack(
+                self.apply_assignment(delta).await?,
+            )))),
             Some(Msg::Ping(p)) => Ok(Handled::Reply(shard(v1::shard_message::Msg::Pong(
                 v1::Pong {
                     ping_unix_ms: p.unix_ms,
@@ -478,7 +484,10 @@ impl<B: Backend> Agent<B> {
     /// applied (the coordinator should send a full assignment); targets
     /// refused within an applied version are listed in
     /// `rejected_target_ids` with `ok=true`.
-    async fn apply_assignment(&mut self, delta: v1::AssignmentDelta) -> Result<v1::Ack, AgentError> {
+    async fn apply_assignment(
+        &mut self,
+        delta: v1::AssignmentDelta,
+    ) -> Result<v1::Ack, AgentError> {
         let have = self.version;
         if !delta.full {
             if delta.version == have && have != 0 {

@@ -7,7 +7,9 @@
 
 use std::path::Path;
 
-use promshard_promlib::config::{self, Config, ConfigError, GlobalConfig, OriginalYaml, ScrapeConfig};
+use promshard_promlib::config::{
+    self, Config, ConfigError, GlobalConfig, OriginalYaml, ScrapeConfig,
+};
 use promshard_proto::v1;
 
 /// Lines put before the job's YAML when it is validated as a whole config.
@@ -80,8 +82,8 @@ pub fn compile(
 /// Parses the coordinator's global config (a prometheus.yml without jobs:
 /// `global`, `remote_write`); `scrape_configs` in it are ignored.
 pub fn parse_global(yaml: &str, base_dir: &Path) -> Result<Config, JobError> {
-    let mut cfg = config::load_str(yaml, "global config from the coordinator")
-        .map_err(JobError::Global)?;
+    let mut cfg =
+        config::load_str(yaml, "global config from the coordinator").map_err(JobError::Global)?;
     if !cfg.scrape_configs.is_empty() {
         tracing::warn!(
             jobs = cfg.scrape_configs.len(),
@@ -183,13 +185,19 @@ mod tests {
         ));
         // Validation of the whole-config loader: timeout above interval.
         let e = compile(
-            &def("a", "job_name: a\nscrape_interval: 1s\nscrape_timeout: 5s\n"),
+            &def(
+                "a",
+                "job_name: a\nscrape_interval: 1s\nscrape_timeout: 5s\n",
+            ),
             &g,
             p,
         )
         .unwrap_err();
         assert!(e.to_string().contains("scrape timeout greater"), "{e}");
-        assert!(matches!(compile(&def("", "job_name: a\n"), &g, p), Err(JobError::NoName)));
+        assert!(matches!(
+            compile(&def("", "job_name: a\n"), &g, p),
+            Err(JobError::NoName)
+        ));
     }
 
     #[test]

@@ -181,7 +181,9 @@ impl Backend for NativeBackend {
                 match jobs::compile(&job.def, &base.global, &self.base_dir) {
                     Ok(sc) => job.config = sc,
                     Err(e) => {
-                        outcome.job_errors.insert(job.def.job_name.clone(), e.to_string());
+                        outcome
+                            .job_errors
+                            .insert(job.def.job_name.clone(), e.to_string());
                     }
                 }
             }
@@ -224,7 +226,8 @@ impl Backend for NativeBackend {
         }
         // Targets of jobs that are gone were stopped by the collector (with
         // staleness markers): they are no longer assigned.
-        st.assigned.retain(|_, t| installed.contains_key(&t.job_name));
+        st.assigned
+            .retain(|_, t| installed.contains_key(&t.job_name));
         st.jobs = installed;
         for (job, reason) in &outcome.job_errors {
             tracing::warn!(job = %job, reason = %reason, "job definition refused");

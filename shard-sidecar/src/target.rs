@@ -44,14 +44,20 @@ pub fn from_proto(t: &v1::Target) -> Result<Target, String> {
         return Err(format!(
             "{} {:?} is not a duration",
             labels::SCRAPE_INTERVAL,
-            target.labels.get(labels::SCRAPE_INTERVAL).unwrap_or_default()
+            target
+                .labels
+                .get(labels::SCRAPE_INTERVAL)
+                .unwrap_or_default()
         ));
     }
     if target.labels.contains(labels::SCRAPE_TIMEOUT) && target.timeout().is_none() {
         return Err(format!(
             "{} {:?} is not a duration",
             labels::SCRAPE_TIMEOUT,
-            target.labels.get(labels::SCRAPE_TIMEOUT).unwrap_or_default()
+            target
+                .labels
+                .get(labels::SCRAPE_TIMEOUT)
+                .unwrap_or_default()
         ));
     }
     Ok(target)
