@@ -108,12 +108,8 @@ pub enum AgentError {
     },
     #[error("the token in {file} is not a valid header value")]
     TokenValue { file: String },
-    #[error("connecting to {address}: {source}")]
-    Connect {
-        address: String,
-        #[source]
-        source: tonic::transport::Error,
-    },
+    #[error("connecting to {address}: {detail}")]
+    Connect { address: String, detail: String },
     #[error("connecting to {address}: no answer within {timeout:?}")]
     ConnectTimeout { address: String, timeout: Duration },
     #[error("opening the stream at {address}: {status}")]
@@ -394,9 +390,9 @@ impl<B: Backend> Agent<B> {
         let timeout = self.options.connect_timeout;
         match tokio::time::timeout(timeout, endpoint.connect()).await {
             Ok(Ok(c)) => Ok(c),
-            Ok(Err(source)) => Err(AgentError::Connect {
+            Ok(Err(e)) => Err(AgentError::Connect {
                 address: address.to_string(),
-                source,
+                detail: error_chain(&e),
             }),
             Err(_) => Err(AgentError::ConnectTimeout {
                 address: address.to_string(),
@@ -558,6 +554,21 @@ enum Handled {
     Reply(v1::ShardMessage),
     Redirect(String),
     Nothing,
+}
+
+/// `e: cause: cause...` (tonic's transport errors say little at the top).
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(s) = next {
+        let text = s.to_string();
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        next = s.source();
+    }
+    out
 }
 
 fn shard(msg: v1::shard_message::Msg) -> v1::ShardMessage {

@@ -78,3 +78,50 @@ pub fn to_proto(t: &Target) -> v1::Target {
             .collect(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn proto(job: &str, pairs: &[(&str, &str)]) -> v1::Target {
+        let labels = Labels::from_pairs(pairs.iter().copied());
+        to_proto(&Target {
+            id: target_id(job, &labels),
+            job_name: job.to_string(),
+            discovered_labels: labels.clone(),
+            labels,
+        })
+    }
+
+    #[test]
+    fn round_trips_and_checks_the_id() {
+        let p = proto(
+            "j",
+            &[("__address__", "h:1"), ("__scrape_interval__", "5s")],
+        );
+        let t = from_proto(&p).unwrap();
+        assert_eq!(to_proto(&t), p);
+        let mut bad = p.clone();
+        bad.id += 1;
+        assert!(from_proto(&bad).unwrap_err().contains("does not match"));
+        let mut other_job = p.clone();
+        other_job.job_name = "k".to_string();
+        assert!(from_proto(&other_job).is_err());
+    }
+
+    #[test]
+    fn refuses_malformed_targets_with_a_reason() {
+        let no_addr = proto("j", &[("a", "1")]);
+        assert!(from_proto(&no_addr).unwrap_err().contains("__address__"));
+        let bad_iv = proto("j", &[("__address__", "h:1"), ("__scrape_interval__", "x")]);
+        assert!(from_proto(&bad_iv).unwrap_err().contains("not a duration"));
+        let bad_name = proto("j", &[("__address__", "h:1"), ("0bad", "v")]);
+        assert!(from_proto(&bad_name).unwrap_err().contains("not valid"));
+        let mut dup = proto("j", &[("__address__", "h:1"), ("a", "1")]);
+        dup.labels.push(dup.labels[1].clone());
+        assert!(from_proto(&dup).unwrap_err().contains("repeats"));
+        let mut no_job = proto("j", &[("__address__", "h:1")]);
+        no_job.job_name.clear();
+        assert!(from_proto(&no_job).is_err());
+    }
+}

@@ -78,6 +78,13 @@ async fn jobs_and_delta_start_scraping_ack_report_and_handover_stops_without_sta
         assert_eq!(report.total_series, 3);
         assert!(report.total_samples_per_second > 0.0);
 
+        // A reload of the shard's own file keeps the coordinator's jobs.
+        shard.collector.as_ref().unwrap().reload().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let st = shard.statuses();
+        assert_eq!(st.len(), 1, "only the assigned target after a reload");
+        assert_eq!(st[0].target.id, t.id);
+
         // Handover: last slot included a little ahead, then nothing more,
         // and no staleness marker.
         // `stop_after` is exactly a slot of the target: that slot is the
@@ -374,6 +381,42 @@ async fn a_wrong_token_is_refused_and_retried_without_touching_targets() {
         std::fs::write(&token, "right").unwrap();
         let hello = coord.accept(T).await;
         assert_eq!(hello.shard_id, "s1");
+        shard.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_to_the_coordinator_with_a_private_ca() {
+    bounded(async {
+        let capture = Capture::start().await;
+        let (ca, cert, key) = pki();
+        let dir = tempfile::tempdir().unwrap();
+        let ca_file = dir.path().join("ca.pem");
+        std::fs::write(&ca_file, ca).unwrap();
+        let mut coord = FakeCoordinator::start_with_tls(
+            "127.0.0.1:0".parse().unwrap(),
+            None,
+            Some((cert, key)),
+        )
+        .await;
+        let url = format!("https://{}", coord.addr);
+        let shard = Shard::start_with(&url, &capture, |o| {
+            o.tls.ca_file = Some(ca_file);
+            o.tls.domain = Some("localhost".to_string());
+        })
+        .await;
+        let hello = coord.accept(T).await;
+        assert_eq!(hello.shard_id, "s1");
+        coord
+            .send(v1::coordinator_message::Msg::Ping(v1::Ping { unix_ms: 7 }))
+            .await;
+        loop {
+            if let Some(v1::shard_message::Msg::Pong(p)) = coord.next(T).await.msg {
+                assert_eq!(p.ping_unix_ms, 7);
+                break;
+            }
+        }
         shard.stop().await;
     })
     .await;

@@ -102,6 +102,15 @@ pub struct FakeCoordinator {
 
 impl FakeCoordinator {
     pub async fn start(addr: SocketAddr, token: Option<&str>) -> FakeCoordinator {
+        Self::start_with_tls(addr, token, None).await
+    }
+
+    /// `tls`: PEM certificate chain and key of the server.
+    pub async fn start_with_tls(
+        addr: SocketAddr,
+        token: Option<&str>,
+        tls: Option<(String, String)>,
+    ) -> FakeCoordinator {
         // The port may still be held by the previous server for a moment.
         let mut listener = None;
         for _ in 0..50 {
@@ -122,8 +131,17 @@ impl FakeCoordinator {
             sessions: stx,
             token: token.map(str::to_string),
         };
+        let mut builder = tonic::transport::Server::builder();
+        if let Some((cert, key)) = tls {
+            builder = builder
+                .tls_config(
+                    tonic::transport::ServerTlsConfig::new()
+                        .identity(tonic::transport::Identity::from_pem(cert, key)),
+                )
+                .expect("server TLS config");
+        }
         let server = tokio::spawn(async move {
-            let _ = tonic::transport::Server::builder()
+            let _ = builder
                 .add_service(CoordinatorServer::new(svc))
                 .serve_with_incoming(TcpListenerStream::new(listener))
                 .await;
@@ -416,6 +434,15 @@ impl Shard {
         capture: &Capture,
         token_file: Option<std::path::PathBuf>,
     ) -> Shard {
+        Self::start_with(coordinator, capture, |o| o.token_file = token_file).await
+    }
+
+    /// With the agent's options adjusted by `adjust`.
+    pub async fn start_with(
+        coordinator: &str,
+        capture: &Capture,
+        adjust: impl FnOnce(&mut AgentOptions),
+    ) -> Shard {
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join("prometheus.yml");
         std::fs::write(
@@ -448,7 +475,7 @@ impl Shard {
         opts.send_timeout = Duration::from_secs(2);
         opts.backoff_initial = Duration::from_millis(100);
         opts.backoff_max = Duration::from_millis(500);
-        opts.token_file = token_file;
+        adjust(&mut opts);
         let agent = Agent::new(opts, backend);
         let status = agent.status();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -482,4 +509,24 @@ impl Shard {
             c.shutdown(Duration::from_secs(2)).await;
         }
     }
+}
+
+/// A CA and a server certificate for `localhost` signed by it:
+/// (ca pem, server cert pem, server key pem).
+pub fn pki() -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "promshard test CA");
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    (ca_cert.pem(), cert.pem(), key.serialize_pem())
 }
