@@ -144,6 +144,13 @@ impl Backend for NativeBackend {
     async fn apply_jobs(&self, defs: v1::JobDefinitions) -> Result<JobsOutcome, BackendError> {
         let mut st = self.state.lock().await;
         let mut outcome = JobsOutcome::default();
+        if st.coordinator_global.is_none() {
+            // The collector's global and remote write are the file's (a
+            // SIGHUP may have changed them since).
+            let mut live = (*self.collector.config().await).clone();
+            live.scrape_configs.clear();
+            st.file_base = live;
+        }
         let old_base = st.base().clone();
 
         // The global config: the coordinator's when it sends one, else the
