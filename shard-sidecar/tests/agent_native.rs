@@ -421,3 +421,34 @@ async fn tls_to_the_coordinator_with_a_private_ca() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirect_moves_the_agent_to_the_leader() {
+    bounded(async {
+        let capture = Capture::start().await;
+        let mut follower = FakeCoordinator::start("127.0.0.1:0".parse().unwrap(), None).await;
+        let mut leader = FakeCoordinator::start("127.0.0.1:0".parse().unwrap(), None).await;
+        let shard = Shard::start(&follower.url(), &capture, None).await;
+        follower.accept(T).await;
+        // Not an http(s) address: ignored, the session goes on.
+        follower
+            .send(v1::coordinator_message::Msg::Redirect(v1::Redirect {
+                leader_address: "somewhere".to_string(),
+            }))
+            .await;
+        follower
+            .send(v1::coordinator_message::Msg::Redirect(v1::Redirect {
+                leader_address: leader.url(),
+            }))
+            .await;
+        let hello = leader.accept(T).await;
+        assert_eq!(hello.shard_id, "s1");
+        assert!(
+            wait_until(T, || shard.status.borrow().coordinator == leader.url()).await,
+            "{:?}",
+            shard.status.borrow()
+        );
+        shard.stop().await;
+    })
+    .await;
+}
