@@ -3,12 +3,14 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use promshard_collector::run::{Collector, CollectorOptions};
+use promshard_collector::run::{Collector, CollectorOptions, TargetSource};
 use promshard_collector::wal::{FsyncPolicy, WalOptions};
 use promshard_promlib::config::ByteSize;
+use promshard_sidecar::{Agent, AgentOptions, NativeBackend};
 
 use crate::prom_duration;
 
@@ -45,6 +47,34 @@ pub struct CollectorArgs {
     /// dropped (counted). 0s: no bound.
     #[arg(long = "storage.wal.max-age", default_value = "0s", value_parser = prom_duration)]
     wal_max_age: Duration,
+    /// Coordinated mode: take jobs and targets from this promshard
+    /// coordinator (`http://HOST:PORT` or `https://...`) instead of the
+    /// config file's service discovery; the file supplies only `global`
+    /// and `remote_write`.
+    #[arg(long = "coordinator.address")]
+    coordinator_address: Option<String>,
+    /// File with a bearer token for the coordinator.
+    #[arg(long = "coordinator.token-file")]
+    coordinator_token_file: Option<PathBuf>,
+    /// PEM CA bundle for an https:// coordinator (default: system roots).
+    #[arg(long = "coordinator.tls-ca-file")]
+    coordinator_tls_ca_file: Option<PathBuf>,
+    /// This shard's stable id (coordinated mode).
+    #[arg(long = "shard.id", default_value = "shard-0")]
+    shard_id: String,
+    /// Capacity announced to the coordinator: active series.
+    #[arg(long = "shard.max-series", default_value_t = 1_000_000)]
+    shard_max_series: u64,
+    /// Capacity announced to the coordinator: samples per second.
+    #[arg(long = "shard.max-samples-per-second", default_value_t = 100_000.0)]
+    shard_max_samples_per_second: f64,
+    /// Address of this shard's HTTP API as the coordinator should see it
+    /// (default: http://<web.listen-address>).
+    #[arg(long = "shard.address")]
+    shard_address: Option<String>,
+    /// How often per-target load is reported to the coordinator.
+    #[arg(long = "shard.report-interval", default_value = "15s", value_parser = prom_duration)]
+    shard_report_interval: Duration,
 }
 
 fn fsync_policy(s: &str) -> Result<FsyncPolicy> {
@@ -79,21 +109,52 @@ pub fn run(args: CollectorArgs) -> Result<()> {
         listen_address: args.listen_address,
         wal,
     };
+    let agent = args.coordinator_address.map(|address| {
+        let mut a = AgentOptions::new(address, args.shard_id);
+        a.max_series = args.shard_max_series;
+        a.max_samples_per_second = args.shard_max_samples_per_second;
+        a.address = args
+            .shard_address
+            .unwrap_or_else(|| format!("http://{}", args.listen_address));
+        a.token_file = args.coordinator_token_file;
+        a.tls.ca_file = args.coordinator_tls_ca_file;
+        a.report_interval = args.shard_report_interval;
+        a
+    });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(serve(options, args.shutdown_grace))
+    runtime.block_on(serve(options, args.shutdown_grace, agent))
 }
 
-async fn serve(options: CollectorOptions, grace: Duration) -> Result<()> {
+async fn serve(
+    options: CollectorOptions,
+    grace: Duration,
+    agent: Option<AgentOptions>,
+) -> Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    let collector = Collector::start(options)
+    let source = match agent {
+        Some(_) => TargetSource::External,
+        None => TargetSource::Discovery,
+    };
+    let collector = Collector::start_with(options, source)
         .await
         .context("starting the collector")?;
+    let (stop_agent, agent_stopped) = tokio::sync::oneshot::channel::<()>();
+    let agent_task = match agent {
+        Some(opts) => {
+            let backend = Arc::new(NativeBackend::new(collector.handle()).await);
+            let agent = Agent::new(opts, backend);
+            Some(tokio::spawn(agent.run(async move {
+                let _ = agent_stopped.await;
+            })))
+        }
+        None => None,
+    };
     loop {
         tokio::select! {
             _ = hup.recv() => {
@@ -103,6 +164,10 @@ async fn serve(options: CollectorOptions, grace: Duration) -> Result<()> {
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
+    }
+    let _ = stop_agent.send(());
+    if let Some(t) = agent_task {
+        let _ = t.await;
     }
     tracing::info!(grace = ?grace, "shutting down: delivering what the WAL holds");
     let report = collector.shutdown(grace).await;

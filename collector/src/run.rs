@@ -55,6 +55,19 @@ pub enum CollectorError {
     },
 }
 
+/// Where a collector's targets come from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TargetSource {
+    /// Its own service discovery of the config file (standalone).
+    #[default]
+    Discovery,
+    /// Someone else (the shard agent) sets the jobs through
+    /// [`CollectorHandle::apply_config`] and the targets through
+    /// [`CollectorHandle::scrape_manager`]; the config file supplies only
+    /// `global` and `remote_write`, and its `scrape_configs` are ignored.
+    External,
+}
+
 /// What a shutdown left behind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ShutdownReport {
@@ -77,6 +90,7 @@ pub(crate) struct Inner {
     dropped: Arc<Mutex<DroppedTargets>>,
     live: AsyncMutex<Live>,
     ready: Arc<AtomicBool>,
+    source: TargetSource,
 }
 
 /// A running collector.
@@ -91,7 +105,21 @@ impl Collector {
     /// discovery and scraping, and serves the HTTP API. Fails, with nothing
     /// left running, if any of it cannot start.
     pub async fn start(options: CollectorOptions) -> Result<Collector, CollectorError> {
-        let cfg = Arc::new(config::load_file(&options.config_file)?);
+        Self::start_with(options, TargetSource::Discovery).await
+    }
+
+    /// [`Collector::start`] with the targets coming from `source`. With
+    /// [`TargetSource::External`] no discovery runs and no job is
+    /// configured until [`CollectorHandle::apply_config`] sets them.
+    pub async fn start_with(
+        options: CollectorOptions,
+        source: TargetSource,
+    ) -> Result<Collector, CollectorError> {
+        let mut cfg = config::load_file(&options.config_file)?;
+        if source == TargetSource::External {
+            cfg.scrape_configs.clear();
+        }
+        let cfg = Arc::new(cfg);
         let base_dir = base_dir(&options.config_file);
         let wal_dir = options.storage_path.join("wal");
         let wal =
@@ -106,7 +134,14 @@ impl Collector {
         let manager = Arc::new(ScrapeManager::new(sink, refs, base_dir.clone()));
         manager.set_config(&cfg)?;
         let dropped = Arc::new(Mutex::new(DroppedTargets::default()));
-        let discovery = DiscoveryFeed::start(cfg.clone(), manager.clone(), dropped.clone())?;
+        let discovery = match source {
+            TargetSource::Discovery => Some(DiscoveryFeed::start(
+                cfg.clone(),
+                manager.clone(),
+                dropped.clone(),
+            )?),
+            TargetSource::External => None,
+        };
         let listener = tokio::net::TcpListener::bind(options.listen_address)
             .await
             .map_err(|source| CollectorError::Listen {
@@ -127,10 +162,11 @@ impl Collector {
             dropped,
             live: AsyncMutex::new(Live {
                 config: cfg,
-                discovery: Some(discovery),
+                discovery,
                 shippers: Some(shippers),
             }),
             ready: Arc::new(AtomicBool::new(true)),
+            source,
         });
         let router = crate::api::router(api_state(&inner, remotes));
         let server = tokio::spawn(async move {
@@ -149,6 +185,14 @@ impl Collector {
     /// The address the HTTP API listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// A cheap handle for whoever drives the collector from outside (the
+    /// shard agent); it stays usable until [`Collector::shutdown`].
+    pub fn handle(&self) -> CollectorHandle {
+        CollectorHandle {
+            inner: self.inner.clone(),
+        }
     }
 
     /// Re-reads the config file and applies it (SIGHUP, `/-/reload`).
@@ -200,11 +244,24 @@ impl Inner {
     }
 
     async fn try_reload(&self) -> Result<(), CollectorError> {
-        let cfg = Arc::new(config::load_file(&self.options.config_file)?);
+        let mut cfg = config::load_file(&self.options.config_file)?;
+        if self.source == TargetSource::External {
+            // The jobs are not the file's: keep the applied ones.
+            let live = self.live.lock().await;
+            cfg.scrape_configs = live.config.scrape_configs.clone();
+        }
+        self.apply(Arc::new(cfg)).await
+    }
+
+    /// Applies `cfg` to the scrape side, the shippers and (standalone) the
+    /// discovery; on any error the running config stays as it was.
+    async fn apply(&self, cfg: Arc<Config>) -> Result<(), CollectorError> {
         let base_dir = base_dir(&self.options.config_file);
         let mut live = self.live.lock().await;
         // Validate discovery first: it changes nothing.
-        promshard_promlib::discovery::Discoverer::new(&cfg)?;
+        if self.source == TargetSource::Discovery {
+            promshard_promlib::discovery::Discoverer::new(&cfg)?;
+        }
         self.manager.set_config(&cfg)?;
         if let Some(shippers) = live.shippers.as_mut()
             && let Err(e) = shippers.reload(&cfg.remote_write, &base_dir).await
@@ -215,13 +272,50 @@ impl Inner {
             }
             return Err(e.into());
         }
-        let discovery =
-            DiscoveryFeed::start(cfg.clone(), self.manager.clone(), self.dropped.clone())?;
-        if let Some(old) = live.discovery.replace(discovery) {
-            old.stop();
+        if self.source == TargetSource::Discovery {
+            let discovery =
+                DiscoveryFeed::start(cfg.clone(), self.manager.clone(), self.dropped.clone())?;
+            if let Some(old) = live.discovery.replace(discovery) {
+                old.stop();
+            }
         }
         live.config = cfg;
         Ok(())
+    }
+}
+
+/// Drives a running collector from outside (see [`Collector::handle`]).
+#[derive(Clone)]
+pub struct CollectorHandle {
+    inner: Arc<Inner>,
+}
+
+impl CollectorHandle {
+    /// The scrape manager: targets are added and removed here.
+    pub fn scrape_manager(&self) -> Arc<ScrapeManager> {
+        self.inner.manager.clone()
+    }
+
+    /// The config in force (with [`TargetSource::External`]: the file's
+    /// `global`/`remote_write` and the jobs applied so far).
+    pub async fn config(&self) -> Arc<Config> {
+        self.inner.live.lock().await.config.clone()
+    }
+
+    /// Applies a whole config (jobs, external labels, remote write) as a
+    /// reload does, without reading the file. On error nothing changes.
+    pub async fn apply_config(&self, cfg: Config) -> Result<(), CollectorError> {
+        self.inner.apply(Arc::new(cfg)).await
+    }
+
+    /// The WAL's state (backlog of each remote-write consumer).
+    pub fn wal_stats(&self) -> crate::wal::WalStats {
+        self.inner.wal.stats()
+    }
+
+    /// Where the config file's relative `*_file` paths resolve.
+    pub fn base_dir(&self) -> PathBuf {
+        base_dir(&self.inner.options.config_file)
     }
 }
 

@@ -1,0 +1,127 @@
+//! Protocol targets (`v1::Target`: id, job, final labels) <-> promlib
+//! targets, with the id checked against the labels.
+
+use promshard_promlib::labels::{self, Label, Labels, is_valid_label_name, target_id};
+use promshard_promlib::targets::Target;
+use promshard_proto::v1;
+
+/// Rebuilds the target a coordinator sent. The reason of a refusal names
+/// what is wrong.
+pub fn from_proto(t: &v1::Target) -> Result<Target, String> {
+    if t.job_name.is_empty() {
+        return Err("the target has no job name".to_string());
+    }
+    for l in &t.labels {
+        if !is_valid_label_name(&l.name) {
+            return Err(format!("label name {:?} is not valid", l.name));
+        }
+    }
+    let list: Vec<Label> = t
+        .labels
+        .iter()
+        .map(|l| Label::new(l.name.clone(), l.value.clone()))
+        .collect();
+    let Some(labels) = Labels::from_sorted(list) else {
+        return Err("labels are not sorted by name, or a name repeats".to_string());
+    };
+    if labels.get(labels::ADDRESS).is_none_or(str::is_empty) {
+        return Err("the target has no __address__".to_string());
+    }
+    let expected = target_id(&t.job_name, &labels);
+    if expected != t.id {
+        return Err(format!(
+            "id {:#018x} does not match its job and labels (they give {expected:#018x})",
+            t.id
+        ));
+    }
+    let target = Target {
+        id: t.id,
+        job_name: t.job_name.clone(),
+        discovered_labels: labels.clone(),
+        labels,
+    };
+    if target.labels.contains(labels::SCRAPE_INTERVAL) && target.interval().is_none() {
+        return Err(format!(
+            "{} {:?} is not a duration",
+            labels::SCRAPE_INTERVAL,
+            target
+                .labels
+                .get(labels::SCRAPE_INTERVAL)
+                .unwrap_or_default()
+        ));
+    }
+    if target.labels.contains(labels::SCRAPE_TIMEOUT) && target.timeout().is_none() {
+        return Err(format!(
+            "{} {:?} is not a duration",
+            labels::SCRAPE_TIMEOUT,
+            target
+                .labels
+                .get(labels::SCRAPE_TIMEOUT)
+                .unwrap_or_default()
+        ));
+    }
+    Ok(target)
+}
+
+/// The protocol form of a promlib target.
+pub fn to_proto(t: &Target) -> v1::Target {
+    v1::Target {
+        id: t.id,
+        job_name: t.job_name.clone(),
+        labels: t
+            .labels
+            .iter()
+            .map(|l| v1::Label {
+                name: l.name.clone(),
+                value: l.value.clone(),
+            })
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn proto(job: &str, pairs: &[(&str, &str)]) -> v1::Target {
+        let labels = Labels::from_pairs(pairs.iter().copied());
+        to_proto(&Target {
+            id: target_id(job, &labels),
+            job_name: job.to_string(),
+            discovered_labels: labels.clone(),
+            labels,
+        })
+    }
+
+    #[test]
+    fn round_trips_and_checks_the_id() {
+        let p = proto(
+            "j",
+            &[("__address__", "h:1"), ("__scrape_interval__", "5s")],
+        );
+        let t = from_proto(&p).unwrap();
+        assert_eq!(to_proto(&t), p);
+        let mut bad = p.clone();
+        bad.id += 1;
+        assert!(from_proto(&bad).unwrap_err().contains("does not match"));
+        let mut other_job = p.clone();
+        other_job.job_name = "k".to_string();
+        assert!(from_proto(&other_job).is_err());
+    }
+
+    #[test]
+    fn refuses_malformed_targets_with_a_reason() {
+        let no_addr = proto("j", &[("a", "1")]);
+        assert!(from_proto(&no_addr).unwrap_err().contains("__address__"));
+        let bad_iv = proto("j", &[("__address__", "h:1"), ("__scrape_interval__", "x")]);
+        assert!(from_proto(&bad_iv).unwrap_err().contains("not a duration"));
+        let bad_name = proto("j", &[("__address__", "h:1"), ("0bad", "v")]);
+        assert!(from_proto(&bad_name).unwrap_err().contains("not valid"));
+        let mut dup = proto("j", &[("__address__", "h:1"), ("a", "1")]);
+        dup.labels.push(dup.labels[1].clone());
+        assert!(from_proto(&dup).unwrap_err().contains("repeats"));
+        let mut no_job = proto("j", &[("__address__", "h:1")]);
+        no_job.job_name.clear();
+        assert!(from_proto(&no_job).is_err());
+    }
+}
