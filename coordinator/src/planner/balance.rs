@@ -123,10 +123,12 @@ fn run(w: &mut Work<'_>, shards: &[usize], phase: Phase, budget: &mut Budget) {
     }
 }
 
-/// A candidate move's merit: larger `gain` first, then fewer series, then
-/// the lower target index (= lower id).
+/// A candidate move's merit: one that overshoots the mean on neither side
+/// first (such a move is never undone later), then larger `gain`, then
+/// fewer series, then the lower target index (= lower id).
 #[derive(Clone, Copy)]
 struct Candidate {
+    overshoots: bool,
     gain: f64,
     series: u64,
     index: usize,
@@ -134,8 +136,9 @@ struct Candidate {
 
 impl Candidate {
     fn better_than(&self, o: &Candidate) -> bool {
-        self.gain
-            .total_cmp(&o.gain)
+        o.overshoots
+            .cmp(&self.overshoots)
+            .then(self.gain.total_cmp(&o.gain))
             .then(o.series.cmp(&self.series))
             .then(o.index.cmp(&self.index))
             .is_gt()
@@ -183,6 +186,7 @@ fn best_move(
             continue;
         }
         let c = Candidate {
+            overshoots: ud2 < m - EPS || uc2 > m + EPS,
             gain,
             series: t.series,
             index: i,
