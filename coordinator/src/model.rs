@@ -36,6 +36,7 @@ pub struct Load {
 }
 
 impl Load {
+    #[allow(clippy::should_implement_trait)] // by value, no operator needed
     pub fn add(self, other: Load) -> Load {
         Load {
             series: self.series + other.series,

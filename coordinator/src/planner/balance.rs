@@ -48,7 +48,7 @@ pub(super) fn rebalance(w: &mut Work<'_>) -> bool {
         return false;
     }
     let cfg = w.cfg;
-    let total_series: u64 = w.targets.iter().map(|t| t.load.series).sum();
+    let total_series: u64 = w.tload.iter().map(|l| l.series).sum();
     let mut budget = Budget {
         left: (cfg.move_budget * total_series as f64).floor() as u64,
         exhausted: false,
@@ -69,7 +69,7 @@ fn run(w: &mut Work<'_>, shards: &[usize], phase: Phase, budget: &mut Budget) {
     let cfg = w.cfg;
     let goal_thr = (cfg.imbalance_threshold - cfg.hysteresis).max(1.0);
     let goal_hw = cfg.high_watermark - cfg.hysteresis;
-    let max_steps = 4 * w.targets.len() + 64;
+    let max_steps = 4 * w.tid.len() + 64;
     let mut donors = Vec::with_capacity(shards.len());
     for _ in 0..max_steps {
         let m = mean_util(w, shards);
@@ -117,7 +117,7 @@ fn run(w: &mut Work<'_>, shards: &[usize], phase: Phase, budget: &mut Budget) {
                 MoveReason::Rebalance
             });
             if donor_util <= 1.0 + EPS {
-                budget.left = budget.left.saturating_sub(w.targets[i].load.series);
+                budget.left = budget.left.saturating_sub(w.tload[i].series);
             }
         }
     }
@@ -168,7 +168,7 @@ fn best_move(
     let mut best_sticky: Option<Candidate> = None;
     for &i in &w.members[donor] {
         let free = w.free[i];
-        let t = w.targets[i].load;
+        let t = w.tload[i];
         if !free && !over_capacity && phase == Phase::Necessary {
             continue;
         }

@@ -37,12 +37,15 @@
 //!    (`thr` = imbalance threshold, `hw` = high watermark); the *goal band*
 //!    is the same with `thr - hysteresis` and `hw - hysteresis`. A step moves
 //!    one target from a shard above the mean (hottest first) to the coldest
-//!    shard, choosing the target that most reduces the total deviation from
-//!    the mean (`sum |u - m|`), fewest series on a tie. Donors never go far
-//!    below the mean nor receivers far above it, so load is never moved twice
-//!    or past where it is needed: the series moved stay close to the minimum
-//!    that balances. A receiver never goes over its capacity, and a move
-//!    must not widen the goal-band violation.
+//!    shard. Among the donor's targets it prefers one whose move leaves
+//!    neither shard past the mean (donor stays >= m, receiver <= m), then
+//!    the one that most reduces the total deviation from the mean
+//!    (`sum |u - m|`), then fewer series, then the lower id. So load is not
+//!    moved past where it is needed (a donor pushed below the mean would
+//!    become a receiver next round): the series moved stay close to the
+//!    minimum that balances. A receiver never goes over its capacity, never
+//!    ends as hot as the donor was, and a move must not widen the goal-band
+//!    violation.
 //!    - Phase 1 (always): moves that cost nothing or must happen: displaced
 //!      targets (just placed this round, not yet moved on any shard) and
 //!      targets on shards over 100% capacity. Runs until the goal band holds.

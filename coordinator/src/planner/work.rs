@@ -3,11 +3,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use crate::model::{Capacity, Load, ShardId};
+use crate::model::{Capacity, Load, ShardId, TargetId};
 
-use super::{
-    Move, MoveReason, Plan, PlanError, PlanInput, PlanShard, PlanTarget, PlannerConfig, hrw,
-};
+use super::{Move, MoveReason, Plan, PlanError, PlanInput, PlanShard, PlannerConfig, hrw};
 
 /// Where a target is before this round.
 #[derive(Clone, Copy, Debug)]
@@ -20,7 +18,10 @@ pub(super) enum Current<'a> {
 pub(super) struct Work<'a> {
     pub cfg: &'a PlannerConfig,
     pub shards: Vec<&'a PlanShard>,
-    pub targets: Vec<&'a PlanTarget>,
+    /// Target ids and loads, in id order (compact copies: the hot loops
+    /// walk them in an order unrelated to the input's memory layout).
+    pub tid: Vec<TargetId>,
+    pub tload: Vec<Load>,
     pub current: Vec<Current<'a>>,
     /// The shard each target is on now (in this round's plan).
     pub assign: Vec<Option<usize>>,
@@ -73,8 +74,7 @@ impl<'a> Work<'a> {
         if let Some(w) = shards.windows(2).find(|w| w[0].id == w[1].id) {
             return Err(PlanError::DuplicateShard(w[0].id.clone()));
         }
-        let mut targets: Vec<&PlanTarget> = input.targets.iter().collect();
-        for t in &targets {
+        for t in input.targets {
             let v = t.load.samples_per_second;
             if !(v.is_finite() && v >= 0.0) {
                 return Err(PlanError::TargetLoad {
@@ -83,10 +83,19 @@ impl<'a> Work<'a> {
                 });
             }
         }
-        targets.sort_unstable_by_key(|t| t.id);
-        if let Some(w) = targets.windows(2).find(|w| w[0].id == w[1].id) {
-            return Err(PlanError::DuplicateTarget(w[0].id));
+        let mut order: Vec<(TargetId, usize)> = input
+            .targets
+            .iter()
+            .enumerate()
+            .map(|(k, t)| (t.id, k))
+            .collect();
+        order.sort_unstable();
+        if let Some(w) = order.windows(2).find(|w| w[0].0 == w[1].0) {
+            return Err(PlanError::DuplicateTarget(w[0].0));
         }
+        let tid: Vec<TargetId> = order.iter().map(|&(id, _)| id).collect();
+        let tload: Vec<Load> = order.iter().map(|&(_, k)| input.targets[k].load).collect();
+        drop(order);
 
         let by_name: HashMap<&str, usize> = shards
             .iter()
@@ -94,11 +103,11 @@ impl<'a> Work<'a> {
             .map(|(i, s)| (s.id.0.as_str(), i))
             .collect();
         // Merge the sorted targets with the sorted current assignment.
-        let mut current = Vec::with_capacity(targets.len());
+        let mut current = Vec::with_capacity(tid.len());
         let mut cur = input.current.iter().peekable();
-        for t in &targets {
-            while cur.next_if(|(id, _)| **id < t.id).is_some() {}
-            let c = match cur.next_if(|(id, _)| **id == t.id) {
+        for &t in &tid {
+            while cur.next_if(|(id, _)| **id < t).is_some() {}
+            let c = match cur.next_if(|(id, _)| **id == t) {
                 None => Current::Nowhere,
                 Some((_, shard)) => match by_name.get(shard.0.as_str()) {
                     Some(&s) => Current::On(s),
@@ -152,12 +161,12 @@ impl<'a> Work<'a> {
             });
             frontier.push(c);
         }
-        let oversized = targets
+        let oversized = tload
             .iter()
-            .map(|t| !frontier.is_empty() && frontier.iter().all(|c| c.utilization(t.load) > 1.0))
+            .map(|&l| !frontier.is_empty() && frontier.iter().all(|c| c.utilization(l) > 1.0))
             .collect();
 
-        let n = targets.len();
+        let n = tid.len();
         let mut w = Work {
             cfg,
             current,
@@ -175,7 +184,8 @@ impl<'a> Work<'a> {
             displaced: Vec::new(),
             eligible,
             shards,
-            targets,
+            tid,
+            tload,
         };
         for i in 0..n {
             match w.current[i] {
@@ -196,7 +206,7 @@ impl<'a> Work<'a> {
         self.assign[i] = Some(s);
         self.pos[i] = self.members[s].len();
         self.members[s].push(i);
-        self.load[s] = self.load[s].add(self.targets[i].load);
+        self.load[s] = self.load[s].add(self.tload[i]);
         self.util[s] = self.shards[s].capacity.utilization(self.load[s]);
     }
 
@@ -209,7 +219,7 @@ impl<'a> Work<'a> {
         if let Some(&moved) = self.members[s].get(p) {
             self.pos[moved] = p;
         }
-        self.load[s] = sub(self.load[s], self.targets[i].load);
+        self.load[s] = sub(self.load[s], self.tload[i]);
         self.util[s] = self.shards[s].capacity.utilization(self.load[s]);
     }
 
@@ -223,15 +233,13 @@ impl<'a> Work<'a> {
 
     /// Step 2 of the module docs: a shard of its own per oversized target.
     pub fn claim_for_oversized(&mut self) {
-        let mut list: Vec<usize> = (0..self.targets.len())
-            .filter(|&i| self.oversized[i])
-            .collect();
+        let mut list: Vec<usize> = (0..self.tid.len()).filter(|&i| self.oversized[i]).collect();
         if list.is_empty() {
             return;
         }
         let cfg = self.cfg;
         list.sort_by(|&a, &b| {
-            let (la, lb) = (self.targets[a].load, self.targets[b].load);
+            let (la, lb) = (self.tload[a], self.tload[b]);
             typical_util(cfg, lb)
                 .total_cmp(&typical_util(cfg, la))
                 .then(a.cmp(&b))
@@ -248,7 +256,7 @@ impl<'a> Work<'a> {
                 continue;
             }
             let unclaimed = |w: &Self, s: usize| w.eligible[s] && w.owner[s].is_none();
-            let tid = self.targets[i].id;
+            let tid = self.tid[i];
             let empty = (0..self.shards.len())
                 .filter(|&s| unclaimed(self, s) && self.members[s].is_empty())
                 .map(|s| {
@@ -302,7 +310,7 @@ impl<'a> Work<'a> {
         let cfg = self.cfg;
         let keys: Vec<f64> = todo
             .iter()
-            .map(|&i| typical_util(cfg, self.targets[i].load))
+            .map(|&i| typical_util(cfg, self.tload[i]))
             .collect();
         let mut order: Vec<usize> = (0..todo.len()).collect();
         order.sort_by(|&a, &b| keys[b].total_cmp(&keys[a]).then(todo[a].cmp(&todo[b])));
@@ -315,20 +323,40 @@ impl<'a> Work<'a> {
                 .collect();
         }
         let hw = cfg.high_watermark;
+        // Inverse capacities: the room check below runs for every (target,
+        // shard) pair, multiplications instead of divisions.
+        let inv: Vec<(f64, f64)> = cands
+            .iter()
+            .map(|&s| {
+                let c = &self.shards[s].capacity;
+                (1.0 / c.max_series as f64, 1.0 / c.max_samples_per_second)
+            })
+            .collect();
+        fn ratio(used: f64, inv: f64) -> f64 {
+            if inv.is_finite() {
+                used * inv
+            } else if used > 0.0 {
+                f64::INFINITY
+            } else {
+                0.0
+            }
+        }
         for k in order {
             let i = todo[k];
-            let t = self.targets[i];
+            let (id, load) = (self.tid[i], self.tload[i]);
+            let (ts, tr) = (load.series as f64, load.samples_per_second);
             let mut best: Option<(f64, usize)> = None;
             let mut least: Option<(f64, usize)> = None;
-            for &s in &cands {
-                let cap = &self.shards[s].capacity;
-                let after = cap.utilization(self.load[s].add(t.load));
+            for (&s, &(inv_s, inv_r)) in cands.iter().zip(&inv) {
+                let l = &self.load[s];
+                let after =
+                    ratio(l.series as f64 + ts, inv_s).max(ratio(l.samples_per_second + tr, inv_r));
                 if least.is_none_or(|(u, _)| after < u) {
                     least = Some((after, s));
                 }
                 if after <= hw {
                     let weight = self.size[s] * (1.0 - self.util[s]).max(1e-6);
-                    let score = hrw::score(hrw::pair_hash(t.id, self.seed[s]), weight);
+                    let score = hrw::score(hrw::pair_hash(id, self.seed[s]), weight);
                     if best.is_none_or(|(b, _)| score > b) {
                         best = Some((score, s));
                     }
@@ -350,27 +378,27 @@ impl<'a> Work<'a> {
 
     pub fn into_plan(self, budget_exhausted: bool) -> Plan {
         let cfg = self.cfg;
-        let mut assignment = BTreeMap::new();
+        let mut assigned = Vec::with_capacity(self.tid.len());
         let mut moves = Vec::new();
         let mut unassigned = Vec::new();
         let mut loads = vec![Load::default(); self.shards.len()];
         let mut rest = Load::default();
         let mut n_oversized = 0usize;
         let mut oversized = BTreeSet::new();
-        for (i, t) in self.targets.iter().enumerate() {
+        for (i, (&id, &load)) in self.tid.iter().zip(&self.tload).enumerate() {
             if self.oversized[i] {
-                oversized.insert(t.id);
+                oversized.insert(id);
                 n_oversized += 1;
             } else {
-                rest = rest.add(t.load);
+                rest = rest.add(load);
             }
             let Some(s) = self.assign[i] else {
-                unassigned.push(t.id);
+                unassigned.push(id);
                 continue;
             };
-            loads[s] = loads[s].add(t.load);
+            loads[s] = loads[s].add(load);
             let to = &self.shards[s].id;
-            assignment.insert(t.id, to.clone());
+            assigned.push((id, to.clone()));
             let from = match self.current[i] {
                 Current::On(c) if c == s => continue,
                 Current::On(c) => Some(self.shards[c].id.clone()),
@@ -378,13 +406,15 @@ impl<'a> Work<'a> {
                 Current::Nowhere => None,
             };
             moves.push(Move {
-                target: t.id,
+                target: id,
                 from,
                 to: to.clone(),
-                series: t.load.series,
+                series: load.series,
                 reason: self.reason[i].unwrap_or(MoveReason::Rebalance),
             });
         }
+        // Already in id order: BTreeMap builds it in bulk.
+        let assignment: BTreeMap<_, _> = assigned.into_iter().collect();
         let balanced = self.balanced_shards();
         let utils: Vec<f64> = balanced
             .iter()
@@ -404,7 +434,7 @@ impl<'a> Work<'a> {
         } else {
             cfg.max_shards
         };
-        let wanted = if self.targets.is_empty() {
+        let wanted = if self.tid.is_empty() {
             wanted
         } else {
             wanted.max(1)
