@@ -1,0 +1,461 @@
+//! The planner's working state: inputs sorted by id, the assignment being
+//! built, shard loads, and the steps before and after rebalancing.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use crate::model::{Capacity, Load, ShardId, TargetId};
+
+use super::{Move, MoveReason, Plan, PlanError, PlanInput, PlanShard, PlannerConfig, hrw};
+
+/// Where a target is before this round.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Current<'a> {
+    Nowhere,
+    Gone(&'a ShardId),
+    On(usize),
+}
+
+pub(super) struct Work<'a> {
+    pub cfg: &'a PlannerConfig,
+    pub shards: Vec<&'a PlanShard>,
+    /// Target ids and loads, in id order (compact copies: the hot loops
+    /// walk them in an order unrelated to the input's memory layout).
+    pub tid: Vec<TargetId>,
+    pub tload: Vec<Load>,
+    pub current: Vec<Current<'a>>,
+    /// The shard each target is on now (in this round's plan).
+    pub assign: Vec<Option<usize>>,
+    /// Moving it costs nothing: placed this round, or already moved once.
+    pub free: Vec<bool>,
+    pub reason: Vec<Option<MoveReason>>,
+    pub oversized: Vec<bool>,
+    pub eligible: Vec<bool>,
+    /// The oversized target a shard is reserved for.
+    pub owner: Vec<Option<usize>>,
+    /// Capacity relative to the config's typical shard.
+    pub size: Vec<f64>,
+    pub seed: Vec<u64>,
+    pub load: Vec<Load>,
+    pub util: Vec<f64>,
+    pub members: Vec<Vec<usize>>,
+    /// A target's index in its shard's `members`.
+    pub pos: Vec<usize>,
+    displaced: Vec<usize>,
+}
+
+/// `a - b`, never below zero (float drift on samples/s).
+pub(super) fn sub(a: Load, b: Load) -> Load {
+    Load {
+        series: a.series.saturating_sub(b.series),
+        samples_per_second: (a.samples_per_second - b.samples_per_second).max(0.0),
+    }
+}
+
+/// A target's size in typical shards (sort key: largest first).
+fn typical_util(cfg: &PlannerConfig, load: Load) -> f64 {
+    let u = cfg.shard_capacity.utilization(load);
+    if u.is_nan() { 0.0 } else { u }
+}
+
+impl<'a> Work<'a> {
+    pub fn new(input: &PlanInput<'a>) -> Result<Self, PlanError> {
+        let cfg = input.config;
+        let mut shards: Vec<&PlanShard> = input.shards.iter().collect();
+        for s in &shards {
+            let v = s.capacity.max_samples_per_second;
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(PlanError::ShardCapacity {
+                    shard: s.id.clone(),
+                    value: v,
+                });
+            }
+        }
+        shards.sort_by(|a, b| a.id.cmp(&b.id));
+        if let Some(w) = shards.windows(2).find(|w| w[0].id == w[1].id) {
+            return Err(PlanError::DuplicateShard(w[0].id.clone()));
+        }
+        for t in input.targets {
+            let v = t.load.samples_per_second;
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(PlanError::TargetLoad {
+                    target: t.id,
+                    value: v,
+                });
+            }
+        }
+        let mut order: Vec<(TargetId, usize)> = input
+            .targets
+            .iter()
+            .enumerate()
+            .map(|(k, t)| (t.id, k))
+            .collect();
+        order.sort_unstable();
+        if let Some(w) = order.windows(2).find(|w| w[0].0 == w[1].0) {
+            return Err(PlanError::DuplicateTarget(w[0].0));
+        }
+        let tid: Vec<TargetId> = order.iter().map(|&(id, _)| id).collect();
+        let tload: Vec<Load> = order.iter().map(|&(_, k)| input.targets[k].load).collect();
+        drop(order);
+
+        let by_name: HashMap<&str, usize> = shards
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.id.0.as_str(), i))
+            .collect();
+        // Merge the sorted targets with the sorted current assignment.
+        let mut current = Vec::with_capacity(tid.len());
+        let mut cur = input.current.iter().peekable();
+        for &t in &tid {
+            while cur.next_if(|(id, _)| **id < t).is_some() {}
+            let c = match cur.next_if(|(id, _)| **id == t) {
+                None => Current::Nowhere,
+                Some((_, shard)) => match by_name.get(shard.0.as_str()) {
+                    Some(&s) => Current::On(s),
+                    None => Current::Gone(shard),
+                },
+            };
+            current.push(c);
+        }
+
+        let mut eligible: Vec<bool> = shards.iter().map(|s| !s.draining).collect();
+        if !eligible.iter().any(|&e| e) {
+            // Every shard drains: keep using them rather than scrape nothing.
+            eligible.iter_mut().for_each(|e| *e = true);
+        }
+        let unit = Load {
+            series: cfg.shard_capacity.max_series,
+            samples_per_second: cfg.shard_capacity.max_samples_per_second,
+        };
+        let size = shards
+            .iter()
+            .map(|s| {
+                let u = s.capacity.utilization(unit);
+                if u > 0.0 && u.is_finite() {
+                    1.0 / u
+                } else if u == 0.0 {
+                    1.0
+                } else {
+                    1e-9
+                }
+            })
+            .collect();
+        let seed = shards.iter().map(|s| hrw::shard_seed(&s.id)).collect();
+
+        // Oversized: fits on no eligible shard. Only the capacities no other
+        // eligible shard dominates need checking.
+        let mut frontier: Vec<Capacity> = Vec::new();
+        for (s, sh) in shards.iter().enumerate() {
+            if !eligible[s] {
+                continue;
+            }
+            let c = sh.capacity;
+            let dominated = |o: &Capacity| {
+                o.max_series >= c.max_series && o.max_samples_per_second >= c.max_samples_per_second
+            };
+            if frontier.iter().any(dominated) {
+                continue;
+            }
+            frontier.retain(|o| {
+                !(c.max_series >= o.max_series
+                    && c.max_samples_per_second >= o.max_samples_per_second)
+            });
+            frontier.push(c);
+        }
+        let oversized = tload
+            .iter()
+            .map(|&l| !frontier.is_empty() && frontier.iter().all(|c| c.utilization(l) > 1.0))
+            .collect();
+
+        let n = tid.len();
+        let mut w = Work {
+            cfg,
+            current,
+            assign: vec![None; n],
+            free: vec![true; n],
+            reason: vec![None; n],
+            oversized,
+            owner: vec![None; shards.len()],
+            size,
+            seed,
+            load: vec![Load::default(); shards.len()],
+            util: vec![0.0; shards.len()],
+            members: vec![Vec::new(); shards.len()],
+            pos: vec![0; n],
+            displaced: Vec::new(),
+            eligible,
+            shards,
+            tid,
+            tload,
+        };
+        for i in 0..n {
+            match w.current[i] {
+                Current::On(s) if w.eligible[s] => {
+                    w.assign_to(i, s);
+                    w.free[i] = false;
+                }
+                Current::On(_) => w.displace(i, MoveReason::Draining),
+                Current::Gone(_) => w.displace(i, MoveReason::ShardGone),
+                Current::Nowhere => w.displace(i, MoveReason::New),
+            }
+        }
+        Ok(w)
+    }
+
+    pub fn assign_to(&mut self, i: usize, s: usize) {
+        debug_assert!(self.assign[i].is_none());
+        self.assign[i] = Some(s);
+        self.pos[i] = self.members[s].len();
+        self.members[s].push(i);
+        self.load[s] = self.load[s].add(self.tload[i]);
+        self.util[s] = self.shards[s].capacity.utilization(self.load[s]);
+    }
+
+    pub fn unassign(&mut self, i: usize) {
+        let Some(s) = self.assign[i].take() else {
+            return;
+        };
+        let p = self.pos[i];
+        self.members[s].swap_remove(p);
+        if let Some(&moved) = self.members[s].get(p) {
+            self.pos[moved] = p;
+        }
+        self.load[s] = sub(self.load[s], self.tload[i]);
+        self.util[s] = self.shards[s].capacity.utilization(self.load[s]);
+    }
+
+    /// Takes a target off its shard (if any) for placement later.
+    fn displace(&mut self, i: usize, reason: MoveReason) {
+        self.unassign(i);
+        self.reason[i].get_or_insert(reason);
+        self.free[i] = true;
+        self.displaced.push(i);
+    }
+
+    /// Step 2 of the module docs: a shard of its own per oversized target.
+    pub fn claim_for_oversized(&mut self) {
+        let mut list: Vec<usize> = (0..self.tid.len()).filter(|&i| self.oversized[i]).collect();
+        if list.is_empty() {
+            return;
+        }
+        let cfg = self.cfg;
+        list.sort_by(|&a, &b| {
+            let (la, lb) = (self.tload[a], self.tload[b]);
+            typical_util(cfg, lb)
+                .total_cmp(&typical_util(cfg, la))
+                .then(a.cmp(&b))
+        });
+        for &i in &list {
+            if let Some(s) = self.assign[i]
+                && self.owner[s].is_none()
+            {
+                self.owner[s] = Some(i);
+            }
+        }
+        for &i in &list {
+            if self.assign[i].is_some_and(|s| self.owner[s] == Some(i)) {
+                continue;
+            }
+            let unclaimed = |w: &Self, s: usize| w.eligible[s] && w.owner[s].is_none();
+            let tid = self.tid[i];
+            let empty = (0..self.shards.len())
+                .filter(|&s| unclaimed(self, s) && self.members[s].is_empty())
+                .map(|s| {
+                    (
+                        hrw::score(hrw::pair_hash(tid, self.seed[s]), self.size[s]),
+                        s,
+                    )
+                })
+                .max_by(|a, b| a.0.total_cmp(&b.0).then(b.1.cmp(&a.1)))
+                .map(|(_, s)| s);
+            let choice = empty.or_else(|| {
+                (0..self.shards.len())
+                    .filter(|&s| unclaimed(self, s))
+                    .min_by(|&a, &b| self.util[a].total_cmp(&self.util[b]).then(a.cmp(&b)))
+            });
+            let Some(s) = choice else { break };
+            if self.assign[i].is_some() {
+                self.unassign(i);
+                self.reason[i] = Some(MoveReason::Oversized);
+                self.free[i] = true;
+            }
+            self.owner[s] = Some(i);
+            self.assign_to(i, s);
+        }
+        // Clear the claimed shards, when someone else can take the rest.
+        if (0..self.shards.len()).any(|s| self.eligible[s] && self.owner[s].is_none()) {
+            for s in 0..self.shards.len() {
+                let Some(o) = self.owner[s] else { continue };
+                let others: Vec<usize> = self.members[s]
+                    .iter()
+                    .copied()
+                    .filter(|&i| i != o)
+                    .collect();
+                for i in others {
+                    self.displace(i, MoveReason::Oversized);
+                }
+            }
+        }
+    }
+
+    /// Step 3: displaced targets by weighted rendezvous among shards with
+    /// room, else the least utilized.
+    pub fn place_displaced(&mut self) {
+        let mut todo = std::mem::take(&mut self.displaced);
+        todo.retain(|&i| self.assign[i].is_none());
+        todo.sort_unstable();
+        todo.dedup();
+        if todo.is_empty() || !self.eligible.iter().any(|&e| e) {
+            return;
+        }
+        let cfg = self.cfg;
+        let keys: Vec<f64> = todo
+            .iter()
+            .map(|&i| typical_util(cfg, self.tload[i]))
+            .collect();
+        let mut order: Vec<usize> = (0..todo.len()).collect();
+        order.sort_by(|&a, &b| keys[b].total_cmp(&keys[a]).then(todo[a].cmp(&todo[b])));
+        let mut cands: Vec<usize> = (0..self.shards.len())
+            .filter(|&s| self.eligible[s] && self.owner[s].is_none())
+            .collect();
+        if cands.is_empty() {
+            cands = (0..self.shards.len())
+                .filter(|&s| self.eligible[s])
+                .collect();
+        }
+        let hw = cfg.high_watermark;
+        // Inverse capacities: the room check below runs for every (target,
+        // shard) pair, multiplications instead of divisions.
+        let inv: Vec<(f64, f64)> = cands
+            .iter()
+            .map(|&s| {
+                let c = &self.shards[s].capacity;
+                (1.0 / c.max_series as f64, 1.0 / c.max_samples_per_second)
+            })
+            .collect();
+        fn ratio(used: f64, inv: f64) -> f64 {
+            if inv.is_finite() {
+                used * inv
+            } else if used > 0.0 {
+                f64::INFINITY
+            } else {
+                0.0
+            }
+        }
+        for k in order {
+            let i = todo[k];
+            let (id, load) = (self.tid[i], self.tload[i]);
+            let (ts, tr) = (load.series as f64, load.samples_per_second);
+            let mut best: Option<(f64, usize)> = None;
+            let mut least: Option<(f64, usize)> = None;
+            for (&s, &(inv_s, inv_r)) in cands.iter().zip(&inv) {
+                let l = &self.load[s];
+                let after =
+                    ratio(l.series as f64 + ts, inv_s).max(ratio(l.samples_per_second + tr, inv_r));
+                if least.is_none_or(|(u, _)| after < u) {
+                    least = Some((after, s));
+                }
+                if after <= hw {
+                    let weight = self.size[s] * (1.0 - self.util[s]).max(1e-6);
+                    let score = hrw::score(hrw::pair_hash(id, self.seed[s]), weight);
+                    if best.is_none_or(|(b, _)| score > b) {
+                        best = Some((score, s));
+                    }
+                }
+            }
+            if let Some((_, s)) = best.or(least) {
+                self.assign_to(i, s);
+            }
+        }
+    }
+
+    /// The shards rebalancing works on: eligible, not held by an oversized
+    /// target.
+    pub fn balanced_shards(&self) -> Vec<usize> {
+        (0..self.shards.len())
+            .filter(|&s| self.eligible[s] && self.owner[s].is_none())
+            .collect()
+    }
+
+    pub fn into_plan(self, budget_exhausted: bool) -> Plan {
+        let cfg = self.cfg;
+        let mut assigned = Vec::with_capacity(self.tid.len());
+        let mut moves = Vec::new();
+        let mut unassigned = Vec::new();
+        let mut loads = vec![Load::default(); self.shards.len()];
+        let mut rest = Load::default();
+        let mut n_oversized = 0usize;
+        let mut oversized = BTreeSet::new();
+        for (i, (&id, &load)) in self.tid.iter().zip(&self.tload).enumerate() {
+            if self.oversized[i] {
+                oversized.insert(id);
+                n_oversized += 1;
+            } else {
+                rest = rest.add(load);
+            }
+            let Some(s) = self.assign[i] else {
+                unassigned.push(id);
+                continue;
+            };
+            loads[s] = loads[s].add(load);
+            let to = &self.shards[s].id;
+            assigned.push((id, to.clone()));
+            let from = match self.current[i] {
+                Current::On(c) if c == s => continue,
+                Current::On(c) => Some(self.shards[c].id.clone()),
+                Current::Gone(g) => Some(g.clone()),
+                Current::Nowhere => None,
+            };
+            moves.push(Move {
+                target: id,
+                from,
+                to: to.clone(),
+                series: load.series,
+                reason: self.reason[i].unwrap_or(MoveReason::Rebalance),
+            });
+        }
+        // Already in id order: BTreeMap builds it in bulk.
+        let assignment: BTreeMap<_, _> = assigned.into_iter().collect();
+        let balanced = self.balanced_shards();
+        let utils: Vec<f64> = balanced
+            .iter()
+            .map(|&s| self.shards[s].capacity.utilization(loads[s]))
+            .collect();
+        let mean = utils.iter().sum::<f64>() / utils.len().max(1) as f64;
+        let max = utils.iter().copied().fold(0.0, f64::max);
+        let imbalance = if mean > 0.0 && mean.is_finite() {
+            max / mean
+        } else {
+            1.0
+        };
+
+        let u = cfg.shard_capacity.utilization(rest) / cfg.target_utilization;
+        let wanted = if u.is_finite() {
+            n_oversized.saturating_add((u - 1e-9).ceil().max(0.0) as usize)
+        } else {
+            cfg.max_shards
+        };
+        let wanted = if self.tid.is_empty() {
+            wanted
+        } else {
+            wanted.max(1)
+        };
+        let desired_shards = wanted.clamp(cfg.min_shards, cfg.max_shards);
+
+        let shard_loads = self
+            .shards
+            .iter()
+            .zip(loads)
+            .map(|(s, l)| (s.id.clone(), l))
+            .collect();
+        Plan {
+            assignment,
+            moves,
+            oversized,
+            unassigned,
+            shard_loads,
+            desired_shards,
+            imbalance,
+            budget_exhausted,
+        }
+    }
+}
