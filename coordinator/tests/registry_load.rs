@@ -71,7 +71,11 @@ fn fallbacks_in_order_median_explore_default() {
     // Nothing known: defaults, per job then global.
     assert_eq!(m.load_of(1), (l(7, 0.7), LoadSource::Default));
     assert_eq!(m.load_of(10), (l(42, 4.2), LoadSource::Default));
-    assert_eq!(m.load_of(999), (l(7, 0.7), LoadSource::Default), "untracked");
+    assert_eq!(
+        m.load_of(999),
+        (l(7, 0.7), LoadSource::Default),
+        "untracked"
+    );
     assert!(m.needs_explore(1));
 
     // An explore of target 1: it and its job mates use it.
@@ -171,7 +175,13 @@ fn targets_leaving_the_registry_are_forgotten() {
 
     // a's first target leaves: its report goes with it, so the job has no
     // history any more.
-    let keep = reg.get(ids[1]).unwrap().labels.get("instance").unwrap().to_string();
+    let keep = reg
+        .get(ids[1])
+        .unwrap()
+        .labels
+        .get("instance")
+        .unwrap()
+        .to_string();
     let cfg2 = load_str(
         &format!("scrape_configs:\n- job_name: a\n  static_configs: [{{targets: ['{keep}']}}]\n"),
         "p.yml",

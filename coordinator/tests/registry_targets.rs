@@ -118,15 +118,15 @@ fn a_target_from_two_groups_counts_once_and_leaves_with_the_last() {
 
 #[test]
 fn dropped_targets_and_populate_errors_are_recorded_per_job() {
-    let mut r = Registry::new(&cfg(
-        "scrape_configs:\n\
+    let mut r = Registry::new(&cfg("scrape_configs:\n\
          - job_name: node\n  file_sd_configs: [{files: [sd/*.json]}]\n  relabel_configs:\n  \
          - {source_labels: [drop], regex: 'yes', action: drop}\n\
-         - job_name: other\n  static_configs: [{targets: ['o:1']}]\n",
-    ));
+         - job_name: other\n  static_configs: [{targets: ['o:1']}]\n"));
     let mut bad = group("sd/a.json:0", &["a:1"], &[]);
-    bad.targets
-        .push(Labels::from_pairs([("__address__", "b:1"), ("drop", "yes")]));
+    bad.targets.push(Labels::from_pairs([
+        ("__address__", "b:1"),
+        ("drop", "yes"),
+    ]));
     // No address, a bad interval: cannot become targets; the others still do.
     bad.targets.push(Labels::from_pairs([("x", "1")]));
     bad.targets.push(Labels::from_pairs([
