@@ -141,13 +141,22 @@ async fn counts_the_series_of_a_text_body() {
     let (t, cfg) = target(&addr, "j", "/metrics", "");
     let ex = Explorer::new(settings(), ".").unwrap();
     let out = ex.explore(&t, &cfg).await;
-    let load = out.result.expect("explore succeeds");
+    let load = out.result.clone().expect("explore succeeds");
     assert_eq!(load.series, 5);
     assert!((load.samples_per_second - 0.5).abs() < 1e-9, "{load:?}");
     assert_eq!(out.attempts, 1);
     assert_eq!(out.id, t.id);
     assert_eq!(counts.requests.load(Ordering::SeqCst), 1);
     assert_eq!(ex.stats().succeeded, 1);
+
+    // The model takes it as the target's (and its job mates') estimate.
+    let mut model = LoadModel::default();
+    model.track(t.id, &t.job);
+    model.track(t.id + 1, &t.job);
+    assert!(model.needs_explore(t.id));
+    model.record_explore_outcome(&out, SystemTime::now());
+    assert_eq!(model.load_of(t.id), (load, LoadSource::Explored));
+    assert_eq!(model.load_of(t.id + 1), (load, LoadSource::Explored));
     task.abort();
 }
 
@@ -197,11 +206,7 @@ async fn a_500_is_retried_then_recorded_as_a_failure() {
     // Recorded as a failure: the target keeps the default, not zero.
     let mut model = LoadModel::new(LoadDefaults::default(), ReportLimits::default());
     model.track(t.id, &t.job);
-    model.record_explore(
-        t.id,
-        out.result.map_err(|e| e.to_string()),
-        SystemTime::now(),
-    );
+    model.record_explore_outcome(&out, SystemTime::now());
     let (load, source) = model.load_of(t.id);
     assert_eq!(source, LoadSource::Default);
     assert_eq!(load, LoadDefaults::default().global);
@@ -304,5 +309,11 @@ async fn a_disabled_job_is_not_scraped() {
     assert!(matches!(out.result, Err(ExploreError::Disabled { .. })));
     assert_eq!(out.attempts, 0);
     assert_eq!(counts.requests.load(Ordering::SeqCst), 0);
+    assert_eq!(ex.stats().failed, 0, "disabled is not a failure");
+    let mut model = LoadModel::default();
+    model.track(t.id, &t.job);
+    model.record_explore_outcome(&out, SystemTime::now());
+    assert_eq!(model.explore_failures(), 0);
+    assert!(model.last_explore(t.id).is_none());
     task.abort();
 }

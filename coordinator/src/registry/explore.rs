@@ -143,9 +143,14 @@ pub struct ExploreOutcome {
 /// Counters since start.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ExploreStats {
+    /// Scrape attempts (each retry counts).
     pub attempts: u64,
+    /// Explores that gave a load.
     pub succeeded: u64,
+    /// Explores that failed after their attempts (a disabled job's
+    /// explore is not counted).
     pub failed: u64,
+    /// Attempts that timed out.
     pub timeouts: u64,
 }
 
@@ -253,6 +258,7 @@ impl Explorer {
                 tracing::debug!(job = %target.job, id = target.id, series = load.series, attempts,
                     "target explored");
             }
+            Err(ExploreError::Disabled { .. }) => {}
             Err(e) => {
                 c.failed.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(job = %target.job, id = target.id, error = %e, "explore failed");

@@ -30,6 +30,7 @@ use promshard_proto::v1::{TargetHealth, TargetReport};
 
 use crate::model::{Load, TargetId};
 
+use super::explore::{ExploreError, ExploreOutcome};
 use super::targets::{Changes, Registry};
 
 /// Where a target's load figure comes from.
@@ -378,6 +379,17 @@ impl LoadModel {
         });
         let job = t.job.clone();
         self.recompute(std::iter::once(job));
+    }
+
+    /// Records what the [`Explorer`](super::Explorer) found: a load, or a
+    /// failure (the target keeps its default). A disabled job's outcome
+    /// records nothing.
+    pub fn record_explore_outcome(&mut self, outcome: &ExploreOutcome, now: SystemTime) {
+        match &outcome.result {
+            Err(ExploreError::Disabled { .. }) => {}
+            Ok(load) => self.record_explore(outcome.id, Ok(*load), now),
+            Err(e) => self.record_explore(outcome.id, Err(e.to_string()), now),
+        }
     }
 
     /// Recomputes the medians of `jobs` (one pass over the tracked targets).
