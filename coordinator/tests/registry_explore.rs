@@ -87,6 +87,11 @@ async fn hang(State(c): State<Shared>) -> impl IntoResponse {
     "never"
 }
 
+async fn huge(State(c): State<Shared>) -> impl IntoResponse {
+    let _g = InFlight::enter(&c);
+    "big_metric_with_a_long_name{label=\"value\"} 1\n".repeat(10_000)
+}
+
 async fn slow(State(c): State<Shared>) -> impl IntoResponse {
     let _g = InFlight::enter(&c);
     tokio::time::sleep(Duration::from_millis(150)).await;
@@ -104,6 +109,7 @@ async fn server() -> (String, Shared, tokio::task::JoinHandle<()>) {
         .route("/garbage", get(garbage))
         .route("/hang", get(hang))
         .route("/slow", get(slow))
+        .route("/huge", get(huge))
         .with_state(Arc::clone(&counts));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
@@ -315,5 +321,39 @@ async fn a_disabled_job_is_not_scraped() {
     model.record_explore_outcome(&out, SystemTime::now());
     assert_eq!(model.explore_failures(), 0);
     assert!(model.last_explore(t.id).is_none());
+    task.abort();
+}
+
+#[tokio::test]
+async fn a_body_over_the_cap_fails_without_retry() {
+    let (addr, counts, task) = server().await;
+    let (t, cfg) = target(&addr, "j", "/huge", "");
+    let ex = Explorer::new(
+        ExploreConfig {
+            max_body_bytes: 64 * 1024,
+            ..settings()
+        },
+        ".",
+    )
+    .unwrap();
+    let out = ex.explore(&t, &cfg).await;
+    match out.result {
+        Err(ExploreError::Scrape { reason, .. }) => {
+            assert!(reason.contains("body size limit"), "{reason}")
+        }
+        other => panic!("expected the body cap: {other:?}"),
+    }
+    assert_eq!(counts.requests.load(Ordering::SeqCst), 1);
+
+    // Without the cap, the same body is counted.
+    let ex = Explorer::new(
+        ExploreConfig {
+            max_body_bytes: 0,
+            ..settings()
+        },
+        ".",
+    )
+    .unwrap();
+    assert_eq!(ex.explore(&t, &cfg).await.result.unwrap().series, 10_000);
     task.abort();
 }

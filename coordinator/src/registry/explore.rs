@@ -19,7 +19,8 @@
 //!
 //! The scrape uses promlib's one-target [`ScrapeClient`] (one per job,
 //! built from the job's HTTP settings and cached until the job's config
-//! changes), so auth, TLS, gzip and the body size limit are the job's.
+//! changes), so auth, TLS, gzip and the body size limit are the job's
+//! (the body is also capped by [`ExploreConfig::max_body_bytes`]).
 //! The body is parsed with promlib's exposition [`Parser`] (text or
 //! OpenMetrics by Content-Type); the first parse error fails the explore,
 //! as it fails a Prometheus scrape. Series = samples in the body. When the
@@ -62,6 +63,10 @@ pub struct ExploreConfig {
     pub max_attempts: u32,
     pub initial_backoff: Duration,
     pub max_backoff: Duration,
+    /// The largest body read, in bytes (0 = none): the job's
+    /// `body_size_limit` when smaller. A body that reaches it fails the
+    /// explore, so one huge target cannot exhaust the coordinator's memory.
+    pub max_body_bytes: u64,
 }
 
 impl Default for ExploreConfig {
@@ -74,6 +79,7 @@ impl Default for ExploreConfig {
             max_attempts: 3,
             initial_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(10),
+            max_body_bytes: 64 << 20,
         }
     }
 }
@@ -234,8 +240,12 @@ impl Explorer {
         {
             return Ok(client.clone());
         }
-        let client =
-            ScrapeClient::new(job, &self.inner.base_dir).map_err(|e| ExploreError::Client {
+        let limit = match (job.body_size_limit_bytes(), self.inner.cfg.max_body_bytes) {
+            (0, cap) | (cap, 0) => cap,
+            (job_limit, cap) => job_limit.min(cap),
+        };
+        let client = ScrapeClient::from_http_config(&job.http, &self.inner.base_dir, limit)
+            .map_err(|e| ExploreError::Client {
                 job: job.job_name.clone(),
                 reason: error_chain(&e),
             })?;
