@@ -58,8 +58,21 @@ fn hundred_thousand_targets() {
             ..Default::default()
         })
         .collect();
-    assert_eq!(m.ingest(&reports, SystemTime::now()), 100_000);
+    // As 200 shard reports of 500 targets each.
+    let mut taken = 0;
+    for chunk in reports.chunks(500) {
+        taken += m.ingest(chunk, SystemTime::now());
+    }
+    assert_eq!(taken, 100_000);
     let model = start.elapsed();
+    // A planning pass reads every load (the job median is computed once).
+    let start = Instant::now();
+    let mut series = 0u64;
+    for &id in &c.added {
+        series += m.load_of(id).0.series;
+    }
+    let reads = start.elapsed();
+    assert!(series > 0);
 
     let start = Instant::now();
     let relabeled = load_str(
@@ -72,6 +85,6 @@ fn hundred_thousand_targets() {
     assert_eq!(c2.removed.len(), 100_000);
     assert_eq!(c2.added.len(), 100_000);
     eprintln!(
-        "100k targets: apply {apply:?}, sync+ingest {model:?}, reload with relabel change {reload:?}"
+        "100k targets: apply {apply:?}, sync+ingest {model:?}, load_of all {reads:?}, reload with relabel change {reload:?}"
     );
 }

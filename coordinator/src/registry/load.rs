@@ -19,11 +19,16 @@
 //! load (or the estimate) stays. Reports for targets the model does not
 //! track are counted and ignored.
 //!
-//! Time is passed in (`now`): the model holds no clock. Job medians are
-//! recomputed once per [`LoadModel::ingest`] batch, for the jobs it
-//! touched, so [`LoadModel::load_of`] is a lookup.
+//! Time is passed in (`now`): the model holds no clock.
+//!
+//! Job medians are computed lazily: a report only marks its job; the first
+//! read after a change ([`LoadModel::load_of`] and friends) recomputes the
+//! marked jobs once, each in time linear in its size. So a round of shard
+//! reports costs O(reports), and a planning pass over all targets O(targets)
+//! plus one median per changed job.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Mutex;
 use std::time::SystemTime;
 
 use promshard_proto::v1::{TargetHealth, TargetReport};
@@ -148,11 +153,18 @@ struct TargetState {
     explored: Option<ExploreRecord>,
 }
 
-/// Medians of one job, recomputed after each batch that touched it.
+/// Medians of one job.
 #[derive(Clone, Copy, Debug, Default)]
 struct JobMedians {
     reported: Option<Load>,
     explored: Option<Load>,
+}
+
+/// Job medians and the jobs whose medians are out of date.
+#[derive(Debug, Default)]
+struct MedianCache {
+    by_job: HashMap<String, JobMedians>,
+    dirty: HashSet<String>,
 }
 
 /// The load model. See the module docs.
@@ -163,7 +175,7 @@ pub struct LoadModel {
     targets: HashMap<TargetId, TargetState>,
     /// Tracked ids per job (so a job's medians cost its size, not all).
     members: HashMap<String, HashSet<TargetId>>,
-    medians: HashMap<String, JobMedians>,
+    medians: Mutex<MedianCache>,
     rejected: BTreeMap<RejectReason, u64>,
     not_healthy: u64,
     explore_failures: u64,
@@ -211,7 +223,7 @@ impl LoadModel {
             limits,
             targets: HashMap::new(),
             members: HashMap::new(),
-            medians: HashMap::new(),
+            medians: Mutex::new(MedianCache::default()),
             rejected: BTreeMap::new(),
             not_healthy: 0,
             explore_failures: 0,
@@ -254,7 +266,7 @@ impl LoadModel {
     /// Forgets target `id` and everything learned about it.
     pub fn forget(&mut self, id: TargetId) {
         if let Some(job) = self.untrack(id) {
-            self.recompute(std::iter::once(job));
+            self.mark_dirty(std::iter::once(job));
         }
     }
 
@@ -272,7 +284,7 @@ impl LoadModel {
                 self.track(id, &t.job);
             }
         }
-        self.recompute(touched);
+        self.mark_dirty(touched);
     }
 
     /// Number of tracked targets.
@@ -302,17 +314,16 @@ impl LoadModel {
         })
     }
 
-    /// Records one report; recomputes its job's median. For many reports
-    /// use [`LoadModel::ingest`].
+    /// Records one report.
     pub fn record(&mut self, report: &TargetReport, now: SystemTime) -> ReportOutcome {
         let mut touched = HashSet::new();
         let out = self.record_one(report, now, &mut touched);
-        self.recompute(touched);
+        self.mark_dirty(touched);
         out
     }
 
-    /// Records a batch of reports (one shard `Report`); job medians are
-    /// recomputed once at the end. Returns how many were taken.
+    /// Records a batch of reports (one shard `Report`). Returns how many
+    /// were taken.
     pub fn ingest<'a>(
         &mut self,
         reports: impl IntoIterator<Item = &'a TargetReport>,
@@ -325,7 +336,7 @@ impl LoadModel {
                 taken += 1;
             }
         }
-        self.recompute(touched);
+        self.mark_dirty(touched);
         taken
     }
 
@@ -378,7 +389,7 @@ impl LoadModel {
             }
         });
         let job = t.job.clone();
-        self.recompute(std::iter::once(job));
+        self.mark_dirty(std::iter::once(job));
     }
 
     /// Records what the [`Explorer`](super::Explorer) found: a load, or a
@@ -392,41 +403,59 @@ impl LoadModel {
         }
     }
 
-    /// Recomputes the medians of `jobs` (one pass over the tracked targets).
-    fn recompute(&mut self, jobs: impl IntoIterator<Item = String>) {
-        let jobs: HashSet<String> = jobs.into_iter().collect();
-        if jobs.is_empty() {
-            return;
+    /// Marks the medians of `jobs` out of date.
+    fn mark_dirty(&mut self, jobs: impl IntoIterator<Item = String>) {
+        let cache = self
+            .medians
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        cache.dirty.extend(jobs);
+    }
+
+    /// The medians of `job`, recomputing every out-of-date job first.
+    fn medians_of(&self, job: &str) -> JobMedians {
+        let mut cache = self
+            .medians
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !cache.dirty.is_empty() {
+            let dirty = std::mem::take(&mut cache.dirty);
+            for job in dirty {
+                let m = self.compute_medians(&job);
+                if m.reported.is_none() && m.explored.is_none() {
+                    cache.by_job.remove(&job);
+                } else {
+                    cache.by_job.insert(job, m);
+                }
+            }
         }
-        for job in jobs {
-            let mut reported = Vec::new();
-            let mut explored = Vec::new();
-            for id in self.members.get(&job).into_iter().flatten() {
-                let Some(t) = self.targets.get(id) else {
-                    continue;
-                };
-                if let Some(o) = &t.reported {
-                    reported.push(o.load);
-                }
-                if let Some(ExploreRecord::Succeeded(o)) = &t.explored {
-                    explored.push(o.load);
-                }
-            }
-            let m = JobMedians {
-                reported: median(&reported),
-                explored: median(&explored),
+        cache.by_job.get(job).copied().unwrap_or_default()
+    }
+
+    /// One pass over the job's tracked targets.
+    fn compute_medians(&self, job: &str) -> JobMedians {
+        let mut reported = Vec::new();
+        let mut explored = Vec::new();
+        for id in self.members.get(job).into_iter().flatten() {
+            let Some(t) = self.targets.get(id) else {
+                continue;
             };
-            if m.reported.is_none() && m.explored.is_none() {
-                self.medians.remove(&job);
-            } else {
-                self.medians.insert(job, m);
+            if let Some(o) = &t.reported {
+                reported.push(o.load);
             }
+            if let Some(ExploreRecord::Succeeded(o)) = &t.explored {
+                explored.push(o.load);
+            }
+        }
+        JobMedians {
+            reported: median(&reported),
+            explored: median(&explored),
         }
     }
 
     /// Whether any target of `job` has reported a load.
     pub fn job_has_history(&self, job: &str) -> bool {
-        self.medians.get(job).is_some_and(|m| m.reported.is_some())
+        self.medians_of(job).reported.is_some()
     }
 
     /// Whether `id` should be explored: tracked, never reported, never
@@ -446,7 +475,7 @@ impl LoadModel {
         if let Some(o) = &t.reported {
             return (o.load, LoadSource::Reported);
         }
-        let medians = self.medians.get(&t.job).copied().unwrap_or_default();
+        let medians = self.medians_of(&t.job);
         if let Some(m) = medians.reported {
             return (m, LoadSource::JobMedian);
         }
