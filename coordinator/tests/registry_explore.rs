@@ -280,14 +280,16 @@ async fn concurrency_is_bounded() {
         ".",
     )
     .unwrap();
-    let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..8 {
-        let (ex, t, cfg) = (ex.clone(), t.clone(), Arc::clone(&cfg));
-        tasks.spawn(async move { ex.explore(&t, &cfg).await });
+    let start = Instant::now();
+    let outcomes = ex
+        .explore_many((0..8).map(|_| (t.clone(), Arc::clone(&cfg))))
+        .await;
+    assert_eq!(outcomes.len(), 8);
+    for out in outcomes {
+        assert_eq!(out.result.unwrap().series, 5);
     }
-    while let Some(out) = tasks.join_next().await {
-        assert_eq!(out.unwrap().result.unwrap().series, 5);
-    }
+    // 8 requests of 150 ms, 2 at a time: at least 4 rounds.
+    assert!(start.elapsed() >= Duration::from_millis(600));
     assert_eq!(counts.requests.load(Ordering::SeqCst), 8);
     assert_eq!(
         counts.max_in_flight.load(Ordering::SeqCst),

@@ -58,6 +58,9 @@ fn updates_add_and_remove_targets_by_id() {
     assert_eq!(t.job, "node");
     assert_eq!(t.labels.get("dc"), Some("x"));
     assert_eq!(t.labels.get("__scrape_interval__"), Some("15s"));
+    assert_eq!(t.interval(), Some(Duration::from_secs(15)));
+    assert_eq!(t.public_labels().get("__address__"), None);
+    assert!(t.public_labels().get("instance").is_some());
     assert_eq!(t.id, target_id("node", &t.labels));
     assert_eq!(t.discovered_labels.get("dc"), Some("x"));
     assert_eq!(r.get(t.id), Some(&t));
@@ -295,4 +298,71 @@ async fn fed_by_the_real_discoverer() {
     assert_eq!(removed.len(), 1);
     drop(rx);
     task.abort();
+}
+
+mod properties {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// One discovery step: source `s` of provider `p` now lists `addrs`
+    /// (empty: the source is gone).
+    #[derive(Clone, Debug)]
+    struct Step {
+        provider: usize,
+        source: usize,
+        addrs: Vec<usize>,
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        (0..2usize, 0..3usize, prop::collection::vec(0..6usize, 0..4)).prop_map(
+            |(provider, source, addrs)| Step {
+                provider,
+                source,
+                addrs,
+            },
+        )
+    }
+
+    fn to_update(s: &Step) -> Update {
+        let addrs: Vec<String> = s.addrs.iter().map(|a| format!("h{a}:1")).collect();
+        let refs: Vec<&str> = addrs.iter().map(String::as_str).collect();
+        let source = format!("s{}", s.source);
+        let g = if refs.is_empty() {
+            TargetGroup::empty(source)
+        } else {
+            group(&source, &refs, &[])
+        };
+        update("node", &format!("file/{}", s.provider), vec![g])
+    }
+
+    proptest! {
+        /// Whatever the order of updates: each apply's changes account
+        /// exactly for the difference in ids, and the end state equals
+        /// the final groups applied to a fresh registry.
+        #[test]
+        fn changes_account_for_every_id(steps in prop::collection::vec(step(), 1..24)) {
+            let config = cfg(FILE_JOB);
+            let mut r = Registry::new(&config);
+            let mut last: BTreeMap<(usize, usize), Step> = BTreeMap::new();
+            for s in &steps {
+                let before: BTreeSet<u64> = r.ids().into_iter().collect();
+                let c = r.apply(to_update(s));
+                let after: BTreeSet<u64> = r.ids().into_iter().collect();
+                let added: BTreeSet<u64> = c.added.iter().copied().collect();
+                let removed: BTreeSet<u64> = c.removed.iter().copied().collect();
+                prop_assert_eq!(&added, &after.difference(&before).copied().collect());
+                prop_assert_eq!(&removed, &before.difference(&after).copied().collect());
+                last.insert((s.provider, s.source), s.clone());
+            }
+            let mut fresh = Registry::new(&config);
+            fresh.apply_all(last.values().map(to_update));
+            prop_assert_eq!(r.ids(), fresh.ids());
+            // Each distinct address is one target.
+            let distinct: BTreeSet<usize> = last.values().flat_map(|s| s.addrs.iter().copied()).collect();
+            prop_assert_eq!(r.len(), distinct.len());
+        }
+    }
 }

@@ -281,6 +281,29 @@ impl Explorer {
         }
     }
 
+    /// Explores every `(target, job config)` pair concurrently (within the
+    /// concurrency bound); outcomes in completion order. Must be called
+    /// inside a tokio runtime.
+    pub async fn explore_many(
+        &self,
+        targets: impl IntoIterator<Item = (RegisteredTarget, Arc<ScrapeConfig>)>,
+    ) -> Vec<ExploreOutcome> {
+        let mut tasks = tokio::task::JoinSet::new();
+        for (target, job) in targets {
+            let ex = self.clone();
+            tasks.spawn(async move { ex.explore(&target, &job).await });
+        }
+        let mut out = Vec::with_capacity(tasks.len());
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok(outcome) => out.push(outcome),
+                // A panic inside one explore (a bug) must not lose the others.
+                Err(e) => tracing::error!(error = %e, "explore task failed"),
+            }
+        }
+        out
+    }
+
     async fn run(
         &self,
         target: &RegisteredTarget,

@@ -59,7 +59,21 @@ impl RegisteredTarget {
         }
     }
 
-    /// As a promlib [`Target`] (for [`Target::url`], [`Target::interval`]).
+    /// The scrape interval (`__scrape_interval__`).
+    pub fn interval(&self) -> Option<std::time::Duration> {
+        self.labels
+            .get(promshard_promlib::labels::SCRAPE_INTERVAL)?
+            .parse::<promshard_promlib::duration::Duration>()
+            .ok()
+            .map(|d| d.to_std())
+    }
+
+    /// The labels attached to every sample (final labels without `__*`).
+    pub fn public_labels(&self) -> Labels {
+        self.labels.public()
+    }
+
+    /// As a promlib [`Target`] (for [`Target::url`]).
     pub fn to_target(&self) -> Target {
         Target {
             id: self.id,
