@@ -33,7 +33,12 @@ async fn attach_report_and_acked_delta() {
     let sent_hello = hello("shard-0");
     let mut shard = attach(hub.addr, sent_hello.clone()).await;
 
-    let HubEvent::Attached { shard: id, hello, session } = hub.lifecycle_event().await else {
+    let HubEvent::Attached {
+        shard: id,
+        hello,
+        session,
+    } = hub.lifecycle_event().await
+    else {
         panic!("first event must be Attached");
     };
     assert_eq!(id, ShardId::from("shard-0"));
@@ -59,20 +64,33 @@ async fn attach_report_and_acked_delta() {
     };
     shard.send(shard_message::Msg::Report(report.clone())).await;
     match hub.event().await {
-        HubEvent::Report { shard: s, session: sess, report: r } => {
+        HubEvent::Report {
+            shard: s,
+            session: sess,
+            report: r,
+        } => {
             assert_eq!(s.0, "shard-0");
             assert_eq!(sess, session);
             assert_eq!(r, report);
         }
         other => panic!("expected Report, got {other:?}"),
     }
-    let snap = hub.hub.shard(&"shard-0".into()).expect("snapshot of shard-0");
+    let snap = hub
+        .hub
+        .shard(&"shard-0".into())
+        .expect("snapshot of shard-0");
     assert_eq!(snap.session, session);
-    assert_eq!(snap.acked_version, 7, "initial acked version comes from the Hello");
+    assert_eq!(
+        snap.acked_version, 7,
+        "initial acked version comes from the Hello"
+    );
     assert_eq!(snap.backend, "BACKEND_KIND_NATIVE");
     assert_eq!(snap.hello_targets, 2);
     assert!(snap.healthy);
-    assert_eq!(snap.last_report.as_ref().map(|r| r.total_series), Some(1234));
+    assert_eq!(
+        snap.last_report.as_ref().map(|r| r.total_series),
+        Some(1234)
+    );
 
     // Job definitions arrive as sent.
     let jobs = JobDefinitions {
@@ -84,7 +102,10 @@ async fn attach_report_and_acked_delta() {
         removed_jobs: vec![],
         global_config_yaml: String::new(),
     };
-    hub.hub.send_jobs(&"shard-0".into(), jobs.clone()).await.unwrap();
+    hub.hub
+        .send_jobs(&"shard-0".into(), jobs.clone())
+        .await
+        .unwrap();
     match shard.next_non_ping().await.unwrap() {
         Some(m) => assert_eq!(m.msg, Some(coordinator_message::Msg::Jobs(jobs))),
         None => panic!("stream ended"),
@@ -94,7 +115,10 @@ async fn attach_report_and_acked_delta() {
     let h = hub.hub.clone();
     let pending = tokio::spawn(async move { h.send_delta(&"shard-0".into(), delta(8)).await });
     let got = shard.next_non_ping().await.unwrap().expect("a message");
-    assert_eq!(got.msg, Some(coordinator_message::Msg::Assignment(delta(8))));
+    assert_eq!(
+        got.msg,
+        Some(coordinator_message::Msg::Assignment(delta(8)))
+    );
     shard
         .send(shard_message::Msg::Ack(Ack {
             assignment_version: 8,
@@ -141,13 +165,18 @@ async fn attach_report_and_acked_delta() {
     assert_eq!(st.messages_in.report, 1);
     assert_eq!(st.messages_out.jobs, 1);
     assert_eq!(st.messages_out.assignment, 2);
-    assert_eq!(hub.hub.shard(&"shard-0".into()).unwrap().acked_version, 1234);
+    assert_eq!(
+        hub.hub.shard(&"shard-0".into()).unwrap().acked_version,
+        1234
+    );
     assert!(hub.hub.shard(&"shard-0".into()).unwrap().healthy);
 
     // Closing the shard's side -> Detached(closed).
     drop(shard);
     match hub.lifecycle_event().await {
-        HubEvent::Detached { shard: s, reason, .. } => {
+        HubEvent::Detached {
+            shard: s, reason, ..
+        } => {
             assert_eq!(s.0, "shard-0");
             assert!(
                 matches!(reason, DetachReason::Closed | DetachReason::StreamError(_)),
@@ -162,7 +191,10 @@ async fn attach_report_and_acked_delta() {
 
 #[tokio::test]
 async fn hung_shard_times_out_while_another_acks_promptly() {
-    let opts = fast_opts(); // ack_timeout 500 ms, failure_timeout 30 s
+    let opts = HubOptions {
+        ack_timeout: Duration::from_millis(1500),
+        ..fast_opts() // failure_timeout 30 s
+    };
     let ack_timeout = opts.ack_timeout;
     let mut hub = start_hub(opts).await;
     // The hung shard reads nothing and acks nothing (it stays alive: the
@@ -182,11 +214,15 @@ async fn hung_shard_times_out_while_another_acks_promptly() {
     // While the hung shard's send waits, the other shard's completes promptly.
     tokio::time::sleep(Duration::from_millis(20)).await;
     let t = Instant::now();
-    let good_outcome = hub.hub.send_delta(&"good".into(), delta(8)).await.expect("good acks");
+    let good_outcome = hub
+        .hub
+        .send_delta(&"good".into(), delta(8))
+        .await
+        .expect("good acks");
     let good_took = t.elapsed();
     assert!(good_outcome.fully_applied());
     assert!(
-        good_took < Duration::from_millis(250),
+        good_took < ack_timeout / 2,
         "the responsive shard waited {good_took:?} (stalled by the hung one?)"
     );
     assert!(!hung_send.is_finished(), "the hung send is still waiting");
@@ -200,7 +236,10 @@ async fn hung_shard_times_out_while_another_acks_promptly() {
         other => panic!("expected Timeout, got {other:?}"),
     }
     assert!(took >= ack_timeout, "timed out early: {took:?}");
-    assert!(took < ack_timeout + Duration::from_millis(400), "timed out late: {took:?}");
+    assert!(
+        took < ack_timeout + Duration::from_secs(1),
+        "timed out late: {took:?}"
+    );
     assert_eq!(hub.hub.stats().acks.timeout, 1);
     // A late Ack is harmless, and the version can be sent again.
     assert!(hub.hub.shard(&"hung".into()).is_some());
@@ -224,19 +263,20 @@ async fn silent_non_reading_shard_is_detached_after_failure_timeout() {
     expect_attached(&mut hub, "alive").await;
     let _responder = alive.spawn_responder();
 
-    let reason = loop {
-        match hub.lifecycle_event().await {
-            HubEvent::Detached { shard, reason, .. } => {
-                assert_eq!(shard.0, "silent", "only the silent shard is detached");
-                break reason;
-            }
-            other => panic!("unexpected {other:?}"),
+    let reason = match hub.lifecycle_event().await {
+        HubEvent::Detached { shard, reason, .. } => {
+            assert_eq!(shard.0, "silent", "only the silent shard is detached");
+            reason
         }
+        other => panic!("unexpected {other:?}"),
     };
     let took = attached_at.elapsed();
     assert_eq!(reason, DetachReason::FailureTimeout(failure_timeout));
     assert!(took >= failure_timeout, "detached early: {took:?}");
-    assert!(took < failure_timeout + Duration::from_secs(1), "detached late: {took:?}");
+    assert!(
+        took < failure_timeout + Duration::from_secs(1),
+        "detached late: {took:?}"
+    );
 
     // The hub keeps serving the other shard.
     let out = hub.hub.send_delta(&"alive".into(), delta(8)).await.unwrap();
@@ -300,14 +340,23 @@ async fn non_reading_shard_is_detached_when_its_queue_fills() {
     }
     // The other shard is unaffected.
     let t = Instant::now();
-    assert!(hub.hub.send_delta(&"good".into(), delta(8)).await.unwrap().fully_applied());
-    assert!(t.elapsed() < Duration::from_millis(250));
+    assert!(
+        hub.hub
+            .send_delta(&"good".into(), delta(8))
+            .await
+            .unwrap()
+            .fully_applied()
+    );
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
     assert_eq!(hub.hub.stats().detaches.queue_full, 1);
     eprintln!("queue full after {sent} x 256 KiB JobDefinitions");
     // The stuck peer still holds its connection (it never reads): shutdown
     // closes it after the grace instead of waiting forever.
     let took = hub.stop().await;
-    assert!(took < Duration::from_millis(500 + 1000), "shutdown took {took:?}");
+    assert!(
+        took < Duration::from_millis(500 + 1000),
+        "shutdown took {took:?}"
+    );
 }
 
 #[tokio::test]
@@ -323,14 +372,22 @@ async fn garbage_first_messages_are_refused_with_invalid_argument() {
     .err()
     .expect("Report before Hello refused");
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
-    assert!(err.message().contains("must be Hello, got Report"), "{}", err.message());
+    assert!(
+        err.message().contains("must be Hello, got Report"),
+        "{}",
+        err.message()
+    );
 
     let err = attach_with(hub.addr, Some(shard_message::Msg::Hello(hello(""))), None)
         .await
         .err()
         .expect("empty shard id refused");
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
-    assert!(err.message().contains("shard_id is empty"), "{}", err.message());
+    assert!(
+        err.message().contains("shard_id is empty"),
+        "{}",
+        err.message()
+    );
 
     let err = attach_with(
         hub.addr,
@@ -341,7 +398,11 @@ async fn garbage_first_messages_are_refused_with_invalid_argument() {
     .err()
     .expect("control character refused");
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
-    assert!(err.message().contains("shard_id contains"), "{}", err.message());
+    assert!(
+        err.message().contains("shard_id contains"),
+        "{}",
+        err.message()
+    );
 
     let err = attach_with(
         hub.addr,
@@ -371,7 +432,10 @@ async fn hello_that_never_comes_is_refused_after_hello_timeout() {
     };
     let hub = start_hub(opts).await;
     let t = Instant::now();
-    let err = attach_with(hub.addr, None, None).await.err().expect("refused");
+    let err = attach_with(hub.addr, None, None)
+        .await
+        .err()
+        .expect("refused");
     assert_eq!(err.code(), tonic::Code::DeadlineExceeded, "{err:?}");
     assert!(t.elapsed() >= Duration::from_millis(300));
     assert_eq!(hub.hub.stats().rejections.hello_timeout, 1);
@@ -410,7 +474,13 @@ async fn oversize_message_ends_that_session_only() {
         other => panic!("unexpected {other:?}"),
     }
     assert_eq!(hub.hub.stats().anomalies.oversize, 1);
-    assert!(hub.hub.send_delta(&"other".into(), delta(8)).await.unwrap().fully_applied());
+    assert!(
+        hub.hub
+            .send_delta(&"other".into(), delta(8))
+            .await
+            .unwrap()
+            .fully_applied()
+    );
     // Too large outbound messages are refused before sending.
     let huge = JobDefinitions {
         jobs: vec![JobDefinition {
@@ -435,7 +505,11 @@ async fn duplicate_shard_id_replaces_the_older_session() {
     };
     let second = attach(hub.addr, hello("dup")).await;
     match hub.lifecycle_event().await {
-        HubEvent::Detached { shard, session, reason } => {
+        HubEvent::Detached {
+            shard,
+            session,
+            reason,
+        } => {
             assert_eq!(shard.0, "dup");
             assert_eq!(session, s1);
             assert_eq!(reason, DetachReason::Replaced);
@@ -456,13 +530,23 @@ async fn duplicate_shard_id_replaces_the_older_session() {
         }
     };
     assert_eq!(status.code(), tonic::Code::Aborted);
-    assert!(status.message().contains("replaced"), "{}", status.message());
+    assert!(
+        status.message().contains("replaced"),
+        "{}",
+        status.message()
+    );
 
     let shards = hub.hub.shards();
     assert_eq!(shards.len(), 1);
     assert_eq!(shards[0].session, s2);
     let _responder = second.spawn_responder();
-    assert!(hub.hub.send_delta(&"dup".into(), delta(8)).await.unwrap().fully_applied());
+    assert!(
+        hub.hub
+            .send_delta(&"dup".into(), delta(8))
+            .await
+            .unwrap()
+            .fully_applied()
+    );
     assert_eq!(hub.hub.stats().detaches.replaced, 1);
     hub.stop().await;
 }
@@ -489,7 +573,9 @@ async fn a_restarted_hub_receives_the_hello_with_targets_intact() {
     // what it scrapes.
     let mut hub2 = start_hub(fast_opts()).await;
     let mut again = sent.clone();
-    again.targets.push(target(u64::MAX, "other-job", "[::1]:8080"));
+    again
+        .targets
+        .push(target(u64::MAX, "other-job", "[::1]:8080"));
     again.assignment_version = 8;
     let _shard = attach(hub2.addr, again.clone()).await;
     let HubEvent::Attached { hello, .. } = expect_attached(&mut hub2, "shard-7").await else {

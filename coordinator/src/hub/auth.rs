@@ -116,9 +116,18 @@ mod tests {
         assert_eq!(check(&md(Some("Bearer s3cret")), &t), Ok(()));
         assert_eq!(check(&md(Some("bearer s3cret")), &t), Ok(()));
         assert_eq!(check(&md(None), &t), Err(AuthFailure::Missing));
-        assert_eq!(check(&md(Some("Basic s3cret")), &t), Err(AuthFailure::NotBearer));
-        assert_eq!(check(&md(Some("Bearer s3cre")), &t), Err(AuthFailure::Mismatch));
-        assert_eq!(check(&md(Some("Bearer s3creT")), &t), Err(AuthFailure::Mismatch));
+        assert_eq!(
+            check(&md(Some("Basic s3cret")), &t),
+            Err(AuthFailure::NotBearer)
+        );
+        assert_eq!(
+            check(&md(Some("Bearer s3cre")), &t),
+            Err(AuthFailure::Mismatch)
+        );
+        assert_eq!(
+            check(&md(Some("Bearer s3creT")), &t),
+            Err(AuthFailure::Mismatch)
+        );
         assert_eq!(format!("{t:?} {t}"), "<secret> <secret>");
         assert!(BearerToken::new("").is_err());
         assert!(BearerToken::new("a b").is_err());

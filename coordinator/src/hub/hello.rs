@@ -65,7 +65,11 @@ mod tests {
         assert!(validate(&hello("")).unwrap_err().contains("empty"));
         assert!(validate(&hello("a b")).unwrap_err().contains("' '"));
         assert!(validate(&hello("a\u{7}")).is_err());
-        assert!(validate(&hello(&"x".repeat(254))).unwrap_err().contains("254"));
+        assert!(
+            validate(&hello(&"x".repeat(254)))
+                .unwrap_err()
+                .contains("254")
+        );
         let mut h = hello("s");
         h.capacity = Some(Capacity {
             max_series: 1,

@@ -52,8 +52,8 @@ mod auth;
 mod counters;
 mod error;
 mod hello;
-mod service;
 mod serve;
+mod service;
 mod session;
 
 use std::collections::HashMap;
@@ -61,11 +61,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use prost::Message;
 use promshard_proto::v1::coordinator_server::CoordinatorServer;
 use promshard_proto::v1::{
     AssignmentDelta, CoordinatorMessage, Hello, JobDefinitions, Report, coordinator_message,
 };
+use prost::Message;
 use tokio::sync::mpsc;
 
 use crate::model::ShardId;

@@ -74,15 +74,15 @@ impl DetachReason {
             DetachReason::Closed | DetachReason::StreamError(_) => {
                 Status::cancelled(format!("session of shard {shard} ended: {self}"))
             }
-            DetachReason::FailureTimeout(d) => Status::unavailable(format!(
-                "shard {shard} sent nothing for {d:?}; detached"
-            )),
+            DetachReason::FailureTimeout(d) => {
+                Status::unavailable(format!("shard {shard} sent nothing for {d:?}; detached"))
+            }
             DetachReason::QueueFull => Status::resource_exhausted(format!(
                 "shard {shard} does not read its stream; outbound queue full; detached"
             )),
-            DetachReason::Replaced => Status::aborted(format!(
-                "replaced by a newer session of shard {shard}"
-            )),
+            DetachReason::Replaced => {
+                Status::aborted(format!("replaced by a newer session of shard {shard}"))
+            }
             DetachReason::ProtocolError(e) => Status::invalid_argument(e.clone()),
             DetachReason::Requested => {
                 Status::aborted(format!("the coordinator detached shard {shard}"))
@@ -279,9 +279,7 @@ impl Session {
                 self.detach(DetachReason::QueueFull);
                 Err(EnqueueError::Full(self.out_capacity))
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                Err(EnqueueError::Detached)
-            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(EnqueueError::Detached),
         }
     }
 
@@ -362,7 +360,11 @@ pub(crate) fn outbound_stream(
 
 /// Reads the shard's stream until the session ends, sends pings and checks
 /// liveness; then cleans up and emits `Detached`.
-pub(crate) async fn drive(hub: Arc<Inner>, session: Arc<Session>, mut inbound: Streaming<ShardMessage>) {
+pub(crate) async fn drive(
+    hub: Arc<Inner>,
+    session: Arc<Session>,
+    mut inbound: Streaming<ShardMessage>,
+) {
     let opts = &hub.opts;
     let tick = opts
         .ping_interval

@@ -163,7 +163,12 @@ impl TestShard {
                             }
                             _ => continue,
                         };
-                        if self.tx.send(ShardMessage { msg: Some(reply) }).await.is_err() {
+                        if self
+                            .tx
+                            .send(ShardMessage { msg: Some(reply) })
+                            .await
+                            .is_err()
+                        {
                             return Status::cancelled("request stream closed");
                         }
                     }
@@ -183,14 +188,21 @@ pub async fn attach_with(
     first: Option<shard_message::Msg>,
     token: Option<&str>,
 ) -> Result<TestShard, Status> {
-    let mut c = client(addr).await;
+    attach_via(client(addr).await, first, token).await
+}
+
+/// Like [`attach_with`], over a given client (e.g. a TLS channel).
+pub async fn attach_via(
+    mut c: CoordinatorClient<Channel>,
+    first: Option<shard_message::Msg>,
+    token: Option<&str>,
+) -> Result<TestShard, Status> {
     let (tx, rx) = mpsc::channel::<ShardMessage>(64);
     if let Some(first) = first {
         tx.send(ShardMessage { msg: Some(first) }).await.unwrap();
     }
-    let outbound = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|m| (m, rx))
-    });
+    let outbound =
+        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) });
     let mut req = Request::new(outbound);
     if let Some(t) = token {
         req.metadata_mut()
