@@ -147,6 +147,17 @@ async fn attach_report_and_acked_delta() {
     assert_eq!(outcome.rejected_target_ids, vec![42]);
     assert_eq!(outcome.error, "target 42: bad scheme");
 
+    // A second Hello and an empty message are counted and ignored.
+    shard
+        .send(shard_message::Msg::Hello(hub_support::hello(
+            "shard-0-renamed",
+        )))
+        .await;
+    shard
+        .tx
+        .send(promshard_proto::v1::ShardMessage { msg: None })
+        .await
+        .unwrap();
     // An Ack nobody waits for is counted, not fatal.
     shard
         .send(shard_message::Msg::Ack(Ack {
@@ -160,8 +171,14 @@ async fn attach_report_and_acked_delta() {
     assert_eq!(st.acks.ok, 1);
     assert_eq!(st.acks.failed, 1);
     assert_eq!(st.acks.unexpected, 1);
+    assert_eq!(st.anomalies.hello_after_hello, 1);
+    assert_eq!(st.messages_in.empty, 1);
+    assert!(hub.hub.shard(&"shard-0-renamed".into()).is_none());
     assert_eq!(st.attached, 1);
-    assert_eq!(st.messages_in.hello, 1);
+    assert_eq!(
+        st.messages_in.hello, 2,
+        "the first Hello and the ignored second one"
+    );
     assert_eq!(st.messages_in.report, 1);
     assert_eq!(st.messages_out.jobs, 1);
     assert_eq!(st.messages_out.assignment, 2);

@@ -16,13 +16,15 @@
 //!    else (a Report first, an empty id, an unreadable message) ends the call
 //!    with `InvalidArgument` and a message naming the problem; no session
 //!    exists, nothing else is affected.
-//! 2. **Attached.** The hub registers the session, emits
-//!    [`HubEvent::Attached`] with the whole Hello (after a coordinator
-//!    restart that Hello, with the targets the shard scrapes, is what the
-//!    coordinator rebuilds its state from) and starts the session's task. If
-//!    a session with the same shard id exists, it is detached first with
-//!    [`DetachReason::Replaced`], and its `Detached` event is emitted before
-//!    the new `Attached` (bounded by [`HubOptions::event_timeout`]).
+//! 2. **Attached.** The hub registers the session and starts its task
+//!    (from here on, nothing depends on the Attach call staying alive). If a
+//!    session with the same shard id exists, the task detaches it first with
+//!    [`DetachReason::Replaced`] and waits (bounded by
+//!    [`HubOptions::event_timeout`]) until its `Detached` event is out. Then
+//!    it emits [`HubEvent::Attached`] with the whole Hello: after a
+//!    coordinator restart that Hello, with the targets the shard scrapes and
+//!    the last assignment version it applied, is what the coordinator
+//!    rebuilds its state from.
 //! 3. **Running.** The session task reads the shard's messages: `Report`s
 //!    become [`HubEvent::Report`] (dropped and counted if the event queue is
 //!    full, never blocking the reader), `Ack`s complete the waiting
@@ -123,7 +125,13 @@ impl Default for HubOptions {
     }
 }
 
-/// What happened on the hub, in order per shard.
+/// What happened on the hub, in order per session.
+///
+/// The consumer should drain the channel promptly. When it is full,
+/// Reports are dropped (counted in `anomalies.reports_dropped`); Attached
+/// and Detached wait up to [`HubOptions::event_timeout`] and are then
+/// dropped too (`anomalies.events_dropped`, logged as an error); after such a
+/// drop, reconcile with [`ShardHub::shards`].
 #[derive(Debug, Clone)]
 pub enum HubEvent {
     /// A shard attached and said hello (what it scrapes, its capacity, ...).

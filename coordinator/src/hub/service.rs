@@ -11,8 +11,8 @@ use promshard_proto::v1::{CoordinatorMessage, ShardMessage, shard_message};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::counters::{inc, shard_msg_kind};
-use super::session::{self, DetachReason, Session, SessionId};
-use super::{HubEvent, Inner, auth, hello};
+use super::session::{self, Session, SessionId};
+use super::{Inner, auth, hello};
 
 /// The gRPC service of a [`super::ShardHub`]; mount it with
 /// [`super::ShardHub::service`].
@@ -59,23 +59,21 @@ impl Coordinator for HubService {
 
         let id = SessionId(inner.next_session.fetch_add(1, Ordering::Relaxed) + 1);
         let (session, rx) = Session::new(id, &hello, inner.opts.session_queue);
-        if let Some(old) = inner.insert(session.clone()) {
-            tracing::info!(shard = %session.shard, old = %old.id, new = %id, "shard re-attached; replacing the older session");
-            old.detach(DetachReason::Replaced);
-            // Let the old session emit its Detached first (bounded wait).
-            let _ = tokio::time::timeout(inner.opts.event_timeout, old.finished.cancelled()).await;
-        }
+        let replaced = inner.insert(session.clone());
         inc(&inner.counters.sessions);
         tracing::info!(shard = %session.shard, session = %id, %peer, address = %hello.address,
-            targets = hello.targets.len(), "shard attached");
-        inner
-            .emit(HubEvent::Attached {
-                shard: session.shard.clone(),
-                session: id,
-                hello,
-            })
-            .await;
-        tokio::spawn(session::drive(inner.clone(), session.clone(), inbound));
+            targets = hello.targets.len(), replaces = ?replaced.as_ref().map(|o| o.id),
+            "shard attached");
+        // Nothing below may await: if this call is dropped (the peer went
+        // away) after the session was registered, its task still runs and
+        // ends it cleanly.
+        tokio::spawn(session::run(
+            inner.clone(),
+            session.clone(),
+            replaced,
+            hello,
+            inbound,
+        ));
         let out = session::outbound_stream(inner.clone(), session, rx);
         Ok(Response::new(Box::pin(out)))
     }

@@ -358,13 +358,32 @@ pub(crate) fn outbound_stream(
     })
 }
 
-/// Reads the shard's stream until the session ends, sends pings and checks
-/// liveness; then cleans up and emits `Detached`.
-pub(crate) async fn drive(
+/// The task of one session: retires the session it replaces, emits
+/// `Attached`, reads the shard's stream until the session ends (sending
+/// pings, checking liveness), then cleans up and emits `Detached`.
+pub(crate) async fn run(
     hub: Arc<Inner>,
     session: Arc<Session>,
-    mut inbound: Streaming<ShardMessage>,
+    replaced: Option<Arc<Session>>,
+    hello: Hello,
+    inbound: Streaming<ShardMessage>,
 ) {
+    if let Some(old) = replaced {
+        old.detach(DetachReason::Replaced);
+        // Let the old session emit its Detached first (bounded wait).
+        let _ = tokio::time::timeout(hub.opts.event_timeout, old.finished.cancelled()).await;
+    }
+    hub.emit(HubEvent::Attached {
+        shard: session.shard.clone(),
+        session: session.id,
+        hello,
+    })
+    .await;
+    drive(&hub, &session, inbound).await;
+    finish(&hub, &session).await;
+}
+
+async fn drive(hub: &Inner, session: &Session, mut inbound: Streaming<ShardMessage>) {
     let opts = &hub.opts;
     let tick = opts
         .ping_interval
@@ -375,9 +394,9 @@ pub(crate) async fn drive(
     loop {
         tokio::select! {
             _ = session.cancel.cancelled() => break,
-            _ = ticker.tick() => on_tick(&hub, &session),
+            _ = ticker.tick() => on_tick(hub, session),
             msg = inbound.message() => match msg {
-                Ok(Some(msg)) => on_message(&hub, &session, msg),
+                Ok(Some(msg)) => on_message(hub, session, msg),
                 Ok(None) => {
                     session.detach(DetachReason::Closed);
                 }
@@ -395,7 +414,6 @@ pub(crate) async fn drive(
             }
         }
     }
-    finish(&hub, &session).await;
 }
 
 fn on_tick(hub: &Inner, session: &Session) {
