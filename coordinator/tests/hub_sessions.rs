@@ -603,3 +603,42 @@ async fn a_restarted_hub_receives_the_hello_with_targets_intact() {
     assert_eq!(hub2.hub.shard(&"shard-7".into()).unwrap().acked_version, 8);
     hub2.stop().await;
 }
+
+#[tokio::test]
+async fn a_pending_send_fails_with_detached_when_the_shard_goes_away() {
+    let opts = HubOptions {
+        ack_timeout: Duration::from_secs(5),
+        ..fast_opts()
+    };
+    let mut hub = start_hub(opts).await;
+    let mut shard = attach(hub.addr, hello("leaver")).await;
+    expect_attached(&mut hub, "leaver").await;
+    let h = hub.hub.clone();
+    let pending = tokio::spawn(async move { h.send_delta(&"leaver".into(), delta(8)).await });
+    shard
+        .next_non_ping()
+        .await
+        .unwrap()
+        .expect("the delta arrives");
+    // The same version cannot wait twice.
+    assert!(matches!(
+        hub.hub.send_delta(&"leaver".into(), delta(8)).await,
+        Err(HubError::VersionInFlight { version: 8, .. })
+    ));
+    let t = Instant::now();
+    drop(shard);
+    match pending.await.unwrap() {
+        Err(HubError::Detached {
+            version, reason, ..
+        }) => {
+            assert_eq!(version, 8);
+            assert!(
+                matches!(reason, DetachReason::Closed | DetachReason::StreamError(_)),
+                "{reason}"
+            );
+        }
+        other => panic!("expected Detached, got {other:?}"),
+    }
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    hub.stop().await;
+}

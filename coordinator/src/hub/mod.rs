@@ -318,6 +318,7 @@ impl ShardHub {
                     version,
                 });
             }
+            session::AckWait::Detached => return Err(HubError::NotAttached(shard.clone())),
         };
         if let Err(e) = self.enqueue(&session, msg) {
             session.forget_ack(version);

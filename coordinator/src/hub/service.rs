@@ -61,6 +61,10 @@ impl Coordinator for HubService {
         let (session, rx) = Session::new(id, &hello, inner.opts.session_queue);
         let replaced = inner.insert(session.clone());
         inc(&inner.counters.sessions);
+        if inner.shutting_down.load(Ordering::Relaxed) {
+            // close_all ran while the Hello was read: end this one too.
+            session.detach(session::DetachReason::Shutdown);
+        }
         tracing::info!(shard = %session.shard, session = %id, %peer, address = %hello.address,
             targets = hello.targets.len(), replaces = ?replaced.as_ref().map(|o| o.id),
             "shard attached");

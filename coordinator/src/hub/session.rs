@@ -202,6 +202,8 @@ struct HelloInfo {
 pub(crate) enum AckWait {
     Waiting(oneshot::Receiver<AckOutcome>),
     InFlight,
+    /// The session is ending (its waiters are being, or were, dropped).
+    Detached,
 }
 
 impl Session {
@@ -285,6 +287,11 @@ impl Session {
 
     pub(crate) fn wait_for_ack(&self, version: u64) -> AckWait {
         let mut st = self.state();
+        // Checked under the lock: `finish` clears `pending` after the
+        // session was cancelled, so no waiter can slip in after the clear.
+        if self.is_detached() {
+            return AckWait::Detached;
+        }
         if st.pending.contains_key(&version) {
             return AckWait::InFlight;
         }
