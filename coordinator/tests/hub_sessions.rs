@@ -86,6 +86,13 @@ async fn attach_report_and_acked_delta() {
     );
     assert_eq!(snap.backend, "BACKEND_KIND_NATIVE");
     assert_eq!(snap.hello_targets, 2);
+    assert!(
+        snap.peer
+            .as_deref()
+            .is_some_and(|p| p.starts_with("127.0.0.1:")),
+        "{:?}",
+        snap.peer
+    );
     assert!(snap.healthy);
     assert_eq!(
         snap.last_report.as_ref().map(|r| r.total_series),
@@ -308,7 +315,19 @@ async fn silent_non_reading_shard_is_detached_after_failure_timeout() {
         hub.hub.send_delta(&"silent".into(), delta(8)).await,
         Err(HubError::NotAttached(_))
     ));
-    drop(silent);
+    // Its connection was closed by the hub.
+    let mut silent = silent;
+    let end = tokio::time::timeout(BOUND, async {
+        loop {
+            match silent.inbound.message().await {
+                Ok(Some(_)) => continue,
+                other => break other,
+            }
+        }
+    })
+    .await
+    .expect("the silent peer's stream ends");
+    assert!(end.is_err(), "{end:?}");
     hub.stop().await;
 }
 
@@ -320,7 +339,7 @@ async fn non_reading_shard_is_detached_when_its_queue_fills() {
         ..fast_opts()
     };
     let mut hub = start_hub(opts).await;
-    let _stuck = attach(hub.addr, hello("stuck")).await; // never reads
+    let mut stuck = attach(hub.addr, hello("stuck")).await; // never reads (until the end)
     expect_attached(&mut hub, "stuck").await;
     let good = attach(hub.addr, hello("good")).await;
     expect_attached(&mut hub, "good").await;
@@ -355,6 +374,21 @@ async fn non_reading_shard_is_detached_when_its_queue_fills() {
         }
         other => panic!("unexpected {other:?}"),
     }
+    // The stuck peer's connection was closed: reading now drains what was
+    // buffered, then fails.
+    let mut drained = 0;
+    let end = loop {
+        match tokio::time::timeout(BOUND, stuck.inbound.message()).await {
+            Ok(Ok(Some(_))) => drained += 1,
+            Ok(other) => break other,
+            Err(_) => panic!("the stuck peer's stream did not end (drained {drained})"),
+        }
+    };
+    // A transport error, not the ResourceExhausted trailers (those could
+    // only arrive if the hub had kept the stuck stream open).
+    let status = end.expect_err("the stuck stream ends with an error");
+    assert_ne!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    assert_ne!(status.code(), tonic::Code::Ok, "{status:?}");
     // The other shard is unaffected.
     let t = Instant::now();
     assert!(

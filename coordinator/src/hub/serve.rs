@@ -9,7 +9,7 @@ use futures_util::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
-use tonic::transport::server::{Connected, TcpConnectInfo, TcpIncoming};
+use tonic::transport::server::{Connected, TcpConnectInfo, TcpIncoming, TlsConnectInfo};
 use tonic::transport::{Server, ServerTlsConfig};
 
 use super::{HubError, ShardHub};
@@ -77,19 +77,50 @@ impl ShardHub {
     }
 }
 
-/// A TCP connection the hub can close on its own at shutdown: once `kill`
-/// fires, reads and writes fail, which ends the HTTP/2 connection even if
-/// the peer never reads.
+/// What a request knows about its connection when served by
+/// [`ShardHub::serve`]: the peer address, and a token that closes the
+/// connection (used to drop peers that stopped reading or went silent).
+#[derive(Clone, Debug)]
+pub(crate) struct ConnHandle {
+    tcp: TcpConnectInfo,
+    kill: CancellationToken,
+}
+
+impl ConnHandle {
+    /// The handle of a request's connection, plain or TLS; None when the
+    /// service is mounted in a server the hub did not build.
+    pub(crate) fn of<T>(req: &tonic::Request<T>) -> Option<&ConnHandle> {
+        let ext = req.extensions();
+        ext.get::<ConnHandle>()
+            .or_else(|| ext.get::<TlsConnectInfo<ConnHandle>>().map(|t| t.get_ref()))
+    }
+
+    pub(crate) fn remote_addr(&self) -> Option<std::net::SocketAddr> {
+        self.tcp.remote_addr()
+    }
+
+    pub(crate) fn killer(&self) -> CancellationToken {
+        self.kill.clone()
+    }
+}
+
+/// A TCP connection the hub can close on its own (at shutdown, or when a
+/// session on it is detached for not reading or going silent): once its
+/// token fires, reads and writes fail, which ends the HTTP/2 connection even
+/// if the peer never reads.
 struct KillableConn {
     io: TcpStream,
+    kill: CancellationToken,
     killed: Pin<Box<WaitForCancellationFutureOwned>>,
 }
 
 impl KillableConn {
-    fn new(io: TcpStream, kill: &CancellationToken) -> Self {
+    fn new(io: TcpStream, server_kill: &CancellationToken) -> Self {
+        let kill = server_kill.child_token();
         KillableConn {
             io,
             killed: Box::pin(kill.clone().cancelled_owned()),
+            kill,
         }
     }
 
@@ -97,7 +128,7 @@ impl KillableConn {
         if self.killed.as_mut().poll(cx).is_ready() {
             return Err(io::Error::new(
                 io::ErrorKind::ConnectionAborted,
-                "closed by the hub at shutdown",
+                "closed by the hub",
             ));
         }
         Ok(())
@@ -136,9 +167,12 @@ impl AsyncWrite for KillableConn {
 }
 
 impl Connected for KillableConn {
-    type ConnectInfo = TcpConnectInfo;
+    type ConnectInfo = ConnHandle;
 
-    fn connect_info(&self) -> TcpConnectInfo {
-        self.io.connect_info()
+    fn connect_info(&self) -> ConnHandle {
+        ConnHandle {
+            tcp: self.io.connect_info(),
+            kill: self.kill.clone(),
+        }
     }
 }

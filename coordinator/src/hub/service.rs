@@ -12,7 +12,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::counters::{inc, shard_msg_kind};
 use super::session::{self, Session, SessionId};
-use super::{Inner, auth, hello};
+use super::{Inner, auth, hello, serve};
 
 /// The gRPC service of a [`super::ShardHub`]; mount it with
 /// [`super::ShardHub::service`].
@@ -32,9 +32,13 @@ impl Coordinator for HubService {
         request: Request<Streaming<ShardMessage>>,
     ) -> Result<Response<AttachStream>, Status> {
         let inner = &self.inner;
-        let peer = request
-            .remote_addr()
-            .map_or_else(|| "unknown peer".to_string(), |a| a.to_string());
+        let conn = serve::ConnHandle::of(&request);
+        let conn_killer = conn.map(serve::ConnHandle::killer);
+        let peer_addr = conn
+            .and_then(serve::ConnHandle::remote_addr)
+            .or_else(|| request.remote_addr())
+            .map(|a| a.to_string());
+        let peer = peer_addr.as_deref().unwrap_or("unknown peer").to_string();
         if inner.shutting_down.load(Ordering::Relaxed) {
             inc(&inner.counters.rejections.shutting_down);
             return Err(Status::unavailable("the coordinator is shutting down"));
@@ -58,7 +62,8 @@ impl Coordinator for HubService {
         inc(&inner.counters.messages_in.hello);
 
         let id = SessionId(inner.next_session.fetch_add(1, Ordering::Relaxed) + 1);
-        let (session, rx) = Session::new(id, &hello, inner.opts.session_queue);
+        let (session, rx) =
+            Session::new(id, &hello, inner.opts.session_queue, peer_addr, conn_killer);
         let replaced = inner.insert(session.clone());
         inc(&inner.counters.sessions);
         if inner.shutting_down.load(Ordering::Relaxed) {

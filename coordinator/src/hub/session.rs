@@ -141,6 +141,8 @@ pub struct ShardSnapshot {
     pub session: SessionId,
     /// The shard's HTTP API address, from its Hello.
     pub address: String,
+    /// Where the Attach stream came from (`host:port`), when known.
+    pub peer: Option<String>,
     /// `BackendKind` as its proto name (`BACKEND_KIND_NATIVE`, ...).
     pub backend: String,
     /// None when the Hello carried no capacity (use the coordinator's default).
@@ -180,11 +182,14 @@ pub(crate) struct Session {
     pub(crate) id: SessionId,
     pub(crate) shard: ShardId,
     hello_info: HelloInfo,
+    peer: Option<String>,
     connected_at: SystemTime,
     out: mpsc::Sender<CoordinatorMessage>,
     out_capacity: usize,
     cancel: CancellationToken,
     reason: OnceLock<DetachReason>,
+    /// Closes the session's connection (when served by `ShardHub::serve`).
+    conn_killer: Option<CancellationToken>,
     /// Cancelled once the driver has cleaned up and emitted `Detached`.
     pub(crate) finished: CancellationToken,
     state: Mutex<SessionState>,
@@ -211,6 +216,8 @@ impl Session {
         id: SessionId,
         hello: &Hello,
         queue: usize,
+        peer: Option<String>,
+        conn_killer: Option<CancellationToken>,
     ) -> (Arc<Session>, mpsc::Receiver<CoordinatorMessage>) {
         let (out, rx) = mpsc::channel(queue);
         let now = Instant::now();
@@ -229,11 +236,13 @@ impl Session {
                 version: hello.version.clone(),
                 targets: hello.targets.len(),
             },
+            peer,
             connected_at: SystemTime::now(),
             out,
             out_capacity: queue,
             cancel: CancellationToken::new(),
             reason: OnceLock::new(),
+            conn_killer,
             finished: CancellationToken::new(),
             state: Mutex::new(SessionState {
                 last_message: now,
@@ -316,6 +325,7 @@ impl Session {
             shard: self.shard.clone(),
             session: self.id,
             address: self.hello_info.address.clone(),
+            peer: self.peer.clone(),
             backend: self.hello_info.backend.clone(),
             capacity: self.hello_info.capacity,
             version: self.hello_info.version.clone(),
@@ -540,6 +550,15 @@ async fn finish(hub: &Inner, session: &Arc<Session>) {
     // Dropping the waiters wakes every pending send_delta with `Detached`.
     session.state().pending.clear();
     hub.counters.detach(&reason);
+    if matches!(
+        reason,
+        DetachReason::QueueFull | DetachReason::FailureTimeout(_)
+    ) && let Some(kill) = &session.conn_killer
+    {
+        // A peer that does not read (or is gone) would hold its HTTP/2
+        // stream and buffers forever: close its connection.
+        kill.cancel();
+    }
     tracing::info!(shard = %session.shard, session = %session.id, %reason, "shard detached");
     hub.emit(HubEvent::Detached {
         shard: session.shard.clone(),
