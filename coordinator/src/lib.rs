@@ -14,6 +14,7 @@
 //!   whoever attaches).
 
 pub mod admin;
+pub mod control;
 pub mod hub;
 pub mod model;
 pub mod planner;

@@ -32,6 +32,23 @@ pub struct Target {
 }
 
 impl Target {
+    /// The promshard.v1 form (id, job, final labels) the coordinator sends
+    /// to shards.
+    pub fn to_proto(&self) -> promshard_proto::v1::Target {
+        promshard_proto::v1::Target {
+            id: self.id,
+            job_name: self.job_name.clone(),
+            labels: self
+                .labels
+                .iter()
+                .map(|l| promshard_proto::v1::Label {
+                    name: l.name.clone(),
+                    value: l.value.clone(),
+                })
+                .collect(),
+        }
+    }
+
     /// The labels attached to every sample: final labels without `__*`.
     pub fn public_labels(&self) -> Labels {
         self.labels.public()

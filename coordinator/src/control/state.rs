@@ -1,0 +1,250 @@
+//! The coordinator's state between events: shards, the believed
+//! assignment, moves in flight. Pure bookkeeping (no IO, no clocks read
+//! here: times are passed in), so the rules can be tested alone.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use promshard_promlib::config::Config;
+use promshard_proto::v1::{self, Hello};
+
+use crate::hub::SessionId;
+use crate::model::{Capacity, Load, ShardId, TargetId};
+use crate::planner::{Plan, PlanShard, PlanTarget};
+use crate::registry::{LoadModel, Registry};
+
+/// One shard as the coordinator sees it.
+#[derive(Clone, Debug)]
+pub struct ShardState {
+    pub id: ShardId,
+    pub capacity: Capacity,
+    /// native, prometheus, vmagent.
+    pub backend: String,
+    pub address: String,
+    /// The live session, `None` while detached.
+    pub session: Option<SessionId>,
+    /// When it detached (it keeps its targets for the grace period).
+    pub detached_at: Option<Instant>,
+    /// The last assignment version the shard applied (next delta's base).
+    pub version: u64,
+    /// The shard refused a delta (base mismatch) or came back with other
+    /// targets than it should have: send it the whole assignment.
+    pub needs_full: bool,
+    /// Take nothing new; everything moves off (scale-in).
+    pub draining: bool,
+    pub last_report: Option<SystemTime>,
+    /// Its own totals from the last report.
+    pub reported: Load,
+}
+
+impl ShardState {
+    pub fn attached(&self) -> bool {
+        self.session.is_some()
+    }
+}
+
+/// A move in flight: the target is added on `to` from `start_at_ms` and
+/// removed from `from` after `start_at_ms - 1`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Migration {
+    pub from: ShardId,
+    pub to: ShardId,
+    pub start_at_ms: i64,
+}
+
+/// Everything the control loop knows.
+pub struct State {
+    pub config: Arc<Config>,
+    pub registry: Registry,
+    pub loads: LoadModel,
+    pub shards: BTreeMap<ShardId, ShardState>,
+    /// Target -> the shard that scrapes it (acknowledged).
+    pub assignment: BTreeMap<TargetId, ShardId>,
+    pub migrating: BTreeMap<TargetId, Migration>,
+    /// Targets whose explore is running (placed once it ends or times out).
+    pub exploring: BTreeMap<TargetId, Instant>,
+    /// The last plan computed (for the API).
+    pub last_plan: Option<Plan>,
+    /// Initial discovery settled: targets unknown to the registry may be
+    /// removed from shards, and plans run.
+    pub discovery_ready: bool,
+    pub counters: Counters,
+}
+
+/// Totals since start (for `/metrics`).
+#[derive(Clone, Debug, Default)]
+pub struct Counters {
+    pub rounds: u64,
+    pub moves: BTreeMap<&'static str, u64>,
+    pub moves_cancelled: u64,
+    pub delta_failures: u64,
+    pub reloads: u64,
+    pub reload_failures: u64,
+}
+
+impl State {
+    pub fn new(config: Arc<Config>, loads: LoadModel) -> Self {
+        State {
+            registry: Registry::new(&config),
+            config,
+            loads,
+            shards: BTreeMap::new(),
+            assignment: BTreeMap::new(),
+            migrating: BTreeMap::new(),
+            exploring: BTreeMap::new(),
+            last_plan: None,
+            discovery_ready: false,
+            counters: Counters::default(),
+        }
+    }
+
+    /// A shard said hello. Targets it scrapes that nobody else has are
+    /// adopted (a coordinator restart rebuilds its assignment this way,
+    /// moving nothing); when what it scrapes differs from what it should,
+    /// it is marked for a full assignment.
+    pub fn attach(
+        &mut self,
+        shard: &ShardId,
+        session: SessionId,
+        hello: &Hello,
+        default_capacity: Capacity,
+    ) {
+        let capacity = hello
+            .capacity
+            .as_ref()
+            .map(|c| Capacity {
+                max_series: c.max_series,
+                max_samples_per_second: c.max_samples_per_second,
+            })
+            .filter(|c| c.max_series > 0 || c.max_samples_per_second > 0.0)
+            .unwrap_or(default_capacity);
+        let backend = match v1::BackendKind::try_from(hello.backend) {
+            Ok(v1::BackendKind::Prometheus) => "prometheus",
+            Ok(v1::BackendKind::Vmagent) => "vmagent",
+            _ => "native",
+        };
+        let st = self
+            .shards
+            .entry(shard.clone())
+            .or_insert_with(|| ShardState {
+                id: shard.clone(),
+                capacity,
+                backend: backend.to_string(),
+                address: String::new(),
+                session: None,
+                detached_at: None,
+                version: 0,
+                needs_full: false,
+                draining: false,
+                last_report: None,
+                reported: Load::default(),
+            });
+        st.capacity = capacity;
+        st.backend = backend.to_string();
+        st.address = hello.address.clone();
+        st.session = Some(session);
+        st.detached_at = None;
+        st.version = hello.assignment_version;
+
+        let has: BTreeSet<TargetId> = hello.targets.iter().map(|t| t.id).collect();
+        for t in &hello.targets {
+            // Adopt only what nobody else scrapes; the registry decides
+            // later whether the target still exists.
+            self.assignment.entry(t.id).or_insert_with(|| shard.clone());
+        }
+        let should: BTreeSet<TargetId> = self
+            .assignment
+            .iter()
+            .filter(|(_, s)| *s == shard)
+            .map(|(t, _)| *t)
+            .collect();
+        if should != has
+            && let Some(st) = self.shards.get_mut(shard)
+        {
+            st.needs_full = true;
+        }
+    }
+
+    /// A session ended; the shard keeps its targets until the grace ends.
+    pub fn detach(&mut self, shard: &ShardId, session: SessionId, now: Instant) {
+        if let Some(st) = self.shards.get_mut(shard)
+            && st.session == Some(session)
+        {
+            st.session = None;
+            st.detached_at = Some(now);
+        }
+    }
+
+    /// Shards the planner may place on: attached ones, and detached ones
+    /// still within `grace` (they keep their targets while they restart).
+    pub fn plan_shards(&self, now: Instant, grace: std::time::Duration) -> Vec<PlanShard> {
+        self.shards
+            .values()
+            .filter(|s| {
+                s.attached()
+                    || s.detached_at
+                        .is_some_and(|at| now.duration_since(at) < grace)
+            })
+            .map(|s| PlanShard {
+                id: s.id.clone(),
+                capacity: s.capacity,
+                draining: s.draining,
+            })
+            .collect()
+    }
+
+    /// The planner's targets: every registered target except new ones
+    /// still being explored (within `explore_wait`).
+    pub fn plan_targets(&self, now: Instant, explore_wait: std::time::Duration) -> Vec<PlanTarget> {
+        self.registry
+            .targets()
+            .filter(|t| {
+                self.assignment.contains_key(&t.id)
+                    || self
+                        .exploring
+                        .get(&t.id)
+                        .is_none_or(|since| now.duration_since(*since) >= explore_wait)
+            })
+            .map(|t| PlanTarget {
+                id: t.id,
+                job: t.job.clone(),
+                load: self.loads.load_of(t.id).0,
+            })
+            .collect()
+    }
+
+    /// Assigned targets discovery no longer has (only once discovery
+    /// settled: before that, a restarted coordinator has adopted targets
+    /// its registry does not know yet).
+    pub fn vanished(&self) -> Vec<(TargetId, ShardId)> {
+        if !self.discovery_ready {
+            return Vec::new();
+        }
+        self.assignment
+            .iter()
+            .filter(|(t, _)| !self.registry.contains(**t))
+            .map(|(t, s)| (*t, s.clone()))
+            .collect()
+    }
+
+    /// Targets assigned to `shard`.
+    pub fn targets_of(&self, shard: &ShardId) -> Vec<TargetId> {
+        self.assignment
+            .iter()
+            .filter(|(_, s)| *s == shard)
+            .map(|(t, _)| *t)
+            .collect()
+    }
+
+    /// Load per shard from the load model and the assignment.
+    pub fn shard_loads(&self) -> BTreeMap<ShardId, (Load, usize)> {
+        let mut out: BTreeMap<ShardId, (Load, usize)> = BTreeMap::new();
+        for (t, s) in &self.assignment {
+            let e = out.entry(s.clone()).or_default();
+            e.0 = e.0.add(self.loads.load_of(*t).0);
+            e.1 += 1;
+        }
+        out
+    }
+}
