@@ -13,6 +13,11 @@ use promshard_coordinator::model::{Capacity, Load, ShardId, TargetId};
 use promshard_coordinator::planner::{PlanInput, PlanShard, PlanTarget, PlannerConfig, plan};
 use xxhash_rust::xxh3::xxh3_64;
 
+/// The allocator of the `promshard` binary the planner runs in: the plan's
+/// assignment map holds one shard-id string per target.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const TARGETS: usize = 100_000;
 const SHARDS: usize = 100;
 

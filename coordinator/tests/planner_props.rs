@@ -170,6 +170,16 @@ fn check_assignment(f: &Feasible, p: &Plan) -> Result<(), TestCaseError> {
         .map(|m| (m.target, m.from.clone(), m.to.clone()))
         .collect();
     prop_assert_eq!(moves, diff);
+    // Every move says why: new placements are `New`, moves off a gone
+    // shard `ShardGone`.
+    let series: BTreeMap<TargetId, u64> = f.targets.iter().map(|t| (t.id, t.load.series)).collect();
+    for m in &p.moves {
+        prop_assert_eq!(m.from.is_none(), m.reason == MoveReason::New, "{:?}", m);
+        if m.from.as_ref().is_some_and(|s| s.0.starts_with("gone-")) {
+            prop_assert_eq!(m.reason, MoveReason::ShardGone);
+        }
+        prop_assert_eq!(m.series, series[&m.target]);
+    }
     Ok(())
 }
 
@@ -188,8 +198,12 @@ proptest! {
     }
 
     #[test]
-    fn no_shard_over_capacity_while_capacity_suffices(f in feasible()) {
-        let p = run(&f.targets, &f.shards, &f.current, &config());
+    fn no_shard_over_capacity_while_capacity_suffices(f in feasible(), budget in prop::sample::select(vec![0.0, 0.1])) {
+        // Even with no rebalancing budget: relieving a shard over its
+        // capacity is not optional.
+        let mut cfg = config();
+        cfg.move_budget = budget;
+        let p = run(&f.targets, &f.shards, &f.current, &cfg);
         check_assignment(&f, &p)?;
         for (s, u) in f.shards.iter().zip(utils(&p, &f.shards)) {
             prop_assert!(u <= 1.0 + 1e-9, "{} at {u}: {:?}", s.id, p.shard_loads);

@@ -35,7 +35,10 @@
 //! 4. **Rebalancing** over the unclaimed eligible shards, with `m` the mean
 //!    utilization. The *trigger band* is `[(2 - thr) m, min(thr m, hw)]`
 //!    (`thr` = imbalance threshold, `hw` = high watermark); the *goal band*
-//!    is the same with `thr - hysteresis` and `hw - hysteresis`. A step moves
+//!    is the same with `thr - hysteresis` and `hw - hysteresis`. The lower
+//!    edge makes a shard far below the mean (a new, empty one) trigger too,
+//!    not only a hot one: otherwise a scale-out from N >= 10 shards would
+//!    leave the new shard empty (max/mean <= (N+1)/N). A step moves
 //!    one target from a shard above the mean (hottest first) to the coldest
 //!    shard. Among the donor's targets it prefers one whose move leaves
 //!    neither shard past the mean (donor stays >= m, receiver <= m), then
@@ -51,7 +54,8 @@
 //!      targets on shards over 100% capacity. Runs until the goal band holds.
 //!    - Phase 2 (only if the trigger band is violated after phase 1): sticky
 //!      targets too, until the goal band holds, within the move budget
-//!      (`move_budget` x total series; a target moved once is free after).
+//!      (`move_budget` x total series; a target moved once is free after;
+//!      moves off a shard over 100% do not count).
 //!      Moves get reason `OverWatermark` when the donor is above the
 //!      watermark's goal (`hw - hysteresis`), else `Rebalance`
 //!      (`OverCapacity` above 100%).
@@ -64,8 +68,10 @@
 //!    where `u` is the other targets' load in typical shards (the larger of
 //!    the series and samples ratios), clamped to `[min_shards, max_shards]`.
 //!
-//! Cost: sorting is O(T log T); placement is O(S) per displaced target;
-//! each rebalancing step is O(S log S) plus one scan of a donor's targets.
+//! Cost: sorting is O(T log T); placement is O(S) per displaced target (so
+//! a cold plan, everything new, is O(T x S) hashing); each rebalancing step
+//! is O(S log S) plus one scan of a donor's targets. Steady passes (a
+//! current assignment, few changes) are dominated by building the output.
 
 mod balance;
 mod config;
@@ -83,6 +89,7 @@ pub use config::PlannerConfig;
 #[derive(Clone, Debug, PartialEq)]
 pub struct PlanTarget {
     pub id: TargetId,
+    /// Carried for callers; placement does not depend on it.
     pub job: String,
     pub load: Load,
 }

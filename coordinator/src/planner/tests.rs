@@ -474,3 +474,11 @@ fn moves_carry_series_and_reason_names_are_stable() {
     assert_eq!(MoveReason::OverWatermark.as_str(), "over_watermark");
     assert_eq!(MoveReason::ShardGone.to_string(), "shard_gone");
 }
+
+#[test]
+fn current_entries_of_unknown_targets_are_ignored() {
+    let cur = assign(&[(1, "a"), (2, "a"), (3, "b")]);
+    let p = run(&[target(2, 10)], &[shard("a"), shard("b")], &cur, &cfg());
+    assert_eq!(p.assignment, assign(&[(2, "a")]));
+    assert!(p.moves.is_empty());
+}
