@@ -1,6 +1,7 @@
 //! The `promshard` command: the CLI front door only.
 
 mod collector_cmd;
+mod coordinator_cmd;
 mod demo_cmd;
 
 /// glibc malloc fragments badly under the collector's allocation pattern
@@ -37,6 +38,12 @@ enum Command {
     /// A standalone native shard: scrape the config's targets, write them to
     /// a WAL, remote-write them (a drop-in for Prometheus agent mode).
     Collector(collector_cmd::CollectorArgs),
+    /// The coordinator: discovers targets, places them on the shards that
+    /// attach to it, moves them without gaps.
+    Coordinator(coordinator_cmd::CoordinatorArgs),
+    /// The coordinator plus N native shards on this host (no Kubernetes
+    /// needed).
+    Local(coordinator_cmd::LocalArgs),
     /// Load-test parts: a fake target fleet and a checking remote-write sink.
     Loadtest(promshard_loadtest::cli::LoadtestArgs),
 }
@@ -116,6 +123,14 @@ fn main() -> Result<()> {
         Command::Collector(args) => {
             init_logging();
             collector_cmd::run(args)
+        }
+        Command::Coordinator(args) => {
+            init_logging();
+            coordinator_cmd::run_coordinator(args)
+        }
+        Command::Local(args) => {
+            init_logging();
+            coordinator_cmd::run_local(args)
         }
         Command::Loadtest(args) => {
             init_logging();

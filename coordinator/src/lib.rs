@@ -20,3 +20,5 @@ pub mod model;
 pub mod planner;
 pub mod provider;
 pub mod registry;
+pub mod scale;
+pub mod server;

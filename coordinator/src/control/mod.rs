@@ -172,6 +172,11 @@ impl Coordinator {
         Ok(Coordinator { shared, task })
     }
 
+    /// A cheap handle for other tasks (reload on SIGHUP, the scaler).
+    pub fn handle(&self) -> Handle {
+        Handle(Arc::clone(&self.shared))
+    }
+
     /// The admin API's view of this coordinator.
     pub fn admin(
         &self,
@@ -183,29 +188,6 @@ impl Coordinator {
         ))
     }
 
-    /// Reloads the config file (as `POST /-/reload` and SIGHUP do).
-    pub async fn reload(&self) -> Result<(), String> {
-        request_reload(&self.shared).await
-    }
-
-    /// Runs a planning round now.
-    pub fn rebalance(&self) {
-        self.shared.wake.notify_one();
-    }
-
-    /// Marks a shard draining (nothing new; its targets move off) or not.
-    pub fn set_draining(&self, shard: &ShardId, draining: bool) {
-        if let Some(s) = lock(&self.shared.state).shards.get_mut(shard) {
-            s.draining = draining;
-        }
-        self.shared.wake.notify_one();
-    }
-
-    /// Targets assigned per shard (for tests and scaling).
-    pub fn assignment(&self) -> BTreeMap<TargetId, ShardId> {
-        lock(&self.shared.state).assignment.clone()
-    }
-
     /// Stops the loop (shards keep scraping their last assignment).
     pub fn stop(&self) {
         self.task.abort();
@@ -215,6 +197,56 @@ impl Coordinator {
 impl Drop for Coordinator {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+/// A clonable handle on the control loop.
+#[derive(Clone)]
+pub struct Handle(Arc<Shared>);
+
+impl Handle {
+    /// Reloads the config file.
+    pub async fn reload(&self) -> Result<(), String> {
+        request_reload(&self.0).await
+    }
+
+    /// Runs a planning round now.
+    pub fn rebalance(&self) {
+        self.0.wake.notify_one();
+    }
+
+    /// Marks a shard draining (nothing new; its targets move off by
+    /// handover) or not.
+    pub fn set_draining(&self, shard: &ShardId, draining: bool) {
+        if let Some(s) = lock(&self.0.state).shards.get_mut(shard) {
+            s.draining = draining;
+        }
+        self.0.wake.notify_one();
+    }
+
+    /// The shard count the load needs (last round's plan), if a round ran.
+    pub fn desired_shards(&self) -> Option<usize> {
+        lock(&self.0.state)
+            .last_plan
+            .as_ref()
+            .map(|p| p.desired_shards)
+    }
+
+    /// Targets assigned to `shard`, moves toward it included.
+    pub fn targets_on(&self, shard: &ShardId) -> usize {
+        let st = lock(&self.0.state);
+        st.assignment.values().filter(|s| *s == shard).count()
+            + st.migrating.values().filter(|m| &m.from == shard).count()
+    }
+
+    /// Forgets a shard that was scaled away (its targets were drained).
+    pub fn forget_shard(&self, shard: &ShardId) {
+        lock(&self.0.state).shards.remove(shard);
+    }
+
+    /// The acknowledged assignment.
+    pub fn assignment(&self) -> BTreeMap<TargetId, ShardId> {
+        lock(&self.0.state).assignment.clone()
     }
 }
 
@@ -286,11 +318,14 @@ async fn run(
                         tracing::info!(targets = st.registry.len(), shards = st.shards.len(), "initial discovery settled; planning starts");
                     }
                 }
-                if lock(&shared.state).discovery_ready {
-                    start_explores(&shared, &explored_tx);
-                    round(&shared).await;
-                    shared.ready.store(true, Ordering::Relaxed);
+                if !lock(&shared.state).discovery_ready {
+                    // Not yet: plan as soon as the initial wait is over.
+                    next_round = started + shared.opts.initial_wait;
+                    continue;
                 }
+                start_explores(&shared, &explored_tx);
+                round(&shared).await;
+                shared.ready.store(true, Ordering::Relaxed);
                 dirty = false;
                 next_round = Instant::now() + shared.opts.plan_interval;
                 continue;
