@@ -80,7 +80,8 @@ impl CoordinatorFlags {
         Ok(Some(t))
     }
 
-    /// The server's options from the flags.
+    /// The server's options from the flags. A port 0 becomes a free port
+    /// now: local shards must be told the gRPC address before it is bound.
     pub fn server_options(&self, min_shards: usize, max_shards: usize) -> Result<ServerOptions> {
         let capacity = Capacity {
             max_series: self.max_series,
@@ -115,7 +116,7 @@ impl CoordinatorFlags {
         Ok(ServerOptions {
             control,
             hub,
-            grpc_listen: self.grpc_listen,
+            grpc_listen: with_port(self.grpc_listen)?,
             web_listen: self.web_listen,
             web_token: token,
         })
@@ -154,7 +155,16 @@ pub struct LocalArgs {
     pub grace: Duration,
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+/// `addr`, with a free port when its port is 0.
+fn with_port(addr: SocketAddr) -> Result<SocketAddr> {
+    if addr.port() != 0 {
+        return Ok(addr);
+    }
+    let l = std::net::TcpListener::bind(addr).with_context(|| format!("binding {addr}"))?;
+    Ok(l.local_addr()?)
+}
+
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -162,7 +172,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 /// Waits for SIGINT or SIGTERM.
-async fn stop_signal() {
+pub async fn stop_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = match signal(SignalKind::terminate()) {
         Ok(s) => s,
@@ -222,6 +232,7 @@ pub fn local_provider(
     flags: &CoordinatorFlags,
     grpc: SocketAddr,
     storage: PathBuf,
+    env: Vec<(String, String)>,
 ) -> Result<ShardProvider> {
     let binary = std::env::current_exe().context("finding this binary")?;
     let mut extra_args = Vec::new();
@@ -238,6 +249,7 @@ pub fn local_provider(
         max_samples_per_second: flags.max_samples_per_second,
         extra_args,
         restart_backoff: Duration::from_millis(500),
+        env,
     })))
 }
 
@@ -249,8 +261,7 @@ pub fn run_local(args: LocalArgs) -> Result<()> {
     let autoscale = min != max;
     runtime()?.block_on(async {
         let opts = args.flags.server_options(min, max)?;
-        let grpc = opts.grpc_listen;
-        let provider = local_provider(&args.flags, grpc, args.storage.clone())?;
+        let provider = local_provider(&args.flags, opts.grpc_listen, args.storage.clone(), Vec::new())?;
         let server = Server::start(opts, provider).await?;
         let start = args.shards.clamp(min.max(1), max.max(1));
         server

@@ -1,20 +1,19 @@
-//! `promshard demo`: a built-in target fleet (skewed sizes), the verifying
-//! sink, and a native collector scraping the fleet and remote-writing to the
-//! sink, all on loopback, with a status line every few seconds.
-//!
-//! Today it runs one native shard; with the coordinator it becomes
-//! `promshard local` plus the fleet and the sink.
+//! `promshard demo`: `promshard local` (the coordinator and N native shards
+//! as child processes) plus a built-in target fleet with skewed sizes and
+//! the verifying sink, all on loopback, with a status line every few
+//! seconds: shards, targets, series per shard, samples/s, and the sink's
+//! gaps and duplicates so far.
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use promshard_collector::run::{Collector, CollectorOptions};
-use promshard_collector::wal::WalOptions;
+use promshard_coordinator::server::Server;
 use promshard_loadtest::fleet::{Fleet, FleetConfig};
 use promshard_loadtest::sink::{Sink, SinkConfig};
 use promshard_promlib::duration::Duration as PromDuration;
 
+use crate::coordinator_cmd::{CoordinatorFlags, local_provider, runtime, stop_signal};
 use crate::prom_duration;
 
 #[derive(clap::Args, Debug)]
@@ -31,12 +30,18 @@ pub struct DemoArgs {
     /// Scrape interval.
     #[arg(long, default_value = "5s", value_parser = prom_duration)]
     interval: Duration,
+    /// Native shards.
+    #[arg(long, default_value_t = 3)]
+    shards: usize,
     /// Stop after this long (default: run until Ctrl-C).
     #[arg(long, value_parser = prom_duration)]
     duration: Option<Duration>,
-    /// Address of the collector's HTTP API.
-    #[arg(long = "web.listen-address", default_value = "127.0.0.1:9090")]
+    /// Address of the coordinator's admin API.
+    #[arg(long = "web.listen-address", default_value = "127.0.0.1:9300")]
     listen_address: SocketAddr,
+    /// Where shards attach (port 0: any free port).
+    #[arg(long = "grpc.listen-address", default_value = "127.0.0.1:0")]
+    grpc_address: SocketAddr,
     /// Loopback address of fake target 0 (target i uses the address i
     /// further on, ephemeral ports).
     #[arg(long = "fleet.base", default_value = "127.0.10.1")]
@@ -50,11 +55,10 @@ pub fn run(args: DemoArgs) -> Result<()> {
     if args.interval.is_zero() {
         bail!("--interval must be positive");
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    runtime.block_on(demo(args))
+    if args.shards == 0 {
+        bail!("--shards must be at least 1");
+    }
+    runtime()?.block_on(demo(args))
 }
 
 async fn demo(args: DemoArgs) -> Result<()> {
@@ -85,23 +89,58 @@ remote_write:\n  - url: {}\n    queue_config:\n      batch_send_deadline: 1s\n",
     );
     let config_file = dir.path().join("prometheus.yml");
     std::fs::write(&config_file, config).context("writing the demo prometheus.yml")?;
-    let collector = Collector::start(CollectorOptions {
+
+    // Capacity so that the fleet fills the shards to about 60%.
+    let total = fleet.expected_series_total() as u64 + 5 * args.targets as u64;
+    let per_shard = (total as f64 / args.shards as f64 / 0.6).ceil() as u64;
+    let interval_s = args.interval.as_secs_f64();
+    let flags = CoordinatorFlags {
         config_file: config_file.clone(),
-        storage_path: dir.path().join("data"),
-        listen_address: args.listen_address,
-        wal: WalOptions::default(),
-    })
-    .await
-    .context("starting the collector")?;
+        web_listen: args.listen_address,
+        grpc_listen: args.grpc_address,
+        token_file: None,
+        max_series: per_shard.max(100),
+        max_samples_per_second: (per_shard as f64 / interval_s).max(10.0),
+        plan_interval: Duration::from_secs(5),
+        imbalance_threshold: 1.10,
+        high_watermark: 0.9,
+        move_budget: 0.1,
+        target_utilization: 0.7,
+        handover_lead: (args.interval * 2).max(Duration::from_secs(2)),
+        failure_timeout: Duration::from_secs(10),
+        shard_grace: Duration::from_secs(5),
+        explore: true,
+    };
+    let mut opts = flags.server_options(args.shards, args.shards)?;
+    opts.control.initial_wait = Duration::from_millis(500);
+    let provider = local_provider(
+        &flags,
+        opts.grpc_listen,
+        dir.path().join("shards"),
+        vec![("RUST_LOG".to_string(), "warn".to_string())],
+    )?;
+    let server = Server::start(opts, provider)
+        .await
+        .context("starting the coordinator")?;
+    server
+        .provider
+        .scale_to(args.shards, Duration::from_secs(10))
+        .await
+        .context("starting the shards")?;
+    let admin = server
+        .coordinator
+        .admin(std::sync::Arc::clone(&server.provider));
 
     println!(
-        "promshard demo: {} targets, {} series, interval {interval}",
+        "promshard demo: {} targets (Zipf {}), {} series, interval {interval}, {} native shards",
         args.targets,
-        fleet.expected_series_total()
+        args.zipf,
+        fleet.expected_series_total(),
+        args.shards
     );
     println!(
-        "  collector API  http://{}/api/v1/targets  /metrics",
-        collector.local_addr()
+        "  coordinator    http://{}/api/v1/shards  /api/v1/targets  /api/v1/plan  /metrics",
+        server.web_addr()
     );
     println!("  sink summary   http://{}/summary", sink.addr());
     println!("  config         {}", config_file.display());
@@ -112,41 +151,52 @@ remote_write:\n  - url: {}\n    queue_config:\n      batch_send_deadline: 1s\n",
     tick.tick().await;
     let mut last_samples = 0u64;
     let mut last_at = Instant::now();
+    let stop = stop_signal();
+    tokio::pin!(stop);
     loop {
-        let stop = tokio::select! {
+        let stopping = tokio::select! {
             _ = tick.tick() => false,
-            _ = tokio::signal::ctrl_c() => true,
+            _ = &mut stop => true,
         };
         let s = sink.summary();
         let now = Instant::now();
         let rate = (s.totals.samples - last_samples) as f64 / (now - last_at).as_secs_f64();
         last_samples = s.totals.samples;
         last_at = now;
+        let shards = tokio::task::block_in_place(|| admin.shards());
+        let per_shard: Vec<String> = shards
+            .iter()
+            .map(|v| format!("{}={}", v.id.trim_start_matches("shard-"), v.series))
+            .collect();
+        let assigned: usize = shards.iter().map(|v| v.targets).sum();
         println!(
-            "[{:>5.0}s] series {:>8}  samples {:>10}  {:>9.0} samples/s  gaps {}  duplicates {}  out-of-order {}  stale {}",
+            "[{:>5.0}s] shards {} targets {}/{} series/shard [{}]  sink: series {} {:>8.0} samples/s  gaps {} duplicates {} out-of-order {} stale {}",
             started.elapsed().as_secs_f64(),
+            shards.iter().filter(|v| v.health == "up").count(),
+            assigned,
+            args.targets,
+            per_shard.join(" "),
             s.totals.series,
-            s.totals.samples,
             rate,
             s.totals.gaps,
             s.totals.duplicates,
             s.totals.out_of_order,
             s.totals.stale_markers,
         );
-        if stop || args.duration.is_some_and(|d| started.elapsed() >= d) {
+        if stopping || args.duration.is_some_and(|d| started.elapsed() >= d) {
             break;
         }
     }
-    let report = collector.shutdown(Duration::from_secs(10)).await;
+    // The shards deliver what their WALs hold before they exit.
+    server.shutdown(Duration::from_secs(10)).await;
     let s = sink.summary();
     println!(
-        "done: series {} samples {} gaps {} duplicates {} out-of-order {} undelivered {}",
+        "done: series {} samples {} gaps {} duplicates {} out-of-order {}",
         s.totals.series,
         s.totals.samples,
         s.totals.gaps,
         s.totals.duplicates,
         s.totals.out_of_order,
-        report.undelivered_samples
     );
     sink.stop().await;
     fleet.stop().await;

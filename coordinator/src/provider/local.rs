@@ -38,6 +38,8 @@ pub struct LocalOptions {
     pub extra_args: Vec<String>,
     /// First wait before restarting a shard that died (doubles up to 30 s).
     pub restart_backoff: Duration,
+    /// Environment variables for the shards (e.g. `RUST_LOG`).
+    pub env: Vec<(String, String)>,
 }
 
 /// Runs native shards `shard-0 .. shard-(n-1)` as child processes.
@@ -128,7 +130,7 @@ impl LocalProvider {
         ];
         args.extend(self.opts.extra_args.iter().cloned());
         // Fail early (and clearly) when the binary cannot start at all.
-        let first = spawn(&self.opts.binary, &args, &id)?;
+        let first = spawn(&self.opts, &args, &id)?;
         let state = Arc::new(Mutex::new(ProvidedShard {
             id: id.clone(),
             ordinal,
@@ -173,9 +175,11 @@ fn free_port(host: &str) -> std::io::Result<SocketAddr> {
     l.local_addr()
 }
 
-fn spawn(binary: &PathBuf, args: &[String], id: &str) -> Result<Child, ProviderError> {
+fn spawn(opts: &LocalOptions, args: &[String], id: &str) -> Result<Child, ProviderError> {
+    let binary = &opts.binary;
     let mut child = Command::new(binary)
         .args(args)
+        .envs(opts.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -228,7 +232,7 @@ async fn supervise(
                     _ = stop.changed() => return,
                 }
                 backoff = (backoff * 2).min(MAX_RESTART_BACKOFF);
-                match spawn(&opts.binary, &args, &id) {
+                match spawn(&opts, &args, &id) {
                     Ok(c) => {
                         child = c;
                         let mut st = lock(&state);
