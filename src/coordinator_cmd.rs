@@ -10,7 +10,7 @@ use promshard_coordinator::control::ControlOptions;
 use promshard_coordinator::hub::{BearerToken, HubOptions};
 use promshard_coordinator::model::Capacity;
 use promshard_coordinator::provider::{LocalOptions, LocalProvider, ShardProvider};
-use promshard_coordinator::server::{Server, ServerOptions};
+use promshard_coordinator::server::{Server, ServerOptions, TlsFiles};
 
 use crate::prom_duration;
 
@@ -31,6 +31,12 @@ pub struct CoordinatorFlags {
     /// API's POST endpoints.
     #[arg(long = "auth.token-file")]
     pub token_file: Option<PathBuf>,
+    /// Serve gRPC over TLS with this certificate (PEM; needs the key too).
+    #[arg(long = "grpc.tls-cert-file", requires = "grpc_tls_key")]
+    pub grpc_tls_cert: Option<PathBuf>,
+    /// The key of --grpc.tls-cert-file (PEM).
+    #[arg(long = "grpc.tls-key-file", requires = "grpc_tls_cert")]
+    pub grpc_tls_key: Option<PathBuf>,
     /// Capacity of a shard that announces none: series.
     #[arg(long = "shard.max-series", default_value_t = 1_000_000)]
     pub max_series: u64,
@@ -119,6 +125,13 @@ impl CoordinatorFlags {
             grpc_listen: with_port(self.grpc_listen)?,
             web_listen: self.web_listen,
             web_token: token,
+            grpc_tls: match (&self.grpc_tls_cert, &self.grpc_tls_key) {
+                (Some(cert_file), Some(key_file)) => Some(TlsFiles {
+                    cert_file: cert_file.clone(),
+                    key_file: key_file.clone(),
+                }),
+                _ => None,
+            },
         })
     }
 }
@@ -239,11 +252,19 @@ pub fn local_provider(
     if let Some(t) = &flags.token_file {
         extra_args.push(format!("--coordinator.token-file={}", t.display()));
     }
+    // With TLS, the shards trust the coordinator's own certificate.
+    let scheme = match &flags.grpc_tls_cert {
+        Some(cert) => {
+            extra_args.push(format!("--coordinator.tls-ca-file={}", cert.display()));
+            "https"
+        }
+        None => "http",
+    };
     Ok(ShardProvider::Local(LocalProvider::new(LocalOptions {
         binary,
         config_file: flags.config_file.clone(),
         storage_dir: storage,
-        coordinator_address: format!("http://{grpc}"),
+        coordinator_address: format!("{scheme}://{grpc}"),
         listen_host: grpc.ip().to_string(),
         max_series: flags.max_series,
         max_samples_per_second: flags.max_samples_per_second,

@@ -24,6 +24,30 @@ pub struct ServerOptions {
     pub web_listen: SocketAddr,
     /// Bearer token for the admin API's POST endpoints.
     pub web_token: Option<String>,
+    /// Serve gRPC over TLS with this certificate and key (PEM files).
+    pub grpc_tls: Option<TlsFiles>,
+}
+
+/// A server certificate and its key, PEM.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    pub cert_file: std::path::PathBuf,
+    pub key_file: std::path::PathBuf,
+}
+
+impl TlsFiles {
+    fn load(&self) -> Result<tonic::transport::ServerTlsConfig, ServerError> {
+        let read = |p: &std::path::Path| {
+            std::fs::read(p).map_err(|source| ServerError::TlsFile {
+                path: p.display().to_string(),
+                source,
+            })
+        };
+        let cert = read(&self.cert_file)?;
+        let key = read(&self.key_file)?;
+        Ok(tonic::transport::ServerTlsConfig::new()
+            .identity(tonic::transport::Identity::from_pem(cert, key)))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +56,12 @@ pub enum ServerError {
     Listen {
         what: &'static str,
         addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot read the gRPC TLS file {path}: {source}")]
+    TlsFile {
+        path: String,
         #[source]
         source: std::io::Error,
     },
@@ -69,6 +99,7 @@ impl Server {
                     addr: opts.web_listen,
                     source,
                 })?;
+        let tls = opts.grpc_tls.as_ref().map(TlsFiles::load).transpose()?;
         let grpc_addr = grpc.local_addr().unwrap_or(opts.grpc_listen);
         let web_addr = web.local_addr().unwrap_or(opts.web_listen);
         let (hub, events) = ShardHub::new(opts.hub);
@@ -81,7 +112,7 @@ impl Server {
             let shutdown = async move {
                 let _ = rx.wait_for(|s| *s).await;
             };
-            if let Err(e) = hub.serve(grpc, None, shutdown).await {
+            if let Err(e) = hub.serve(grpc, tls, shutdown).await {
                 tracing::error!(error = %e, "gRPC server failed");
             }
         }));
