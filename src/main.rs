@@ -2,6 +2,7 @@
 
 mod collector_cmd;
 mod demo_cmd;
+mod sidecar_cmd;
 
 /// glibc malloc fragments badly under the collector's allocation pattern
 /// (many small label strings freed across threads); mimalloc keeps RSS and
@@ -37,6 +38,9 @@ enum Command {
     /// A standalone native shard: scrape the config's targets, write them to
     /// a WAL, remote-write them (a drop-in for Prometheus agent mode).
     Collector(collector_cmd::CollectorArgs),
+    /// The shard agent next to an unmodified Prometheus or vmagent: writes
+    /// its config, serves its http_sd and proxies its scrapes.
+    Sidecar(sidecar_cmd::SidecarArgs),
     /// Load-test parts: a fake target fleet and a checking remote-write sink.
     Loadtest(promshard_loadtest::cli::LoadtestArgs),
 }
@@ -116,6 +120,10 @@ fn main() -> Result<()> {
         Command::Collector(args) => {
             init_logging();
             collector_cmd::run(args)
+        }
+        Command::Sidecar(args) => {
+            init_logging();
+            sidecar_cmd::run(args)
         }
         Command::Loadtest(args) => {
             init_logging();

@@ -422,11 +422,21 @@ impl Shared {
 
     fn render(&self, st: &State) -> String {
         let (_, sections) = st.base();
-        let refresh = self.refresh();
+        let refresh = match self.options.kind {
+            ExternalKind::Prometheus => Some(self.refresh()),
+            ExternalKind::Vmagent => None,
+        };
         let jobs = st
             .jobs
             .iter()
-            .map(|(name, j)| render::backend_job(&j.tree, &self.sd_url(name), &refresh, &self.base_dir))
+            .map(|(name, j)| {
+                render::backend_job(
+                    &j.tree,
+                    &self.sd_url(name),
+                    refresh.as_deref(),
+                    &self.base_dir,
+                )
+            })
             .collect();
         render::config_text(self.options.kind, sections, jobs)
     }

@@ -80,8 +80,10 @@ pub fn base_sections(config: &Value, base_dir: &Path) -> Value {
 }
 
 /// A job for the backend: `job` (a parsed scrape config) without its
-/// discovery and relabeling, with one `http_sd_configs` entry at `sd_url`.
-pub fn backend_job(job: &Value, sd_url: &str, refresh: &str, base_dir: &Path) -> Value {
+/// discovery and relabeling, with one `http_sd_configs` entry at `sd_url`
+/// polled every `refresh` (`None` for vmagent: it refuses the field and
+/// polls every `-promscrape.httpSDCheckInterval`).
+pub fn backend_job(job: &Value, sd_url: &str, refresh: Option<&str>, base_dir: &Path) -> Value {
     let mut out = Map::new();
     if let Value::Object(m) = job {
         for (k, v) in m {
@@ -94,10 +96,12 @@ pub fn backend_job(job: &Value, sd_url: &str, refresh: &str, base_dir: &Path) ->
     }
     let mut sd = Map::new();
     sd.insert("url".to_string(), Value::String(sd_url.to_string()));
-    sd.insert(
-        "refresh_interval".to_string(),
-        Value::String(refresh.to_string()),
-    );
+    if let Some(refresh) = refresh {
+        sd.insert(
+            "refresh_interval".to_string(),
+            Value::String(refresh.to_string()),
+        );
+    }
     out.insert(
         "http_sd_configs".to_string(),
         Value::Array(vec![Value::Object(sd)]),
@@ -179,7 +183,7 @@ mod tests {
         let out = backend_job(
             &job,
             "http://127.0.0.1:9/http_sd/a",
-            "5s",
+            Some("5s"),
             Path::new("/etc/ps"),
         );
         let keys: Vec<&str> = out.as_object().unwrap().keys().map(|k| k.as_str()).collect();
