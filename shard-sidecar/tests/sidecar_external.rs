@@ -179,8 +179,14 @@ fn start_prometheus(dir: &Path, addr: SocketAddr) -> Proc {
         Command::new("/usr/bin/prometheus")
             .arg("--enable-feature=agent")
             .arg("--web.enable-lifecycle")
-            .arg(format!("--config.file={}", dir.join("backend.yml").display()))
-            .arg(format!("--storage.agent.path={}", dir.join("agent").display()))
+            .arg(format!(
+                "--config.file={}",
+                dir.join("backend.yml").display()
+            ))
+            .arg(format!(
+                "--storage.agent.path={}",
+                dir.join("agent").display()
+            ))
             .arg(format!("--web.listen-address={addr}"))
             .arg("--log.level=debug"),
         &dir.join("prometheus.log"),
@@ -194,7 +200,10 @@ fn start_vmagent(dir: &Path, addr: SocketAddr, capture: &Capture) -> Proc {
                 "-promscrape.config={}",
                 dir.join("backend.yml").display()
             ))
-            .arg(format!("-remoteWrite.url=http://{}/api/v1/write", capture.addr))
+            .arg(format!(
+                "-remoteWrite.url=http://{}/api/v1/write",
+                capture.addr
+            ))
             .arg(format!(
                 "-remoteWrite.tmpDataPath={}",
                 dir.join("vmagent-data").display()
@@ -214,7 +223,11 @@ async fn scenario(kind: ExternalKind) {
     let mut coord = FakeCoordinator::start("127.0.0.1:0".parse().unwrap(), None).await;
     let backend_addr = free_port();
     let sidecar = Sidecar::start(kind, dir.path(), &capture, &coord.url(), backend_addr).await;
-    assert_eq!(sidecar.backend.config_writes(), 1, "the first config is written at start");
+    assert_eq!(
+        sidecar.backend.config_writes(),
+        1,
+        "the first config is written at start"
+    );
     let proc = match kind {
         ExternalKind::Prometheus => start_prometheus(dir.path(), backend_addr),
         ExternalKind::Vmagent => start_vmagent(dir.path(), backend_addr, &capture),
@@ -266,34 +279,39 @@ async fn scenario(kind: ExternalKind) {
         ("job".to_string(), JOB.to_string()),
     ];
     let mut got: Vec<(String, String)> = labels;
-    if kind == ExternalKind::Prometheus {
-        want.push(("shard".to_string(), "s1".to_string()));
-    } else {
-        got.retain(|(n, _)| n != "shard");
-    }
+    // Both add the shard's external labels.
+    want.push(("shard".to_string(), "s1".to_string()));
     want.sort();
     got.sort();
     assert_eq!(got, want, "stored series carry the final public labels");
     let fx_b = capture.named("fx_b");
-    assert!(fx_b.iter().all(|(l, _, _)| l
-        .iter()
-        .any(|(n, v)| n == "instance" && *v == fixture.addr.to_string())));
+    assert!(fx_b.iter().all(|(l, _, _)| {
+        l.iter()
+            .any(|(n, v)| n == "instance" && *v == fixture.addr.to_string())
+    }));
     assert!(!fixture.hits().is_empty(), "the real target was scraped");
 
     // The backend's own view of the target: the same public labels.
-    if kind == ExternalKind::Prometheus {
+    {
         let targets = active_target_labels(backend_addr, JOB).await;
         assert_eq!(targets.len(), 1, "{targets:?}");
+        let mut labels = targets[0]["labels"].clone();
+        if kind == ExternalKind::Vmagent {
+            // vmagent shows global external labels among target labels.
+            labels.as_object_mut().unwrap().remove("shard");
+        }
         assert_eq!(
-            targets[0]["labels"],
+            labels,
             serde_json::json!({"instance": fixture.addr.to_string(), "job": JOB})
         );
         assert_eq!(
             targets[0]["discoveredLabels"]["__metrics_path__"],
             format!("/proxy/{:016x}", t.id)
         );
-        assert_eq!(targets[0]["scrapeInterval"], "500ms");
-        assert_eq!(targets[0]["health"], "up");
+        if kind == ExternalKind::Prometheus {
+            assert_eq!(targets[0]["scrapeInterval"], "500ms");
+            assert_eq!(targets[0]["health"], "up");
+        }
     }
 
     // What the proxy counted reaches the coordinator.
@@ -327,14 +345,19 @@ async fn scenario(kind: ExternalKind) {
         .await;
     let ack = coord.ack(T).await;
     assert!(ack.ok, "{}", ack.error);
-    assert_eq!(sidecar.backend.reloads(), 1, "a target change does not reload");
+    assert_eq!(
+        sidecar.backend.reloads(),
+        1,
+        "a target change does not reload"
+    );
     assert_eq!(sidecar.backend.config_writes(), 2);
     let removed_at = Instant::now();
     // No scrape of the fixture for two intervals in a row = it is gone.
     assert!(
         wait_until(PICKUP, || {
             let hits = fixture.hits();
-            hits.last().is_some_and(|last| now_ms() - last > 3 * INTERVAL_MS)
+            hits.last()
+                .is_some_and(|last| now_ms() - last > 3 * INTERVAL_MS)
         })
         .await,
         "the backend stopped scraping the removed target"
@@ -349,7 +372,10 @@ async fn scenario(kind: ExternalKind) {
             "target gone from /api/v1/targets"
         );
     }
-    eprintln!("{}: target gone from the backend {gone_after:?} after the remove", kind.name());
+    eprintln!(
+        "{}: target gone from the backend {gone_after:?} after the remove",
+        kind.name()
+    );
 
     // A changed job definition: exactly one more write and reload.
     let changed = format!("{}honor_labels: true\n", job_yaml(JOB));

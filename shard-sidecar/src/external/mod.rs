@@ -259,10 +259,11 @@ impl ExternalBackend {
     pub fn new(options: ExternalOptions) -> Result<ExternalBackend, ExternalError> {
         let (file_config, file_sections, base_dir) = match &options.config_file {
             Some(f) => {
-                let text = std::fs::read_to_string(f).map_err(|source| ExternalError::ReadConfig {
-                    file: f.display().to_string(),
-                    source,
-                })?;
+                let text =
+                    std::fs::read_to_string(f).map_err(|source| ExternalError::ReadConfig {
+                        file: f.display().to_string(),
+                        source,
+                    })?;
                 let mut cfg = config::load_file(f)?;
                 cfg.scrape_configs.clear();
                 let dir = f
@@ -413,7 +414,7 @@ impl Shared {
 
     fn refresh(&self) -> String {
         let ms = self.options.refresh_interval.as_millis().max(1);
-        if ms % 1000 == 0 {
+        if ms.is_multiple_of(1000) {
             format!("{}s", ms / 1000)
         } else {
             format!("{ms}ms")
@@ -446,7 +447,9 @@ impl Shared {
         let keep_ms = 2 * self.options.pickup_lag.as_millis() as i64;
         let mut gone = Vec::new();
         st.targets.retain(|id, e| {
-            let keep = e.serve_until_ms.is_none_or(|u| now <= u.saturating_add(keep_ms));
+            let keep = e
+                .serve_until_ms
+                .is_none_or(|u| now <= u.saturating_add(keep_ms));
             if !keep {
                 gone.push(*id);
             }
@@ -516,7 +519,11 @@ async fn serve_proxy(
     headers: HeaderMap,
 ) -> Response {
     let Some(id) = http_sd::parse_proxy_id(&id) else {
-        return (StatusCode::BAD_REQUEST, "the target id is not 16 hex digits\n").into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            "the target id is not 16 hex digits\n",
+        )
+            .into_response();
     };
     let upstream = {
         let Ok(st) = shared.state.lock() else {
@@ -528,7 +535,10 @@ async fn serve_proxy(
                 id,
                 url: e.built.url(&job.config),
                 client: job.client.clone(),
-                timeout: e.built.timeout().map_or(job.config.timeout().to_std(), |d| d.to_std()),
+                timeout: e
+                    .built
+                    .timeout()
+                    .map_or(job.config.timeout().to_std(), |d| d.to_std()),
             })
         })
     };
@@ -576,7 +586,10 @@ impl Backend for ExternalBackend {
         let _serial = shared.apply.lock().await;
         let mut outcome = JobsOutcome::default();
         let text = {
-            let mut st = shared.state.lock().map_err(|_| BackendError::ShuttingDown)?;
+            let mut st = shared
+                .state
+                .lock()
+                .map_err(|_| BackendError::ShuttingDown)?;
             let wanted = defs.global_config_yaml.trim();
             let same = match &st.coordinator_global {
                 Some((y, _, _)) => y == wanted,
@@ -647,13 +660,20 @@ impl Backend for ExternalBackend {
                 st.written = text;
             }
             match shared.reload().await {
-                Reload::Done => tracing::info!(backend = shared.options.kind.name(), "backend reloaded"),
+                Reload::Done => {
+                    tracing::info!(backend = shared.options.kind.name(), "backend reloaded")
+                }
                 Reload::Unreachable(e) => {
                     tracing::warn!(error = %e, "backend not reloaded; it reads the new config when it starts")
                 }
                 Reload::Refused(e) => {
                     tracing::warn!(error = %e, "backend refused the new config");
                     outcome.global_error = Some(e);
+                    // Write and reload again at the next job change, even
+                    // if the text comes out the same.
+                    if let Ok(mut st) = shared.state.lock() {
+                        st.written.clear();
+                    }
                 }
             }
         }
@@ -662,7 +682,10 @@ impl Backend for ExternalBackend {
 
     async fn apply_delta(&self, delta: &v1::AssignmentDelta) -> Result<DeltaOutcome, BackendError> {
         let shared = &self.shared;
-        let mut st = shared.state.lock().map_err(|_| BackendError::ShuttingDown)?;
+        let mut st = shared
+            .state
+            .lock()
+            .map_err(|_| BackendError::ShuttingDown)?;
         let now = now_ms();
         let lag_ms = shared.options.pickup_lag.as_millis() as i64;
         let mut outcome = DeltaOutcome::default();
@@ -765,7 +788,11 @@ impl Backend for ExternalBackend {
                 .built
                 .interval()
                 .map(|d| d.to_std())
-                .or_else(|| st.jobs.get(&e.proto.job_name).map(|j| j.config.interval().to_std()))
+                .or_else(|| {
+                    st.jobs
+                        .get(&e.proto.job_name)
+                        .map(|j| j.config.interval().to_std())
+                })
                 .unwrap_or_default()
                 .as_secs_f64();
             let mut tr = v1::TargetReport {

@@ -361,7 +361,10 @@ mod tests {
         assert_eq!(timeout_from(&h, fb), Duration::from_millis(500));
         h.insert("x-prometheus-scrape-timeout-seconds", "-1".parse().unwrap());
         assert_eq!(timeout_from(&h, fb), fb);
-        h.insert("x-prometheus-scrape-timeout-seconds", "1e9".parse().unwrap());
+        h.insert(
+            "x-prometheus-scrape-timeout-seconds",
+            "1e9".parse().unwrap(),
+        );
         assert_eq!(timeout_from(&h, fb), MAX_TIMEOUT);
     }
 }

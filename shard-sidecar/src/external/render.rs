@@ -130,8 +130,8 @@ pub fn config_text(kind: ExternalKind, base: &Value, jobs: Vec<Value>) -> String
         root.insert("remote_write".to_string(), rw.clone());
     }
     root.insert("scrape_configs".to_string(), Value::Array(jobs));
-    let body = serde_json::to_string_pretty(&Value::Object(root))
-        .unwrap_or_else(|_| "{}".to_string());
+    let body =
+        serde_json::to_string_pretty(&Value::Object(root)).unwrap_or_else(|_| "{}".to_string());
     format!(
         "# Written by promshard sidecar ({}); do not edit: it is rewritten when the coordinator's jobs change.\n{body}\n",
         kind.name()
@@ -186,7 +186,12 @@ mod tests {
             Some("5s"),
             Path::new("/etc/ps"),
         );
-        let keys: Vec<&str> = out.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+        let keys: Vec<&str> = out
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str())
+            .collect();
         assert_eq!(
             keys,
             [
@@ -202,8 +207,7 @@ mod tests {
             "http://127.0.0.1:9/http_sd/a"
         );
         assert_eq!(
-            out["authorization"]["credentials_file"],
-            "/etc/ps/tok",
+            out["authorization"]["credentials_file"], "/etc/ps/tok",
             "relative files are made absolute"
         );
     }
