@@ -106,7 +106,7 @@ async fn start_fake_backend() -> (SocketAddr, Arc<AtomicU64>, Arc<AtomicBool>) {
 struct Side {
     backend: ExternalBackend,
     sd: SocketAddr,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     server: tokio::task::JoinHandle<()>,
 }
 
@@ -132,7 +132,7 @@ async fn side(adjust: impl FnOnce(&mut ExternalOptions)) -> Side {
     Side {
         backend,
         sd,
-        _dir: dir,
+        dir,
         server,
     }
 }
@@ -568,4 +568,42 @@ async fn reload_by_pid_sends_sighup() {
 
 fn libc_sighup() -> i32 {
     1
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coordinator_global_config_goes_into_the_file_and_an_old_file_survives_a_restart() {
+    bounded(async {
+        let s = side(|_| {}).await;
+        let out = s.dir.path().join("out.yml");
+        assert_eq!(s.backend.config_writes(), 1);
+        let mut defs = jobs(&[("j", &job_yaml("j"))]);
+        defs.global_config_yaml =
+            "global:\n  scrape_interval: 7s\n  external_labels: {shard: c9}\n\
+             remote_write:\n  - url: http://127.0.0.1:1/coord-write\n"
+                .to_string();
+        let o = s.backend.apply_jobs(defs.clone()).await.unwrap();
+        assert!(o.is_ok(), "{o:?}");
+        let text = std::fs::read_to_string(&out).unwrap();
+        assert!(
+            text.contains("coord-write") && text.contains("c9"),
+            "{text}"
+        );
+        assert!(text.contains("/http_sd/j"));
+        // A broken global config is refused; the previous stays.
+        let mut bad = defs.clone();
+        bad.global_config_yaml = "global: [".to_string();
+        let o = s.backend.apply_jobs(bad).await.unwrap();
+        assert!(o.global_error.is_some());
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), text);
+
+        // A second sidecar on the same file leaves it until jobs arrive.
+        let mut o2 = ExternalOptions::new(ExternalKind::Prometheus, &out, s.sd.to_string());
+        o2.pickup_lag = Duration::from_secs(1);
+        let again = ExternalBackend::new(o2).unwrap();
+        assert_eq!(again.config_writes(), 0);
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), text);
+        assert!(again.apply_jobs(defs).await.unwrap().is_ok());
+        assert_eq!(again.config_writes(), 1, "the first jobs are written");
+    })
+    .await;
 }

@@ -49,6 +49,21 @@
 //! shard's next sample follows them. The proxy keeps forwarding a removed
 //! target's scrapes for `2 L` after it left the answer, so the backend's
 //! last scrapes before it notices do not fail.
+//!
+//! ## Other limits
+//!
+//! - vmagent answers `/-/reload` before it reads the file and logs a
+//!   refused config instead of answering with an error. Prometheus'
+//!   refusal comes back as [`JobsOutcome::global_error`] (the agent logs
+//!   it) and the next job change writes and reloads again.
+//! - The file holds the jobs' credentials as the coordinator sent them
+//!   (written with the process' umask); Prometheus sends them to the proxy
+//!   over loopback, which forwards `Authorization` to the target.
+//! - After a sidecar restart the backend keeps its file until the
+//!   coordinator's jobs arrive; until the coordinator has sent the
+//!   assignment again, http_sd answers empty lists, and a backend that
+//!   polls in that window drops the targets (with staleness markers).
+//! - The sidecar's own config file is read once at start.
 
 pub mod http_sd;
 pub mod proxy;
@@ -254,8 +269,9 @@ enum Reload {
 }
 
 impl ExternalBackend {
-    /// Reads the sidecar's config file and writes the backend's first
-    /// config (its global and remote write, no jobs); does not reload.
+    /// Reads the sidecar's config file and, when `config_out` does not
+    /// exist yet, writes the backend's first config (its global and remote
+    /// write, no jobs); does not reload.
     pub fn new(options: ExternalOptions) -> Result<ExternalBackend, ExternalError> {
         let (file_config, file_sections, base_dir) = match &options.config_file {
             Some(f) => {
@@ -292,8 +308,16 @@ impl ExternalBackend {
             .timeout(options.reload_timeout)
             .build()
             .map_err(|e| ExternalError::Client(error_chain(&e)))?;
-        let text = render::config_text(options.kind, &file_sections, Vec::new());
-        write_atomically(&options.config_out, &text)?;
+        // A file left by an earlier run stays until the coordinator's jobs
+        // arrive (a running backend keeps its jobs meanwhile); a missing
+        // one is written now so that the backend can start.
+        let (text, writes) = if options.config_out.exists() {
+            (String::new(), 0)
+        } else {
+            let text = render::config_text(options.kind, &file_sections, Vec::new());
+            write_atomically(&options.config_out, &text)?;
+            (text, 1)
+        };
         Ok(ExternalBackend {
             shared: Arc::new(Shared {
                 base_dir,
@@ -310,7 +334,7 @@ impl ExternalBackend {
                 apply: tokio::sync::Mutex::new(()),
                 http,
                 reloads: AtomicU64::new(0),
-                writes: AtomicU64::new(1),
+                writes: AtomicU64::new(writes),
                 options,
             }),
         })
@@ -590,6 +614,7 @@ impl Backend for ExternalBackend {
                 .state
                 .lock()
                 .map_err(|_| BackendError::ShuttingDown)?;
+            let old_global = st.base().0.global.clone();
             let wanted = defs.global_config_yaml.trim();
             let same = match &st.coordinator_global {
                 Some((y, _, _)) => y == wanted,
@@ -608,15 +633,15 @@ impl Backend for ExternalBackend {
                         });
                     match parsed {
                         Ok((cfg, sections)) => {
-                            let global_changed = cfg.global != st.base().0.global;
                             st.coordinator_global = Some((wanted.to_string(), cfg, sections));
-                            if global_changed {
-                                recompile(shared, &mut st, &mut outcome);
-                            }
                         }
                         Err(e) => outcome.global_error = Some(e),
                     }
                 }
+            }
+            if st.base().0.global != old_global {
+                // Interval/timeout defaults come from `global`.
+                recompile(shared, &mut st, &mut outcome);
             }
             for name in &defs.removed_jobs {
                 st.jobs.remove(name);
