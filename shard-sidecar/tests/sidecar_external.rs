@@ -215,6 +215,33 @@ fn start_vmagent(dir: &Path, addr: SocketAddr, capture: &Capture) -> Proc {
     )
 }
 
+/// The fixture's target with final labels as the coordinator sends them.
+fn final_target(job: &str, addr: SocketAddr) -> v1::Target {
+    use promshard_promlib::labels::{Labels, target_id};
+    let labels = Labels::from_pairs([
+        ("__address__", addr.to_string()),
+        ("__metrics_path__", "/m".to_string()),
+        ("__param_x", "1".to_string()),
+        ("__scheme__", "http".to_string()),
+        ("__scrape_interval__", INTERVAL.to_string()),
+        ("__scrape_timeout__", "400ms".to_string()),
+        ("instance", "fixture-1".to_string()),
+        ("job", job.to_string()),
+        ("team", "a".to_string()),
+    ]);
+    v1::Target {
+        id: target_id(job, &labels),
+        job_name: job.to_string(),
+        labels: labels
+            .iter()
+            .map(|l| v1::Label {
+                name: l.name.clone(),
+                value: l.value.clone(),
+            })
+            .collect(),
+    }
+}
+
 /// The whole scenario against one backend kind.
 async fn scenario(kind: ExternalKind) {
     let dir = tempfile::tempdir().unwrap();
@@ -255,7 +282,9 @@ async fn scenario(kind: ExternalKind) {
     assert!(hello.targets.is_empty());
 
     // Jobs, then a target: one reload, for the jobs only.
-    let t = target(JOB, fixture.addr);
+    // The final labels hold a public label beyond job/instance, an
+    // instance that is not the address, and a param.
+    let t = final_target(JOB, fixture.addr);
     coord.send(jobs_msg(&[(JOB, &job_yaml(JOB))])).await;
     coord.send(delta(1, 0, vec![add(t.clone())], vec![])).await;
     let ack = coord.ack(T).await;
@@ -275,7 +304,8 @@ async fn scenario(kind: ExternalKind) {
     let (labels, _, _) = capture.named("fx_a")[0].clone();
     let mut want: Vec<(String, String)> = vec![
         ("__name__".to_string(), "fx_a".to_string()),
-        ("instance".to_string(), fixture.addr.to_string()),
+        ("instance".to_string(), "fixture-1".to_string()),
+        ("team".to_string(), "a".to_string()),
         ("job".to_string(), JOB.to_string()),
     ];
     let mut got: Vec<(String, String)> = labels;
@@ -284,11 +314,9 @@ async fn scenario(kind: ExternalKind) {
     want.sort();
     got.sort();
     assert_eq!(got, want, "stored series carry the final public labels");
-    let fx_b = capture.named("fx_b");
-    assert!(fx_b.iter().all(|(l, _, _)| {
-        l.iter()
-            .any(|(n, v)| n == "instance" && *v == fixture.addr.to_string())
-    }));
+    for (l, _, _) in capture.named("fx_b") {
+        assert!(l.contains(&("instance".to_string(), "fixture-1".to_string())));
+    }
     assert!(!fixture.hits().is_empty(), "the real target was scraped");
 
     // The backend's own view of the target: the same public labels.
@@ -302,7 +330,7 @@ async fn scenario(kind: ExternalKind) {
         }
         assert_eq!(
             labels,
-            serde_json::json!({"instance": fixture.addr.to_string(), "job": JOB})
+            serde_json::json!({"instance": "fixture-1", "job": JOB, "team": "a"})
         );
         assert_eq!(
             targets[0]["discoveredLabels"]["__metrics_path__"],
