@@ -3,6 +3,7 @@
 mod collector_cmd;
 mod coordinator_cmd;
 mod demo_cmd;
+mod sidecar_cmd;
 
 /// glibc malloc fragments badly under the collector's allocation pattern
 /// (many small label strings freed across threads); mimalloc keeps RSS and
@@ -44,6 +45,9 @@ enum Command {
     /// The coordinator plus N native shards on this host (no Kubernetes
     /// needed).
     Local(coordinator_cmd::LocalArgs),
+    /// The shard agent next to an unmodified Prometheus or vmagent: writes
+    /// its config, serves its http_sd and proxies its scrapes.
+    Sidecar(sidecar_cmd::SidecarArgs),
     /// Load-test parts: a fake target fleet and a checking remote-write sink.
     Loadtest(promshard_loadtest::cli::LoadtestArgs),
 }
@@ -131,6 +135,10 @@ fn main() -> Result<()> {
         Command::Local(args) => {
             init_logging();
             coordinator_cmd::run_local(args)
+        }
+        Command::Sidecar(args) => {
+            init_logging();
+            sidecar_cmd::run(args)
         }
         Command::Loadtest(args) => {
             init_logging();

@@ -6,15 +6,19 @@
 //! - [`native`]: [`NativeBackend`], the in-process collector.
 //! - [`agent`]: [`Agent`], the gRPC client loop (connect with backoff,
 //!   Hello, apply, Ack, Report, Pong, Redirect, reconnect).
+//! - [`external`]: [`ExternalBackend`], a Prometheus or vmagent next to
+//!   the sidecar (config rewrite once per job change, http_sd, scrape proxy).
 //! - [`jobs`]: job definitions from the coordinator -> scrape configs.
 //! - [`target`]: protocol targets <-> promlib targets (id checked).
 
 pub mod agent;
 pub mod backend;
+pub mod external;
 pub mod jobs;
 pub mod native;
 pub mod target;
 
 pub use agent::{Agent, AgentError, AgentOptions, AgentStatus, TlsOptions};
 pub use backend::{Backend, BackendError, DeltaOutcome, JobsOutcome, Rejected};
+pub use external::{ExternalBackend, ExternalError, ExternalKind, ExternalOptions};
 pub use native::NativeBackend;
