@@ -63,29 +63,13 @@ pub fn from_proto(t: &v1::Target) -> Result<Target, String> {
     Ok(target)
 }
 
-/// The protocol form of a promlib target.
-pub fn to_proto(t: &Target) -> v1::Target {
-    v1::Target {
-        id: t.id,
-        job_name: t.job_name.clone(),
-        labels: t
-            .labels
-            .iter()
-            .map(|l| v1::Label {
-                name: l.name.clone(),
-                value: l.value.clone(),
-            })
-            .collect(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn proto(job: &str, pairs: &[(&str, &str)]) -> v1::Target {
         let labels = Labels::from_pairs(pairs.iter().copied());
-        to_proto(&Target {
+        (&Target {
             id: target_id(job, &labels),
             job_name: job.to_string(),
             discovered_labels: labels.clone(),
@@ -100,7 +84,7 @@ mod tests {
             &[("__address__", "h:1"), ("__scrape_interval__", "5s")],
         );
         let t = from_proto(&p).unwrap();
-        assert_eq!(to_proto(&t), p);
+        assert_eq!(t.to_proto(), p);
         let mut bad = p.clone();
         bad.id += 1;
         assert!(from_proto(&bad).unwrap_err().contains("does not match"));
