@@ -69,12 +69,13 @@ mod tests {
 
     fn proto(job: &str, pairs: &[(&str, &str)]) -> v1::Target {
         let labels = Labels::from_pairs(pairs.iter().copied());
-        (&Target {
+        Target {
             id: target_id(job, &labels),
             job_name: job.to_string(),
             discovered_labels: labels.clone(),
             labels,
-        })
+        }
+        .to_proto()
     }
 
     #[test]
