@@ -5,11 +5,6 @@ mod coordinator_cmd;
 mod demo_cmd;
 mod sidecar_cmd;
 
-/// glibc malloc fragments badly under the collector's allocation pattern
-/// (many small label strings freed across threads); mimalloc keeps RSS and
-/// allocation CPU down.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
