@@ -5,7 +5,6 @@ mod coordinator_cmd;
 mod demo_cmd;
 mod sidecar_cmd;
 
-
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
