@@ -22,6 +22,7 @@
 
 pub mod agent;
 pub mod capture;
+pub mod cluster;
 pub mod compare;
 pub mod fixture;
 pub mod pair;
