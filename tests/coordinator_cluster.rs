@@ -129,7 +129,9 @@ fn cluster_converges_survives_coordinator_restart_and_replaces_a_killed_shard() 
     let killed_at = Instant::now();
     std::thread::sleep(Duration::from_secs(2));
     coord.restart();
-    let all_back = wait_until(Duration::from_secs(20), || coord.shards_up().len() == SHARDS);
+    let all_back = wait_until(Duration::from_secs(20), || {
+        coord.shards_up().len() == SHARDS
+    });
     assert!(all_back, "shards did not reattach: {:#?}", coord.shards());
     let reattach = killed_at.elapsed();
     // Several plan rounds with reports in: nothing may move.
@@ -159,9 +161,19 @@ fn cluster_converges_survives_coordinator_restart_and_replaces_a_killed_shard() 
         before.per_shard,
         changed.map(|c| c.per_shard)
     );
-    assert_eq!(Coverage::of(&all), before, "targets changed after the restart");
+    assert_eq!(
+        Coverage::of(&all),
+        before,
+        "targets changed after the restart"
+    );
     std::thread::sleep(Duration::from_secs(3));
-    let job = world.sink().summary().jobs.get("fleet").cloned().unwrap_or_default();
+    let job = world
+        .sink()
+        .summary()
+        .jobs
+        .get("fleet")
+        .cloned()
+        .unwrap_or_default();
     assert_eq!(
         job.gaps, gaps_before,
         "gaps in the sink across the coordinator restart: {job:?}"
@@ -215,8 +227,17 @@ fn cluster_converges_survives_coordinator_restart_and_replaces_a_killed_shard() 
         .filter(|i| world.sink_instance(i).1 <= kill_ms)
         .collect();
     assert!(fresh, "no fresh samples after the kill for {stale:?}");
-    let job = world.sink().summary().jobs.get("fleet").cloned().unwrap_or_default();
-    assert_eq!(job.duplicates, 0, "duplicates after the shard kill: {job:?}");
+    let job = world
+        .sink()
+        .summary()
+        .jobs
+        .get("fleet")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        job.duplicates, 0,
+        "duplicates after the shard kill: {job:?}"
+    );
     eprintln!(
         "after the shard kill: sink {job:?} (gaps {} from the kill: the dead shard's missed scrapes)",
         job.gaps - gaps_before

@@ -240,6 +240,12 @@ impl Coord {
 
     /// The sum of every sample of metric `name` on `/metrics` (0 when absent).
     pub fn metric_sum(&self, name: &str) -> f64 {
+        self.metric_sum_where(name, "")
+    }
+
+    /// The sum of the samples of metric `name` whose line contains
+    /// `labels` (e.g. `result="failure"`).
+    pub fn metric_sum_where(&self, name: &str, labels: &str) -> f64 {
         let Ok((200, body)) = prom::http("GET", self.web, "/metrics") else {
             return f64::NAN;
         };
@@ -248,6 +254,7 @@ impl Coord {
             .filter(|l| {
                 l.strip_prefix(name)
                     .is_some_and(|r| r.starts_with('{') || r.starts_with(' '))
+                    && l.contains(labels)
             })
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
@@ -290,6 +297,8 @@ impl ShardProc {
                 format!("--shard.max-series={max_series}"),
                 format!("--shard.report-interval={}", secs(timing.report_interval)),
                 "--shutdown.grace=1s".to_string(),
+                // Small WAL segments: the disk is shared.
+                "--storage.wal.segment-size=4MiB".to_string(),
             ];
             let mut proc = Proc::spawn(&args, &dir.join(format!("{log_name}.log")));
             let ok = wait_until(Duration::from_secs(30), || {
@@ -332,7 +341,12 @@ impl Coverage {
         Coverage {
             per_shard: shards
                 .iter()
-                .map(|s| (s.proc.log_path.display().to_string(), s.targets().unwrap_or_default()))
+                .map(|s| {
+                    (
+                        s.proc.log_path.display().to_string(),
+                        s.targets().unwrap_or_default(),
+                    )
+                })
                 .collect(),
         }
     }
@@ -440,11 +454,7 @@ remote_write:\n  - url: {}\n    queue_config:\n      batch_send_deadline: 500ms\
         ))
         .expect("matcher");
         let series = self.sink().series(&m, 1_000_000);
-        let oldest = series
-            .iter()
-            .map(|s| s.last_timestamp)
-            .min()
-            .unwrap_or(0);
+        let oldest = series.iter().map(|s| s.last_timestamp).min().unwrap_or(0);
         (series.len(), oldest)
     }
 

@@ -24,6 +24,7 @@ pub mod agent;
 pub mod capture;
 pub mod cluster;
 pub mod compare;
+pub mod fake_shard;
 pub mod fixture;
 pub mod pair;
 

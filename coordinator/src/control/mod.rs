@@ -822,13 +822,26 @@ async fn round(shared: &Arc<Shared>) {
         removals
             .into_iter()
             .filter_map(|(shard, remove)| {
-                // An unresponsive shard would hold the round up to the ack
-                // timeout; its probe (a full assignment) carries the
-                // removal instead.
+                // An unresponsive shard (it stopped acking during phase 1)
+                // would hold the round up to the ack timeout; its probe (a
+                // full assignment, without these targets) carries the
+                // removal instead. Its handovers are committed: the
+                // receiver acknowledged and starts at `start_at`.
                 if let Some(s) = st.shards.get_mut(&shard)
                     && !s.live()
                 {
                     s.needs_full = true;
+                    for rm in &remove {
+                        if let Some(m) = rp.handovers.get(&rm.target_id) {
+                            st.assignment.insert(rm.target_id, m.to.clone());
+                            st.migrating.insert(rm.target_id, m.clone());
+                            let reason = rp
+                                .reasons
+                                .get(&rm.target_id)
+                                .map_or("rebalance", |r| r.as_str());
+                            *st.counters.moves.entry(reason).or_default() += 1;
+                        }
+                    }
                     return None;
                 }
                 let mut delta = next_delta(&mut st, &shard)?;
