@@ -365,7 +365,24 @@ fn on_hub_event(shared: &Arc<Shared>, ev: HubEvent) -> bool {
         }
         HubEvent::Report { shard, report, .. } => {
             let mut st = lock(&shared.state);
-            st.loads.ingest(&report.targets, SystemTime::now());
+            // Only what this shard scrapes (or is taking over) counts: a
+            // broken or rogue shard must not set the load of targets it
+            // does not have, which would steer the planner.
+            let own: Vec<_> = report
+                .targets
+                .iter()
+                .filter(|r| {
+                    st.assignment.get(&r.target_id) == Some(&shard)
+                        || st
+                            .migrating
+                            .get(&r.target_id)
+                            .is_some_and(|m| m.from == shard || m.to == shard)
+                })
+                .collect();
+            if own.len() < report.targets.len() {
+                tracing::debug!(shard = %shard, ignored = report.targets.len() - own.len(), "report on targets the shard does not have ignored");
+            }
+            st.loads.ingest(own, SystemTime::now());
             if let Some(s) = st.shards.get_mut(&shard) {
                 s.last_report = Some(SystemTime::now());
                 s.reported = crate::model::Load {
