@@ -9,6 +9,9 @@
 //!   `promshard collector`, killed on drop.
 //! - [`compare`]: the differential comparison of two captures.
 //! - [`prom`]: promlib's Prometheus harness (free ports, HTTP, binary).
+//! - [`cluster`]: `promshard coordinator` and coordinated shards as real
+//!   processes, the loadtest fleet and sink (`tests/coordinator_*.rs`).
+//! - [`fake_shard`]: raw gRPC clients that misbehave toward a coordinator.
 //!
 //! Files: `collector_diff.rs` (differential scenarios),
 //! `collector_bad_input.rs`, `collector_crash.rs` (SIGKILL + restart),
@@ -22,7 +25,9 @@
 
 pub mod agent;
 pub mod capture;
+pub mod cluster;
 pub mod compare;
+pub mod fake_shard;
 pub mod fixture;
 pub mod pair;
 

@@ -135,6 +135,10 @@ impl AdminControl for AdminView {
                 let (load, targets) = loads.get(&s.id).copied().unwrap_or_default();
                 let health = if s.draining {
                     "draining"
+                } else if s.contested(Instant::now()) {
+                    "contested"
+                } else if s.attached() && !s.live() {
+                    "unresponsive"
                 } else if s.attached() {
                     "up"
                 } else {

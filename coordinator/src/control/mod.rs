@@ -365,7 +365,24 @@ fn on_hub_event(shared: &Arc<Shared>, ev: HubEvent) -> bool {
         }
         HubEvent::Report { shard, report, .. } => {
             let mut st = lock(&shared.state);
-            st.loads.ingest(&report.targets, SystemTime::now());
+            // Only what this shard scrapes (or is taking over) counts: a
+            // broken or rogue shard must not set the load of targets it
+            // does not have, which would steer the planner.
+            let own: Vec<_> = report
+                .targets
+                .iter()
+                .filter(|r| {
+                    st.assignment.get(&r.target_id) == Some(&shard)
+                        || st
+                            .migrating
+                            .get(&r.target_id)
+                            .is_some_and(|m| m.from == shard || m.to == shard)
+                })
+                .collect();
+            if own.len() < report.targets.len() {
+                tracing::debug!(shard = %shard, ignored = report.targets.len() - own.len(), "report on targets the shard does not have ignored");
+            }
+            st.loads.ingest(own, SystemTime::now());
             if let Some(s) = st.shards.get_mut(&shard) {
                 s.last_report = Some(SystemTime::now());
                 s.reported = crate::model::Load {
@@ -381,7 +398,8 @@ fn on_hub_event(shared: &Arc<Shared>, ev: HubEvent) -> bool {
             reason,
         } => {
             tracing::warn!(shard = %shard, reason = reason.label(), "shard detached");
-            lock(&shared.state).detach(&shard, session, Instant::now());
+            let replaced = matches!(reason, crate::hub::DetachReason::Replaced);
+            lock(&shared.state).detach(&shard, session, Instant::now(), replaced);
             true
         }
     }
@@ -570,7 +588,7 @@ fn decide(shared: &Shared, st: &mut State) -> RoundPlan {
     let needs_full: Vec<ShardId> = st
         .shards
         .values()
-        .filter(|s| s.attached() && s.needs_full)
+        .filter(|s| s.live() && s.needs_full)
         .map(|s| s.id.clone())
         .collect();
     for shard in needs_full {
@@ -626,8 +644,8 @@ fn decide(shared: &Shared, st: &mut State) -> RoundPlan {
             .from
             .as_ref()
             .and_then(|f| st.shards.get(f))
-            .is_some_and(|s| s.attached());
-        let to_live = st.shards.get(&m.to).is_some_and(|s| s.attached());
+            .is_some_and(|s| s.live());
+        let to_live = st.shards.get(&m.to).is_some_and(|s| s.live());
         if !to_live {
             // A shard in its grace period: nothing to send; it gets its
             // assignment when it comes back.
@@ -720,6 +738,7 @@ fn settle(
     match r {
         Ok(ack) if ack.ok => {
             if let Some(s) = st.shards.get_mut(shard) {
+                s.unacked_deltas = 0;
                 s.version = s.version.max(delta.version);
                 if delta.full {
                     s.needs_full = false;
@@ -742,16 +761,22 @@ fn settle(
             tracing::warn!(shard = %shard, version = delta.version, error = %ack.error, "shard refused a delta; it gets its whole assignment next");
             st.counters.delta_failures += 1;
             if let Some(s) = st.shards.get_mut(shard) {
+                s.unacked_deltas = 0;
                 s.needs_full = true;
             }
             None
         }
         Err(e) => {
-            tracing::warn!(shard = %shard, version = delta.version, error = %e, "delta not acknowledged");
             st.counters.delta_failures += 1;
             if let Some(s) = st.shards.get_mut(shard) {
                 s.needs_full = true;
+                s.unacked_deltas = s.unacked_deltas.saturating_add(1);
+                if s.unacked_deltas == 1 && s.attached() {
+                    tracing::warn!(shard = %shard, version = delta.version, error = %e, "delta not acknowledged; the shard takes nothing and its targets go elsewhere until it acknowledges again");
+                    return None;
+                }
             }
+            tracing::warn!(shard = %shard, version = delta.version, error = %e, "delta not acknowledged");
             None
         }
     }
@@ -814,6 +839,28 @@ async fn round(shared: &Arc<Shared>) {
         removals
             .into_iter()
             .filter_map(|(shard, remove)| {
+                // An unresponsive shard (it stopped acking during phase 1)
+                // would hold the round up to the ack timeout; its probe (a
+                // full assignment, without these targets) carries the
+                // removal instead. Its handovers are committed: the
+                // receiver acknowledged and starts at `start_at`.
+                if let Some(s) = st.shards.get_mut(&shard)
+                    && !s.live()
+                {
+                    s.needs_full = true;
+                    for rm in &remove {
+                        if let Some(m) = rp.handovers.get(&rm.target_id) {
+                            st.assignment.insert(rm.target_id, m.to.clone());
+                            st.migrating.insert(rm.target_id, m.clone());
+                            let reason = rp
+                                .reasons
+                                .get(&rm.target_id)
+                                .map_or("rebalance", |r| r.as_str());
+                            *st.counters.moves.entry(reason).or_default() += 1;
+                        }
+                    }
+                    return None;
+                }
                 let mut delta = next_delta(&mut st, &shard)?;
                 delta.remove = remove;
                 Some(Outgoing { shard, delta })
@@ -867,5 +914,62 @@ async fn round(shared: &Arc<Shared>) {
             let mut st = lock(&shared.state);
             settle(&mut st, &shard, &delta, &r);
         }
+    }
+    probe_unresponsive(shared);
+}
+
+/// Sends each attached shard that stopped acknowledging its whole
+/// (current) assignment in the background, one probe at a time per shard:
+/// no round waits on it, and its ack makes the shard live again.
+fn probe_unresponsive(shared: &Arc<Shared>) {
+    let probes: Vec<Outgoing> = {
+        let mut st = lock(&shared.state);
+        let ids: Vec<ShardId> = st
+            .shards
+            .values()
+            .filter(|s| s.attached() && !s.live() && !s.probing)
+            .map(|s| s.id.clone())
+            .collect();
+        ids.into_iter()
+            .filter_map(|shard| {
+                let add: Vec<TargetAdd> = st
+                    .targets_of(&shard)
+                    .into_iter()
+                    .filter_map(|t| target_add(&st, t, 0))
+                    .collect();
+                let mut delta = next_delta(&mut st, &shard)?;
+                delta.full = true;
+                delta.add = add;
+                if let Some(s) = st.shards.get_mut(&shard) {
+                    s.probing = true;
+                }
+                Some(Outgoing { shard, delta })
+            })
+            .collect()
+    };
+    for o in probes {
+        let shared = Arc::clone(shared);
+        tokio::spawn(async move {
+            let r = shared
+                .hub
+                .send_delta(&o.shard, o.delta.clone())
+                .await
+                .map_err(|e| e.to_string());
+            let live = {
+                let mut st = lock(&shared.state);
+                settle(&mut st, &o.shard, &o.delta, &r);
+                match st.shards.get_mut(&o.shard) {
+                    Some(s) => {
+                        s.probing = false;
+                        s.live()
+                    }
+                    None => false,
+                }
+            };
+            if live {
+                tracing::info!(shard = %o.shard, "shard acknowledges again; it takes targets");
+                shared.wake.notify_one();
+            }
+        });
     }
 }

@@ -36,11 +36,42 @@ pub struct ShardState {
     pub last_report: Option<SystemTime>,
     /// Its own totals from the last report.
     pub reported: Load,
+    /// Deltas in a row it did not acknowledge (timeout, transport). A
+    /// shard that answers pings but never acks would otherwise keep the
+    /// targets the planner gives it unscraped forever: while this is
+    /// above 0 it takes nothing, its targets are placed elsewhere as if it
+    /// were gone, and only a background probe (its full assignment) goes
+    /// to it, so no round waits on it; an ack makes it live again.
+    pub unacked_deltas: u32,
+    /// A probe (full assignment) to this unresponsive shard is in flight.
+    pub probing: bool,
+    /// Addresses of sessions of this id that a newer session replaced,
+    /// and when (kept for [`CONTEST_WINDOW`]).
+    pub replaced: Vec<(String, Instant)>,
+    /// Two processes use this shard id (they keep replacing each other's
+    /// session): until then it takes nothing and is told to scrape
+    /// nothing, so no target is scraped twice; its targets go elsewhere.
+    pub contested_until: Option<Instant>,
 }
+
+/// How long a replaced session's address is remembered, and how long a
+/// shard id stays contested after the last sign of two processes.
+pub const CONTEST_WINDOW: std::time::Duration = std::time::Duration::from_secs(20);
 
 impl ShardState {
     pub fn attached(&self) -> bool {
         self.session.is_some()
+    }
+
+    /// Attached, acknowledging and not contested: it may receive targets
+    /// and hand them over.
+    pub fn live(&self) -> bool {
+        self.attached() && self.unacked_deltas == 0 && !self.contested(Instant::now())
+    }
+
+    /// Two processes claimed this id recently.
+    pub fn contested(&self, now: Instant) -> bool {
+        self.contested_until.is_some_and(|until| now < until)
     }
 }
 
@@ -139,13 +170,34 @@ impl State {
                 draining: false,
                 last_report: None,
                 reported: Load::default(),
+                unacked_deltas: 0,
+                probing: false,
+                replaced: Vec::new(),
+                contested_until: None,
             });
+        // The same id from another address than the session it just
+        // replaced, where that address had itself been replaced by this
+        // one a moment ago: two processes take turns with one id (a
+        // restart elsewhere replaces once and stops).
+        let now = Instant::now();
+        st.replaced
+            .retain(|(_, at)| now.duration_since(*at) < CONTEST_WINDOW);
+        if st.address != hello.address && st.replaced.iter().any(|(a, _)| a == &hello.address) {
+            if !st.contested(now) {
+                tracing::error!(shard = %shard, a = %st.address, b = %hello.address,
+                    "two processes use this shard id; it gets no targets until one of them is gone");
+            }
+            st.contested_until = Some(now + CONTEST_WINDOW);
+        }
         st.capacity = capacity;
         st.backend = backend.to_string();
         st.address = hello.address.clone();
         st.session = Some(session);
         st.detached_at = None;
         st.version = hello.assignment_version;
+        // A new session gets a fresh chance.
+        st.unacked_deltas = 0;
+        st.probing = false;
 
         let has: BTreeSet<TargetId> = hello.targets.iter().map(|t| t.id).collect();
         for t in &hello.targets {
@@ -167,24 +219,31 @@ impl State {
     }
 
     /// A session ended; the shard keeps its targets until the grace ends.
-    pub fn detach(&mut self, shard: &ShardId, session: SessionId, now: Instant) {
+    /// `replaced`: a newer session of the same id took over.
+    pub fn detach(&mut self, shard: &ShardId, session: SessionId, now: Instant, replaced: bool) {
         if let Some(st) = self.shards.get_mut(shard)
             && st.session == Some(session)
         {
             st.session = None;
             st.detached_at = Some(now);
+            if replaced {
+                st.replaced.push((st.address.clone(), now));
+            }
         }
     }
 
-    /// Shards the planner may place on: attached ones, and detached ones
+    /// Shards the planner may place on: live ones, and detached ones
     /// still within `grace` (they keep their targets while they restart).
+    /// An attached shard that does not acknowledge is left out: its
+    /// targets go elsewhere.
     pub fn plan_shards(&self, now: Instant, grace: std::time::Duration) -> Vec<PlanShard> {
         self.shards
             .values()
             .filter(|s| {
-                s.attached()
-                    || s.detached_at
-                        .is_some_and(|at| now.duration_since(at) < grace)
+                s.live()
+                    || !s.attached()
+                        && s.detached_at
+                            .is_some_and(|at| now.duration_since(at) < grace)
             })
             .map(|s| PlanShard {
                 id: s.id.clone(),
@@ -246,5 +305,90 @@ impl State {
             e.1 += 1;
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::{LoadDefaults, ReportLimits};
+
+    fn state() -> State {
+        let config = promshard_promlib::config::load_str("scrape_configs: []\n", "test.yml")
+            .expect("config");
+        State::new(
+            Arc::new(config),
+            LoadModel::new(LoadDefaults::default(), ReportLimits::default()),
+        )
+    }
+
+    fn hello(id: &str, address: &str) -> Hello {
+        Hello {
+            shard_id: id.into(),
+            address: address.into(),
+            ..Hello::default()
+        }
+    }
+
+    fn cap() -> Capacity {
+        Capacity {
+            max_series: 1000,
+            max_samples_per_second: 1000.0,
+        }
+    }
+
+    fn planned(st: &State) -> Vec<String> {
+        st.plan_shards(Instant::now(), std::time::Duration::from_secs(5))
+            .into_iter()
+            .map(|s| s.id.0)
+            .collect()
+    }
+
+    #[test]
+    fn a_shard_that_does_not_acknowledge_takes_nothing_until_it_does() {
+        let mut st = state();
+        let a = ShardId("a".into());
+        st.attach(&a, SessionId(1), &hello("a", "http://a"), cap());
+        assert_eq!(planned(&st), vec!["a"]);
+        st.shards.get_mut(&a).unwrap().unacked_deltas = 1;
+        assert!(
+            planned(&st).is_empty(),
+            "an unresponsive shard is planned on"
+        );
+        // A new session gets a fresh chance.
+        st.attach(&a, SessionId(2), &hello("a", "http://a"), cap());
+        assert_eq!(planned(&st), vec!["a"]);
+    }
+
+    #[test]
+    fn two_processes_taking_turns_with_one_id_make_it_contested() {
+        let mut st = state();
+        let id = ShardId("s".into());
+        let now = Instant::now();
+        st.attach(&id, SessionId(1), &hello("s", "http://p1"), cap());
+        // p2 replaces p1: a restart elsewhere looks like this, not contested.
+        st.detach(&id, SessionId(1), now, true);
+        st.attach(&id, SessionId(2), &hello("s", "http://p2"), cap());
+        assert!(!st.shards[&id].contested(Instant::now()));
+        assert_eq!(planned(&st), vec!["s"]);
+        // p1 comes back and replaces p2: two processes.
+        st.detach(&id, SessionId(2), now, true);
+        st.attach(&id, SessionId(3), &hello("s", "http://p1"), cap());
+        assert!(st.shards[&id].contested(Instant::now()));
+        assert!(planned(&st).is_empty(), "a contested id is planned on");
+        assert!(!st.shards[&id].contested(Instant::now() + CONTEST_WINDOW));
+    }
+
+    #[test]
+    fn a_restart_at_the_same_address_is_not_contested() {
+        let mut st = state();
+        let id = ShardId("s".into());
+        let now = Instant::now();
+        for session in 1..5 {
+            st.attach(&id, SessionId(session), &hello("s", "http://p1"), cap());
+            st.detach(&id, SessionId(session), now, true);
+        }
+        st.attach(&id, SessionId(9), &hello("s", "http://p1"), cap());
+        assert!(!st.shards[&id].contested(Instant::now()));
     }
 }
