@@ -68,6 +68,11 @@ pub struct ControlOptions {
     /// A new target whose job has no history waits this long for its
     /// explore before it is placed with the default estimate.
     pub explore_wait: Duration,
+    /// After a start, no rebalancing while targets the shards already
+    /// scrape (adopted from their Hello) have no reported load yet, for at
+    /// most this long: a restarted coordinator must not move targets on
+    /// estimates.
+    pub report_wait: Duration,
     pub explore: Option<ExploreConfig>,
     pub load_defaults: LoadDefaults,
     pub report_limits: ReportLimits,
@@ -85,6 +90,7 @@ impl ControlOptions {
             shard_grace: Duration::from_secs(10),
             initial_wait: Duration::from_secs(2),
             explore_wait: Duration::from_secs(15),
+            report_wait: Duration::from_secs(30),
             explore: Some(ExploreConfig::default()),
             load_defaults: LoadDefaults::default(),
             report_limits: ReportLimits::default(),
@@ -116,6 +122,7 @@ pub(crate) struct Shared {
     wake: Notify,
     reload_tx: mpsc::Sender<ReloadReply>,
     ready: AtomicBool,
+    started: Instant,
 }
 
 fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -167,6 +174,7 @@ impl Coordinator {
             wake: Notify::new(),
             reload_tx,
             ready: AtomicBool::new(false),
+            started: Instant::now(),
         });
         let task = tokio::spawn(run(Arc::clone(&shared), discoverer, events, reload_rx));
         Ok(Coordinator { shared, task })
@@ -618,11 +626,20 @@ fn decide(shared: &Shared, st: &mut State) -> RoundPlan {
         .filter(|(t, _)| !st.migrating.contains_key(t))
         .map(|(t, s)| (*t, s.clone()))
         .collect();
+    // Hold rebalancing until the adopted targets' loads are reported.
+    let mut config = shared.opts.planner.clone();
+    if shared.started.elapsed() < shared.opts.report_wait
+        && current
+            .keys()
+            .any(|t| st.loads.load_of(*t).1 != crate::registry::LoadSource::Reported)
+    {
+        config.move_budget = 0.0;
+    }
     let input = PlanInput {
         targets: &targets,
         shards: &shards,
         current: &current,
-        config: &shared.opts.planner,
+        config: &config,
     };
     let plan = match planner::plan(&input) {
         Ok(p) => p,
