@@ -77,7 +77,7 @@ fn converge(
             return (p, moved, round);
         }
         moved += p.moved_series();
-        cur = p.assignment.clone();
+        cur = p.assignment.to_map();
     }
     panic!("no convergence in {max_rounds} rounds");
 }
@@ -233,12 +233,12 @@ proptest! {
         let mut cfg = config();
         cfg.move_budget = 1.0;
         let first = run(&f.targets, &f.shards, &f.current, &cfg);
-        let second = run(&f.targets, &f.shards, &first.assignment, &cfg);
+        let second = run(&f.targets, &f.shards, &first.assignment.to_map(), &cfg);
         prop_assert!(second.moves.is_empty(), "{:?}", second.moves);
         // With the default budget: no moves once converged.
         let cfg = config();
         let (p, _, _) = converge(&f.targets, &f.shards, &f.current, &cfg, 30);
-        let again = run(&f.targets, &f.shards, &p.assignment, &cfg);
+        let again = run(&f.targets, &f.shards, &p.assignment.to_map(), &cfg);
         prop_assert!(again.moves.is_empty());
     }
 
@@ -300,7 +300,7 @@ proptest! {
         let (p, _, _) = converge(&targets, &shards, &BTreeMap::new(), &cfg, 30);
         let g = gone.index(n);
         let rest: Vec<_> = shards.iter().enumerate().filter(|(i, _)| *i != g).map(|(_, s)| s.clone()).collect();
-        let after = run(&targets, &rest, &p.assignment, &cfg);
+        let after = run(&targets, &rest, &p.assignment.to_map(), &cfg);
         for m in &after.moves {
             prop_assert_eq!(m.from.as_ref(), Some(&shards[g].id), "{:?}", m);
             prop_assert_eq!(m.reason, MoveReason::ShardGone);
@@ -333,7 +333,7 @@ proptest! {
         let total: u64 = targets.iter().map(|t| t.load.series).sum();
         let (before, _, _) = converge(&targets, &shards[..n], &BTreeMap::new(), &cfg, 30);
         prop_assert!(before.imbalance <= 1.10, "N: {}", before.imbalance);
-        let (after, moved, rounds) = converge(&targets, &shards, &before.assignment, &cfg, 30);
+        let (after, moved, rounds) = converge(&targets, &shards, &before.assignment.to_map(), &cfg, 30);
         let ideal = total as f64 / (n + 1) as f64;
         prop_assert!(after.imbalance <= 1.10, "N+1: {} after {rounds} rounds", after.imbalance);
         prop_assert!(after.shard_loads[&shards[n].id].series > 0);

@@ -73,6 +73,7 @@
 //! is O(S log S) plus one scan of a donor's targets. Steady passes (a
 //! current assignment, few changes) are dominated by building the output.
 
+mod assignment;
 mod balance;
 mod config;
 pub mod hrw;
@@ -83,6 +84,7 @@ use std::fmt;
 
 use crate::model::{Capacity, Load, ShardId, TargetId};
 
+pub use assignment::Assignment;
 pub use config::PlannerConfig;
 
 /// A target as the planner sees it.
@@ -172,7 +174,7 @@ pub struct Move {
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Plan {
     /// Every target on exactly one shard (none only when there is no shard).
-    pub assignment: BTreeMap<TargetId, ShardId>,
+    pub assignment: Assignment,
     /// The differences from the current assignment, in target order.
     pub moves: Vec<Move>,
     /// Targets larger than any eligible shard's capacity.

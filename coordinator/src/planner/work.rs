@@ -1,11 +1,15 @@
 //! The planner's working state: inputs sorted by id, the assignment being
 //! built, shard loads, and the steps before and after rebalancing.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 use crate::model::{Capacity, Load, ShardId, TargetId};
 
-use super::{Move, MoveReason, Plan, PlanError, PlanInput, PlanShard, PlannerConfig, hrw};
+use xxhash_rust::xxh3::xxh3_64;
+
+use super::{
+    Assignment, Move, MoveReason, Plan, PlanError, PlanInput, PlanShard, PlannerConfig, hrw,
+};
 
 /// Where a target is before this round.
 #[derive(Clone, Copy, Debug)]
@@ -41,6 +45,41 @@ pub(super) struct Work<'a> {
     /// A target's index in its shard's `members`.
     pub pos: Vec<usize>,
     displaced: Vec<usize>,
+}
+
+/// Shard id -> index, for the current assignment's one lookup per target:
+/// open addressing on xxh3 of the id (a short string hashes in a few ns).
+struct ShardLookup {
+    mask: usize,
+    /// Shard index + 1; 0 is an empty slot.
+    slots: Vec<u32>,
+}
+
+impl ShardLookup {
+    fn new(shards: &[&PlanShard]) -> Self {
+        let size = (shards.len() * 4).next_power_of_two().max(8);
+        let mut slots = vec![0u32; size];
+        let mask = size - 1;
+        for (i, s) in shards.iter().enumerate() {
+            let mut k = xxh3_64(s.id.0.as_bytes()) as usize & mask;
+            while slots[k] != 0 {
+                k = (k + 1) & mask;
+            }
+            slots[k] = i as u32 + 1;
+        }
+        ShardLookup { mask, slots }
+    }
+
+    fn get(&self, shards: &[&PlanShard], id: &ShardId) -> Option<usize> {
+        let mut k = xxh3_64(id.0.as_bytes()) as usize & self.mask;
+        loop {
+            match self.slots[k] {
+                0 => return None,
+                s if shards[s as usize - 1].id == *id => return Some(s as usize - 1),
+                _ => k = (k + 1) & self.mask,
+            }
+        }
+    }
 }
 
 /// `a - b`, never below zero (float drift on samples/s).
@@ -83,25 +122,28 @@ impl<'a> Work<'a> {
                 });
             }
         }
-        let mut order: Vec<(TargetId, usize)> = input
-            .targets
-            .iter()
-            .enumerate()
-            .map(|(k, t)| (t.id, k))
-            .collect();
-        order.sort_unstable();
-        if let Some(w) = order.windows(2).find(|w| w[0].0 == w[1].0) {
-            return Err(PlanError::DuplicateTarget(w[0].0));
-        }
-        let tid: Vec<TargetId> = order.iter().map(|&(id, _)| id).collect();
-        let tload: Vec<Load> = order.iter().map(|&(_, k)| input.targets[k].load).collect();
-        drop(order);
+        // Already in id order (a caller iterating a sorted map): no sort.
+        let sorted = input.targets.windows(2).all(|w| w[0].id < w[1].id);
+        let (tid, tload): (Vec<TargetId>, Vec<Load>) = if sorted {
+            input.targets.iter().map(|t| (t.id, t.load)).unzip()
+        } else {
+            let mut order: Vec<(TargetId, u32)> = input
+                .targets
+                .iter()
+                .enumerate()
+                .map(|(k, t)| (t.id, k as u32))
+                .collect();
+            order.sort_unstable();
+            if let Some(w) = order.windows(2).find(|w| w[0].0 == w[1].0) {
+                return Err(PlanError::DuplicateTarget(w[0].0));
+            }
+            order
+                .iter()
+                .map(|&(id, k)| (id, input.targets[k as usize].load))
+                .unzip()
+        };
 
-        let by_name: HashMap<&str, usize> = shards
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (s.id.0.as_str(), i))
-            .collect();
+        let by_name = ShardLookup::new(&shards);
         // Merge the sorted targets with the sorted current assignment.
         let mut current = Vec::with_capacity(tid.len());
         let mut cur = input.current.iter().peekable();
@@ -109,8 +151,8 @@ impl<'a> Work<'a> {
             while cur.next_if(|(id, _)| **id < t).is_some() {}
             let c = match cur.next_if(|(id, _)| **id == t) {
                 None => Current::Nowhere,
-                Some((_, shard)) => match by_name.get(shard.0.as_str()) {
-                    Some(&s) => Current::On(s),
+                Some((_, shard)) => match by_name.get(&shards, shard) {
+                    Some(s) => Current::On(s),
                     None => Current::Gone(shard),
                 },
             };
@@ -187,16 +229,23 @@ impl<'a> Work<'a> {
             tid,
             tload,
         };
+        // Sticky targets in bulk: utilization once per shard at the end.
         for i in 0..n {
             match w.current[i] {
                 Current::On(s) if w.eligible[s] => {
-                    w.assign_to(i, s);
+                    w.assign[i] = Some(s);
+                    w.pos[i] = w.members[s].len();
+                    w.members[s].push(i);
+                    w.load[s] = w.load[s].add(w.tload[i]);
                     w.free[i] = false;
                 }
                 Current::On(_) => w.displace(i, MoveReason::Draining),
                 Current::Gone(_) => w.displace(i, MoveReason::ShardGone),
                 Current::Nowhere => w.displace(i, MoveReason::New),
             }
+        }
+        for s in 0..w.shards.len() {
+            w.util[s] = w.shards[s].capacity.utilization(w.load[s]);
         }
         Ok(w)
     }
@@ -297,23 +346,28 @@ impl<'a> Work<'a> {
         }
     }
 
-    /// Step 3: displaced targets by weighted rendezvous among shards with
-    /// room, else the least utilized.
+    /// Step 3: displaced targets by weighted rendezvous among their
+    /// candidate shards with room, else among all shards with room, else
+    /// the least utilized.
     pub fn place_displaced(&mut self) {
         let mut todo = std::mem::take(&mut self.displaced);
         todo.retain(|&i| self.assign[i].is_none());
-        todo.sort_unstable();
+        if !todo.is_sorted() {
+            todo.sort_unstable();
+        }
         todo.dedup();
         if todo.is_empty() || !self.eligible.iter().any(|&e| e) {
             return;
         }
         let cfg = self.cfg;
-        let keys: Vec<f64> = todo
+        // Largest first, then lower id: the key is the size's bits, which
+        // order like the size for sizes >= 0, inverted.
+        let mut order: Vec<(u64, usize)> = todo
             .iter()
-            .map(|&i| typical_util(cfg, self.tload[i]))
+            .map(|&i| (u64::MAX - typical_util(cfg, self.tload[i]).to_bits(), i))
             .collect();
-        let mut order: Vec<usize> = (0..todo.len()).collect();
-        order.sort_by(|&a, &b| keys[b].total_cmp(&keys[a]).then(todo[a].cmp(&todo[b])));
+        order.sort_unstable();
+        drop(todo);
         let mut cands: Vec<usize> = (0..self.shards.len())
             .filter(|&s| self.eligible[s] && self.owner[s].is_none())
             .collect();
@@ -322,16 +376,36 @@ impl<'a> Work<'a> {
                 .filter(|&s| self.eligible[s])
                 .collect();
         }
-        let hw = cfg.high_watermark;
-        // Inverse capacities: the room check below runs for every (target,
-        // shard) pair, multiplications instead of divisions.
-        let inv: Vec<(f64, f64)> = cands
+        // Inverse capacities per shard: the room check runs for every
+        // (target, candidate) pair, multiplications instead of divisions.
+        let inv: Vec<(f64, f64)> = self
+            .shards
             .iter()
-            .map(|&s| {
-                let c = &self.shards[s].capacity;
+            .map(|s| {
+                let c = &s.capacity;
                 (1.0 / c.max_series as f64, 1.0 / c.max_samples_per_second)
             })
             .collect();
+        let ring = (cands.len() > hrw::CANDIDATES)
+            .then(|| hrw::Ring::new(cands.iter().map(|&s| (self.seed[s], s))));
+        let mut near = Vec::with_capacity(hrw::CANDIDATES);
+        for (_, i) in order {
+            let choice = match &ring {
+                Some(ring) => {
+                    ring.candidates(self.tid[i], hrw::CANDIDATES, &mut near);
+                    self.rendezvous(i, &near, &inv)
+                        .or_else(|| self.rendezvous_or_least(i, &cands, &inv))
+                }
+                None => self.rendezvous_or_least(i, &cands, &inv),
+            };
+            if let Some(s) = choice {
+                self.assign_to(i, s);
+            }
+        }
+    }
+
+    /// The utilization of shard `s` with target `i` added.
+    fn util_with(&self, s: usize, i: usize, inv: &[(f64, f64)]) -> f64 {
         fn ratio(used: f64, inv: f64) -> f64 {
             if inv.is_finite() {
                 used * inv
@@ -341,31 +415,43 @@ impl<'a> Work<'a> {
                 0.0
             }
         }
-        for k in order {
-            let i = todo[k];
-            let (id, load) = (self.tid[i], self.tload[i]);
-            let (ts, tr) = (load.series as f64, load.samples_per_second);
-            let mut best: Option<(f64, usize)> = None;
+        let (l, t) = (&self.load[s], &self.tload[i]);
+        let (inv_s, inv_r) = inv[s];
+        ratio((l.series + t.series) as f64, inv_s)
+            .max(ratio(l.samples_per_second + t.samples_per_second, inv_r))
+    }
+
+    /// Weighted rendezvous hashing of target `i` among the `shards` that
+    /// stay under the high watermark with it.
+    fn rendezvous(&self, i: usize, shards: &[usize], inv: &[(f64, f64)]) -> Option<usize> {
+        let id = self.tid[i];
+        let hw = self.cfg.high_watermark;
+        let mut best: Option<(f64, usize)> = None;
+        for &s in shards {
+            if self.util_with(s, i, inv) <= hw {
+                let weight = self.size[s] * (1.0 - self.util[s]).max(1e-6);
+                let score = hrw::score(hrw::pair_hash(id, self.seed[s]), weight);
+                if best.is_none_or(|(b, _)| score > b) {
+                    best = Some((score, s));
+                }
+            }
+        }
+        best.map(|(_, s)| s)
+    }
+
+    /// [`Self::rendezvous`] over `shards`, else the one of them least
+    /// utilized with target `i`.
+    fn rendezvous_or_least(&self, i: usize, shards: &[usize], inv: &[(f64, f64)]) -> Option<usize> {
+        self.rendezvous(i, shards, inv).or_else(|| {
             let mut least: Option<(f64, usize)> = None;
-            for (&s, &(inv_s, inv_r)) in cands.iter().zip(&inv) {
-                let l = &self.load[s];
-                let after =
-                    ratio(l.series as f64 + ts, inv_s).max(ratio(l.samples_per_second + tr, inv_r));
+            for &s in shards {
+                let after = self.util_with(s, i, inv);
                 if least.is_none_or(|(u, _)| after < u) {
                     least = Some((after, s));
                 }
-                if after <= hw {
-                    let weight = self.size[s] * (1.0 - self.util[s]).max(1e-6);
-                    let score = hrw::score(hrw::pair_hash(id, self.seed[s]), weight);
-                    if best.is_none_or(|(b, _)| score > b) {
-                        best = Some((score, s));
-                    }
-                }
             }
-            if let Some((_, s)) = best.or(least) {
-                self.assign_to(i, s);
-            }
-        }
+            least.map(|(_, s)| s)
+        })
     }
 
     /// The shards rebalancing works on: eligible, not held by an oversized
@@ -378,13 +464,13 @@ impl<'a> Work<'a> {
 
     pub fn into_plan(self, budget_exhausted: bool) -> Plan {
         let cfg = self.cfg;
-        let mut assigned = Vec::with_capacity(self.tid.len());
         let mut moves = Vec::new();
         let mut unassigned = Vec::new();
         let mut loads = vec![Load::default(); self.shards.len()];
         let mut rest = Load::default();
         let mut n_oversized = 0usize;
         let mut oversized = BTreeSet::new();
+        let mut on = Vec::with_capacity(self.tid.len());
         for (i, (&id, &load)) in self.tid.iter().zip(&self.tload).enumerate() {
             if self.oversized[i] {
                 oversized.insert(id);
@@ -397,8 +483,7 @@ impl<'a> Work<'a> {
                 continue;
             };
             loads[s] = loads[s].add(load);
-            let to = &self.shards[s].id;
-            assigned.push((id, to.clone()));
+            on.push(s as u32);
             let from = match self.current[i] {
                 Current::On(c) if c == s => continue,
                 Current::On(c) => Some(self.shards[c].id.clone()),
@@ -408,13 +493,11 @@ impl<'a> Work<'a> {
             moves.push(Move {
                 target: id,
                 from,
-                to: to.clone(),
+                to: self.shards[s].id.clone(),
                 series: load.series,
                 reason: self.reason[i].unwrap_or(MoveReason::Rebalance),
             });
         }
-        // Already in id order: BTreeMap builds it in bulk.
-        let assignment: BTreeMap<_, _> = assigned.into_iter().collect();
         let balanced = self.balanced_shards();
         let utils: Vec<f64> = balanced
             .iter()
@@ -447,6 +530,19 @@ impl<'a> Work<'a> {
             .zip(loads)
             .map(|(s, l)| (s.id.clone(), l))
             .collect();
+        // Either every target is assigned or none (no shard at all).
+        let assigned = if unassigned.is_empty() {
+            self.tid
+        } else {
+            self.tid
+                .iter()
+                .zip(&self.assign)
+                .filter(|(_, a)| a.is_some())
+                .map(|(&t, _)| t)
+                .collect()
+        };
+        let ids = self.shards.iter().map(|s| s.id.clone()).collect();
+        let assignment = Assignment::new(ids, assigned, on);
         Plan {
             assignment,
             moves,
