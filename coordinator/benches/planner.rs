@@ -23,9 +23,7 @@ use std::time::Instant;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use promshard_coordinator::model::{Capacity, Load, ShardId, TargetId};
-use promshard_coordinator::planner::{
-    Plan, PlanInput, PlanShard, PlanTarget, PlannerConfig, plan,
-};
+use promshard_coordinator::planner::{Plan, PlanInput, PlanShard, PlanTarget, PlannerConfig, plan};
 use xxhash_rust::xxh3::xxh3_64;
 
 /// The allocator of the `promshard` binary the planner runs in, counting
@@ -256,12 +254,19 @@ fn group(c: &mut Criterion, name: &str, n: usize, shards: usize) {
 
 fn bench(c: &mut Criterion) {
     // A filter argument (`-- 1m`) skips the other group's setup too.
-    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    // (Not a flag's number, as in `--profile-time 10`.)
+    let filter = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-') && a.parse::<f64>().is_err())
+        .last();
     for (name, n, shards) in [
         ("planner_100k_targets_100_shards", 100_000, 100),
         ("planner_1m_targets_200_shards", 1_000_000, 200),
     ] {
-        if filter.as_ref().is_none_or(|f| name.contains(f.as_str())) {
+        if filter
+            .as_ref()
+            .is_none_or(|f| name.contains(f.as_str()) || f.contains(name))
+        {
             group(c, name, n, shards);
         }
     }

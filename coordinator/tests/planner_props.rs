@@ -370,3 +370,42 @@ proptest! {
         prop_assert!(rounds <= 12, "{rounds} rounds");
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+
+    /// More shards than a target's rendezvous candidates (the candidate
+    /// ring): every target placed on an existing shard, none over its
+    /// capacity, the same output whatever the input order, and no moves
+    /// once the plan is applied.
+    #[test]
+    fn many_shards_place_every_target_within_capacity_deterministically(
+        n in 17usize..48,
+        seed in any::<u64>(),
+        s in 0.6f64..1.1,
+        util in 0.3f64..0.8,
+        rot in 0usize..1000,
+    ) {
+        let mut cfg = config();
+        cfg.move_budget = 1.0;
+        let shards: Vec<_> = (0..n).map(|i| shard(i, CAP / 2 + (i as u64 % 3) * CAP / 4)).collect();
+        let total_cap: u64 = shards.iter().map(|s| s.capacity.max_series).sum();
+        let count = 30 * n;
+        let h: f64 = (0..count).map(|r| 1.0 / (r as f64 + 40.0).powf(s)).sum();
+        let targets = zipf_targets(count, s, 40.0, util * total_cap as f64 / h, seed);
+        let f = Feasible { targets, shards, current: BTreeMap::new() };
+        let p = run(&f.targets, &f.shards, &f.current, &cfg);
+        check_assignment(&f, &p)?;
+        for (sh, u) in f.shards.iter().zip(utils(&p, &f.shards)) {
+            prop_assert!(u <= 1.0 + 1e-9, "{} at {u}", sh.id);
+        }
+        let mut t = f.targets.clone();
+        let k = rot % t.len();
+        t.rotate_left(k);
+        let mut sh = f.shards.clone();
+        sh.reverse();
+        prop_assert_eq!(&p, &run(&t, &sh, &f.current, &cfg));
+        let again = run(&f.targets, &f.shards, &p.assignment.to_map(), &cfg);
+        prop_assert!(again.moves.is_empty(), "{:?}", again.moves);
+    }
+}

@@ -44,6 +44,10 @@ pub(super) struct Work<'a> {
     pub members: Vec<Vec<usize>>,
     /// A target's index in its shard's `members`.
     pub pos: Vec<usize>,
+    /// The free targets among `members` (phase 1 of rebalancing looks at
+    /// no other), and a free target's index there.
+    pub free_members: Vec<Vec<usize>>,
+    fpos: Vec<usize>,
     displaced: Vec<usize>,
 }
 
@@ -79,6 +83,45 @@ impl ShardLookup {
                 _ => k = (k + 1) & self.mask,
             }
         }
+    }
+}
+
+/// Sorts (key, index) pairs by key, equal keys in their given order: LSD
+/// radix sort on 11-bit digits, skipping digits every key shares. A
+/// million random target ids take a few ms, a comparison sort tens.
+fn radix_sort(v: &mut Vec<(u64, u32)>) {
+    const BITS: u32 = 11;
+    const BUCKETS: usize = 1 << BITS;
+    const DIGITS: usize = 64_usize.div_ceil(BITS as usize);
+    if v.len() < 4096 {
+        v.sort_by_key(|e| e.0);
+        return;
+    }
+    let digit = |k: u64, d: usize| ((k >> (d as u32 * BITS)) as usize) & (BUCKETS - 1);
+    // Every digit's histogram in one read of the keys.
+    let mut count = vec![[0usize; BUCKETS]; DIGITS];
+    for &(k, _) in v.iter() {
+        for (d, c) in count.iter_mut().enumerate() {
+            c[digit(k, d)] += 1;
+        }
+    }
+    let mut buf = vec![(0u64, 0u32); v.len()];
+    for (d, c) in count.iter_mut().enumerate() {
+        if c.contains(&v.len()) {
+            continue; // every key has the same digit here
+        }
+        let mut sum = 0;
+        for slot in c.iter_mut() {
+            let here = *slot;
+            *slot = sum;
+            sum += here;
+        }
+        for &e in v.iter() {
+            let b = digit(e.0, d);
+            buf[c[b]] = e;
+            c[b] += 1;
+        }
+        std::mem::swap(v, &mut buf);
     }
 }
 
@@ -133,7 +176,7 @@ impl<'a> Work<'a> {
                 .enumerate()
                 .map(|(k, t)| (t.id, k as u32))
                 .collect();
-            order.sort_unstable();
+            radix_sort(&mut order);
             if let Some(w) = order.windows(2).find(|w| w[0].0 == w[1].0) {
                 return Err(PlanError::DuplicateTarget(w[0].0));
             }
@@ -205,7 +248,13 @@ impl<'a> Work<'a> {
         }
         let oversized = tload
             .iter()
-            .map(|&l| !frontier.is_empty() && frontier.iter().all(|c| c.utilization(l) > 1.0))
+            // utilization > 1 in either dimension, without the divisions.
+            .map(|&l| {
+                !frontier.is_empty()
+                    && frontier.iter().all(|c| {
+                        l.series > c.max_series || l.samples_per_second > c.max_samples_per_second
+                    })
+            })
             .collect();
 
         let n = tid.len();
@@ -223,6 +272,8 @@ impl<'a> Work<'a> {
             util: vec![0.0; shards.len()],
             members: vec![Vec::new(); shards.len()],
             pos: vec![0; n],
+            free_members: vec![Vec::new(); shards.len()],
+            fpos: vec![0; n],
             displaced: Vec::new(),
             eligible,
             shards,
@@ -251,12 +302,21 @@ impl<'a> Work<'a> {
     }
 
     pub fn assign_to(&mut self, i: usize, s: usize) {
+        self.attach(i, s);
+        self.load[s] = self.load[s].add(self.tload[i]);
+        self.util[s] = self.shards[s].capacity.utilization(self.load[s]);
+    }
+
+    /// [`Self::assign_to`] without the shard's load (already counted).
+    fn attach(&mut self, i: usize, s: usize) {
         debug_assert!(self.assign[i].is_none());
         self.assign[i] = Some(s);
         self.pos[i] = self.members[s].len();
         self.members[s].push(i);
-        self.load[s] = self.load[s].add(self.tload[i]);
-        self.util[s] = self.shards[s].capacity.utilization(self.load[s]);
+        if self.free[i] {
+            self.fpos[i] = self.free_members[s].len();
+            self.free_members[s].push(i);
+        }
     }
 
     pub fn unassign(&mut self, i: usize) {
@@ -268,8 +328,27 @@ impl<'a> Work<'a> {
         if let Some(&moved) = self.members[s].get(p) {
             self.pos[moved] = p;
         }
+        if self.free[i] {
+            let f = self.fpos[i];
+            self.free_members[s].swap_remove(f);
+            if let Some(&moved) = self.free_members[s].get(f) {
+                self.fpos[moved] = f;
+            }
+        }
         self.load[s] = sub(self.load[s], self.tload[i]);
         self.util[s] = self.shards[s].capacity.utilization(self.load[s]);
+    }
+
+    /// Marks a target free (moving it again costs nothing).
+    pub fn make_free(&mut self, i: usize) {
+        if self.free[i] {
+            return;
+        }
+        self.free[i] = true;
+        if let Some(s) = self.assign[i] {
+            self.fpos[i] = self.free_members[s].len();
+            self.free_members[s].push(i);
+        }
     }
 
     /// Takes a target off its shard (if any) for placement later.
@@ -362,11 +441,16 @@ impl<'a> Work<'a> {
         let cfg = self.cfg;
         // Largest first, then lower id: the key is the size's bits, which
         // order like the size for sizes >= 0, inverted.
-        let mut order: Vec<(u64, usize)> = todo
+        let mut order: Vec<(u64, u32)> = todo
             .iter()
-            .map(|&i| (u64::MAX - typical_util(cfg, self.tload[i]).to_bits(), i))
+            .map(|&i| {
+                (
+                    u64::MAX - typical_util(cfg, self.tload[i]).to_bits(),
+                    i as u32,
+                )
+            })
             .collect();
-        order.sort_unstable();
+        radix_sort(&mut order);
         drop(todo);
         let mut cands: Vec<usize> = (0..self.shards.len())
             .filter(|&s| self.eligible[s] && self.owner[s].is_none())
@@ -389,23 +473,36 @@ impl<'a> Work<'a> {
         let ring = (cands.len() > hrw::CANDIDATES)
             .then(|| hrw::Ring::new(cands.iter().map(|&s| (self.seed[s], s))));
         let mut near = Vec::with_capacity(hrw::CANDIDATES);
-        for (_, i) in order {
-            let choice = match &ring {
+        // Decide in size order, touching only the shards' state; then
+        // record the choices in target order (sequential memory, where the
+        // size order jumps around a million-entry arrays).
+        let mut choice: Vec<(u32, u32)> = Vec::with_capacity(order.len());
+        for &(_, i) in &order {
+            let i = i as usize;
+            let (id, load) = (self.tid[i], self.tload[i]);
+            let s = match &ring {
                 Some(ring) => {
-                    ring.candidates(self.tid[i], hrw::CANDIDATES, &mut near);
-                    self.rendezvous(i, &near, &inv)
-                        .or_else(|| self.rendezvous_or_least(i, &cands, &inv))
+                    ring.candidates(id, hrw::CANDIDATES, &mut near);
+                    self.rendezvous(id, load, &near, &inv)
+                        .or_else(|| self.rendezvous_or_least(id, load, &cands, &inv))
                 }
-                None => self.rendezvous_or_least(i, &cands, &inv),
+                None => self.rendezvous_or_least(id, load, &cands, &inv),
             };
-            if let Some(s) = choice {
-                self.assign_to(i, s);
+            if let Some(s) = s {
+                self.load[s] = self.load[s].add(load);
+                self.util[s] = self.shards[s].capacity.utilization(self.load[s]);
+                choice.push((i as u32, s as u32));
             }
+        }
+        drop(order);
+        choice.sort_unstable();
+        for (i, s) in choice {
+            self.attach(i as usize, s as usize);
         }
     }
 
     /// The utilization of shard `s` with target `i` added.
-    fn util_with(&self, s: usize, i: usize, inv: &[(f64, f64)]) -> f64 {
+    fn util_with(&self, s: usize, t: Load, inv: &[(f64, f64)]) -> f64 {
         fn ratio(used: f64, inv: f64) -> f64 {
             if inv.is_finite() {
                 used * inv
@@ -415,7 +512,7 @@ impl<'a> Work<'a> {
                 0.0
             }
         }
-        let (l, t) = (&self.load[s], &self.tload[i]);
+        let l = &self.load[s];
         let (inv_s, inv_r) = inv[s];
         ratio((l.series + t.series) as f64, inv_s)
             .max(ratio(l.samples_per_second + t.samples_per_second, inv_r))
@@ -423,12 +520,17 @@ impl<'a> Work<'a> {
 
     /// Weighted rendezvous hashing of target `i` among the `shards` that
     /// stay under the high watermark with it.
-    fn rendezvous(&self, i: usize, shards: &[usize], inv: &[(f64, f64)]) -> Option<usize> {
-        let id = self.tid[i];
+    fn rendezvous(
+        &self,
+        id: TargetId,
+        load: Load,
+        shards: &[usize],
+        inv: &[(f64, f64)],
+    ) -> Option<usize> {
         let hw = self.cfg.high_watermark;
         let mut best: Option<(f64, usize)> = None;
         for &s in shards {
-            if self.util_with(s, i, inv) <= hw {
+            if self.util_with(s, load, inv) <= hw {
                 let weight = self.size[s] * (1.0 - self.util[s]).max(1e-6);
                 let score = hrw::score(hrw::pair_hash(id, self.seed[s]), weight);
                 if best.is_none_or(|(b, _)| score > b) {
@@ -441,11 +543,17 @@ impl<'a> Work<'a> {
 
     /// [`Self::rendezvous`] over `shards`, else the one of them least
     /// utilized with target `i`.
-    fn rendezvous_or_least(&self, i: usize, shards: &[usize], inv: &[(f64, f64)]) -> Option<usize> {
-        self.rendezvous(i, shards, inv).or_else(|| {
+    fn rendezvous_or_least(
+        &self,
+        id: TargetId,
+        load: Load,
+        shards: &[usize],
+        inv: &[(f64, f64)],
+    ) -> Option<usize> {
+        self.rendezvous(id, load, shards, inv).or_else(|| {
             let mut least: Option<(f64, usize)> = None;
             for &s in shards {
-                let after = self.util_with(s, i, inv);
+                let after = self.util_with(s, load, inv);
                 if least.is_none_or(|(u, _)| after < u) {
                     least = Some((after, s));
                 }
@@ -464,7 +572,15 @@ impl<'a> Work<'a> {
 
     pub fn into_plan(self, budget_exhausted: bool) -> Plan {
         let cfg = self.cfg;
-        let mut moves = Vec::new();
+        // Sized first: a cold plan's million moves without regrowth.
+        let n_moves = (0..self.tid.len())
+            .filter(|&i| match (self.assign[i], self.current[i]) {
+                (None, _) => false,
+                (Some(s), Current::On(c)) => s != c,
+                _ => true,
+            })
+            .count();
+        let mut moves = Vec::with_capacity(n_moves);
         let mut unassigned = Vec::new();
         let mut loads = vec![Load::default(); self.shards.len()];
         let mut rest = Load::default();
@@ -552,6 +668,28 @@ impl<'a> Work<'a> {
             desired_shards,
             imbalance,
             budget_exhausted,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::radix_sort;
+
+    #[test]
+    fn radix_sort_orders_by_key_and_keeps_ties_in_order() {
+        for n in [0usize, 5, 5000, 70_000] {
+            let mut v: Vec<(u64, u32)> = (0..n as u32)
+                .map(|k| {
+                    let key = xxhash_rust::xxh3::xxh3_64(&(k / 3).to_le_bytes());
+                    // Some keys small (shared high digits), some repeated.
+                    (if k % 7 == 0 { key >> 40 } else { key }, k)
+                })
+                .collect();
+            let mut want = v.clone();
+            want.sort_by_key(|e| e.0);
+            radix_sort(&mut v);
+            assert_eq!(v, want, "n = {n}");
         }
     }
 }
