@@ -257,8 +257,7 @@ fn bench(c: &mut Criterion) {
     // (Not a flag's number, as in `--profile-time 10`.)
     let filter = std::env::args()
         .skip(1)
-        .filter(|a| !a.starts_with('-') && a.parse::<f64>().is_err())
-        .last();
+        .rfind(|a| !a.starts_with('-') && a.parse::<f64>().is_err());
     for (name, n, shards) in [
         ("planner_100k_targets_100_shards", 100_000, 100),
         ("planner_1m_targets_200_shards", 1_000_000, 200),

@@ -207,9 +207,8 @@ fn best_move(
     } else {
         &w.members[donor]
     };
-    for &i in pool {
-        let free = w.free[i];
-        let t = w.tload[i];
+    for mem in pool {
+        let (i, free, t) = (mem.i as usize, mem.free, mem.load);
         if !free && !over_capacity && phase == Phase::Necessary {
             continue;
         }

@@ -5,6 +5,11 @@
 //! `weight / -ln(u)` with `u` uniform in (0, 1) makes a shard win with
 //! probability proportional to its weight, and adding or removing a shard
 //! only changes the winner for targets that pick (or picked) that shard.
+//!
+//! With many shards, a target looks only at its [`CANDIDATES`] candidates
+//! on a [`Ring`] (O(k), not O(shards), per target); a new shard then also
+//! pushes one old candidate out of about `k / S` of the candidate sets,
+//! which moves the targets that candidate had won (about `1 / S` of those).
 
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 

@@ -11,6 +11,15 @@ use super::{
     Assignment, Move, MoveReason, Plan, PlanError, PlanInput, PlanShard, PlannerConfig, hrw,
 };
 
+/// A target on a shard, with what the rebalancing scans read, inline: they
+/// walk a shard's targets in an order unrelated to the target arrays'.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Member {
+    pub i: u32,
+    pub free: bool,
+    pub load: Load,
+}
+
 /// Where a target is before this round.
 #[derive(Clone, Copy, Debug)]
 pub(super) enum Current<'a> {
@@ -41,13 +50,13 @@ pub(super) struct Work<'a> {
     pub seed: Vec<u64>,
     pub load: Vec<Load>,
     pub util: Vec<f64>,
-    pub members: Vec<Vec<usize>>,
+    pub members: Vec<Vec<Member>>,
     /// A target's index in its shard's `members`.
-    pub pos: Vec<usize>,
+    pub pos: Vec<u32>,
     /// The free targets among `members` (phase 1 of rebalancing looks at
     /// no other), and a free target's index there.
-    pub free_members: Vec<Vec<usize>>,
-    fpos: Vec<usize>,
+    pub free_members: Vec<Vec<Member>>,
+    fpos: Vec<u32>,
     displaced: Vec<usize>,
 }
 
@@ -86,43 +95,49 @@ impl ShardLookup {
     }
 }
 
-/// Sorts (key, index) pairs by key, equal keys in their given order: LSD
-/// radix sort on 11-bit digits, skipping digits every key shares. A
-/// million random target ids take a few ms, a comparison sort tens.
+/// Sorts (key, index) pairs by key, equal keys in their given order: one
+/// counting-sort pass on the 16 highest bits in which keys differ, then a
+/// small sort per bucket. Target ids are hashes, spread evenly: a million
+/// of them sort in a few ms, where a comparison sort takes tens (keys that
+/// crowd into few buckets only fall back to that).
 fn radix_sort(v: &mut Vec<(u64, u32)>) {
-    const BITS: u32 = 11;
-    const BUCKETS: usize = 1 << BITS;
-    const DIGITS: usize = 64_usize.div_ceil(BITS as usize);
+    const BITS: u32 = 16;
     if v.len() < 4096 {
         v.sort_by_key(|e| e.0);
         return;
     }
-    let digit = |k: u64, d: usize| ((k >> (d as u32 * BITS)) as usize) & (BUCKETS - 1);
-    // Every digit's histogram in one read of the keys.
-    let mut count = vec![[0usize; BUCKETS]; DIGITS];
+    let (mut or, mut and) = (0u64, u64::MAX);
     for &(k, _) in v.iter() {
-        for (d, c) in count.iter_mut().enumerate() {
-            c[digit(k, d)] += 1;
-        }
+        or |= k;
+        and &= k;
     }
+    let top = 64 - (or ^ and).leading_zeros();
+    if top == 0 {
+        return; // one key
+    }
+    let shift = top.saturating_sub(BITS);
+    let buckets = 1usize << (top - shift);
+    let bucket = |k: u64| ((k >> shift) as usize) & (buckets - 1);
+    let mut start = vec![0usize; buckets + 1];
+    for &(k, _) in v.iter() {
+        start[bucket(k) + 1] += 1;
+    }
+    for b in 1..=buckets {
+        start[b] += start[b - 1];
+    }
+    let mut next = start.clone();
     let mut buf = vec![(0u64, 0u32); v.len()];
-    for (d, c) in count.iter_mut().enumerate() {
-        if c.contains(&v.len()) {
-            continue; // every key has the same digit here
-        }
-        let mut sum = 0;
-        for slot in c.iter_mut() {
-            let here = *slot;
-            *slot = sum;
-            sum += here;
-        }
-        for &e in v.iter() {
-            let b = digit(e.0, d);
-            buf[c[b]] = e;
-            c[b] += 1;
-        }
-        std::mem::swap(v, &mut buf);
+    for &e in v.iter() {
+        let b = bucket(e.0);
+        buf[next[b]] = e;
+        next[b] += 1;
     }
+    for w in start.windows(2) {
+        if w[1] - w[0] > 1 {
+            buf[w[0]..w[1]].sort_by_key(|e| e.0);
+        }
+    }
+    *v = buf;
 }
 
 /// `a - b`, never below zero (float drift on samples/s).
@@ -156,15 +171,6 @@ impl<'a> Work<'a> {
         if let Some(w) = shards.windows(2).find(|w| w[0].id == w[1].id) {
             return Err(PlanError::DuplicateShard(w[0].id.clone()));
         }
-        for t in input.targets {
-            let v = t.load.samples_per_second;
-            if !(v.is_finite() && v >= 0.0) {
-                return Err(PlanError::TargetLoad {
-                    target: t.id,
-                    value: v,
-                });
-            }
-        }
         // Already in id order (a caller iterating a sorted map): no sort.
         let sorted = input.targets.windows(2).all(|w| w[0].id < w[1].id);
         let (tid, tload): (Vec<TargetId>, Vec<Load>) = if sorted {
@@ -185,6 +191,16 @@ impl<'a> Work<'a> {
                 .map(|&(id, k)| (id, input.targets[k as usize].load))
                 .unzip()
         };
+        // Checked on the compact copy (the first bad one in id order).
+        if let Some(k) = tload
+            .iter()
+            .position(|l| !(l.samples_per_second.is_finite() && l.samples_per_second >= 0.0))
+        {
+            return Err(PlanError::TargetLoad {
+                target: tid[k],
+                value: tload[k].samples_per_second,
+            });
+        }
 
         let by_name = ShardLookup::new(&shards);
         // Merge the sorted targets with the sorted current assignment.
@@ -285,8 +301,12 @@ impl<'a> Work<'a> {
             match w.current[i] {
                 Current::On(s) if w.eligible[s] => {
                     w.assign[i] = Some(s);
-                    w.pos[i] = w.members[s].len();
-                    w.members[s].push(i);
+                    w.pos[i] = w.members[s].len() as u32;
+                    w.members[s].push(Member {
+                        i: i as u32,
+                        free: false,
+                        load: w.tload[i],
+                    });
                     w.load[s] = w.load[s].add(w.tload[i]);
                     w.free[i] = false;
                 }
@@ -311,11 +331,16 @@ impl<'a> Work<'a> {
     fn attach(&mut self, i: usize, s: usize) {
         debug_assert!(self.assign[i].is_none());
         self.assign[i] = Some(s);
-        self.pos[i] = self.members[s].len();
-        self.members[s].push(i);
-        if self.free[i] {
-            self.fpos[i] = self.free_members[s].len();
-            self.free_members[s].push(i);
+        let m = Member {
+            i: i as u32,
+            free: self.free[i],
+            load: self.tload[i],
+        };
+        self.pos[i] = self.members[s].len() as u32;
+        self.members[s].push(m);
+        if m.free {
+            self.fpos[i] = self.free_members[s].len() as u32;
+            self.free_members[s].push(m);
         }
     }
 
@@ -323,16 +348,16 @@ impl<'a> Work<'a> {
         let Some(s) = self.assign[i].take() else {
             return;
         };
-        let p = self.pos[i];
+        let p = self.pos[i] as usize;
         self.members[s].swap_remove(p);
-        if let Some(&moved) = self.members[s].get(p) {
-            self.pos[moved] = p;
+        if let Some(moved) = self.members[s].get(p) {
+            self.pos[moved.i as usize] = p as u32;
         }
         if self.free[i] {
-            let f = self.fpos[i];
+            let f = self.fpos[i] as usize;
             self.free_members[s].swap_remove(f);
-            if let Some(&moved) = self.free_members[s].get(f) {
-                self.fpos[moved] = f;
+            if let Some(moved) = self.free_members[s].get(f) {
+                self.fpos[moved.i as usize] = f as u32;
             }
         }
         self.load[s] = sub(self.load[s], self.tload[i]);
@@ -346,8 +371,11 @@ impl<'a> Work<'a> {
         }
         self.free[i] = true;
         if let Some(s) = self.assign[i] {
-            self.fpos[i] = self.free_members[s].len();
-            self.free_members[s].push(i);
+            let m = &mut self.members[s][self.pos[i] as usize];
+            m.free = true;
+            let m = *m;
+            self.fpos[i] = self.free_members[s].len() as u32;
+            self.free_members[s].push(m);
         }
     }
 
@@ -415,7 +443,7 @@ impl<'a> Work<'a> {
                 let Some(o) = self.owner[s] else { continue };
                 let others: Vec<usize> = self.members[s]
                     .iter()
-                    .copied()
+                    .map(|m| m.i as usize)
                     .filter(|&i| i != o)
                     .collect();
                 for i in others {
@@ -451,7 +479,6 @@ impl<'a> Work<'a> {
             })
             .collect();
         radix_sort(&mut order);
-        drop(todo);
         let mut cands: Vec<usize> = (0..self.shards.len())
             .filter(|&s| self.eligible[s] && self.owner[s].is_none())
             .collect();
@@ -476,7 +503,7 @@ impl<'a> Work<'a> {
         // Decide in size order, touching only the shards' state; then
         // record the choices in target order (sequential memory, where the
         // size order jumps around a million-entry arrays).
-        let mut choice: Vec<(u32, u32)> = Vec::with_capacity(order.len());
+        let mut choice = vec![u32::MAX; self.tid.len()];
         for &(_, i) in &order {
             let i = i as usize;
             let (id, load) = (self.tid[i], self.tload[i]);
@@ -491,13 +518,14 @@ impl<'a> Work<'a> {
             if let Some(s) = s {
                 self.load[s] = self.load[s].add(load);
                 self.util[s] = self.shards[s].capacity.utilization(self.load[s]);
-                choice.push((i as u32, s as u32));
+                choice[i] = s as u32;
             }
         }
         drop(order);
-        choice.sort_unstable();
-        for (i, s) in choice {
-            self.attach(i as usize, s as usize);
+        for i in todo {
+            if choice[i] != u32::MAX {
+                self.attach(i, choice[i] as usize);
+            }
         }
     }
 
