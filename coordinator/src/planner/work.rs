@@ -100,7 +100,7 @@ impl ShardLookup {
 /// small sort per bucket. Target ids are hashes, spread evenly: a million
 /// of them sort in a few ms, where a comparison sort takes tens (keys that
 /// crowd into few buckets only fall back to that).
-fn radix_sort(v: &mut Vec<(u64, u32)>) {
+fn radix_sort<T: Copy + Default>(v: &mut Vec<(u64, T)>) {
     const BITS: u32 = 16;
     if v.len() < 4096 {
         v.sort_by_key(|e| e.0);
@@ -126,7 +126,7 @@ fn radix_sort(v: &mut Vec<(u64, u32)>) {
         start[b] += start[b - 1];
     }
     let mut next = start.clone();
-    let mut buf = vec![(0u64, 0u32); v.len()];
+    let mut buf = vec![(0u64, T::default()); v.len()];
     for &e in v.iter() {
         let b = bucket(e.0);
         buf[next[b]] = e;
@@ -176,20 +176,14 @@ impl<'a> Work<'a> {
         let (tid, tload): (Vec<TargetId>, Vec<Load>) = if sorted {
             input.targets.iter().map(|t| (t.id, t.load)).unzip()
         } else {
-            let mut order: Vec<(TargetId, u32)> = input
-                .targets
-                .iter()
-                .enumerate()
-                .map(|(k, t)| (t.id, k as u32))
-                .collect();
+            // The loads travel with the ids: no random reads afterwards.
+            let mut order: Vec<(TargetId, Load)> =
+                input.targets.iter().map(|t| (t.id, t.load)).collect();
             radix_sort(&mut order);
             if let Some(w) = order.windows(2).find(|w| w[0].0 == w[1].0) {
                 return Err(PlanError::DuplicateTarget(w[0].0));
             }
-            order
-                .iter()
-                .map(|&(id, k)| (id, input.targets[k as usize].load))
-                .unzip()
+            order.into_iter().unzip()
         };
         // Checked on the compact copy (the first bad one in id order).
         if let Some(k) = tload
