@@ -463,12 +463,15 @@ impl<'a> Work<'a> {
         let cfg = self.cfg;
         // Largest first, then lower id: the key is the size's bits, which
         // order like the size for sizes >= 0, inverted.
-        let mut order: Vec<(u64, u32)> = todo
+        // Id and load travel with the sort key: the loop below then reads
+        // sequentially, not at random in the target arrays.
+        let mut order: Vec<(u64, (u32, TargetId, Load))> = todo
             .iter()
             .map(|&i| {
+                let load = self.tload[i];
                 (
-                    u64::MAX - typical_util(cfg, self.tload[i]).to_bits(),
-                    i as u32,
+                    u64::MAX - typical_util(cfg, load).to_bits(),
+                    (i as u32, self.tid[i], load),
                 )
             })
             .collect();
@@ -498,9 +501,8 @@ impl<'a> Work<'a> {
         // record the choices in target order (sequential memory, where the
         // size order jumps around a million-entry arrays).
         let mut choice = vec![u32::MAX; self.tid.len()];
-        for &(_, i) in &order {
+        for &(_, (i, id, load)) in &order {
             let i = i as usize;
-            let (id, load) = (self.tid[i], self.tload[i]);
             let s = match &ring {
                 Some(ring) => {
                     ring.candidates(id, hrw::CANDIDATES, &mut near);
