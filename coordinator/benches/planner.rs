@@ -1,55 +1,105 @@
-//! Planner timings: 100,000 Zipf-sized targets (50 jobs) on 100 shards.
+//! Planner timings and memory on Zipf-sized targets (50 jobs).
+//!
+//! Two sizes: 100,000 targets on 100 shards, and issue 4's goal size,
+//! 1,000,000 targets on 200 shards (a full pass <= 1 s and <= 1 KiB of
+//! memory per target; an incremental pass, 1% of targets changed, <= 50 ms).
 //! - cold: no current assignment (everything placed from scratch);
-//! - warm: the converged assignment on 100 shards, one empty shard added;
-//! - steady: the converged assignment, nothing changed (no moves).
+//! - steady_no_change: the converged assignment, nothing changed;
+//! - changed_1pct: the converged assignment, 1% of targets changed (a third
+//!   new, a third removed, a third with a different load);
+//! - one_shard_added: the converged assignment, one empty shard added.
+//!
+//! Before the timings, each case's peak heap growth during one planning
+//! pass is printed (a counting allocator around mimalloc), per target.
 //!
 //! `cargo bench -p promshard-coordinator --bench planner -- --quick`
+//! (`-- --quick 1m` for the goal size only).
 
+use std::alloc::{GlobalAlloc, Layout};
 use std::collections::BTreeMap;
 use std::hint::black_box;
+use std::sync::atomic::{AtomicIsize, Ordering};
+use std::time::Instant;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use promshard_coordinator::model::{Capacity, Load, ShardId, TargetId};
-use promshard_coordinator::planner::{PlanInput, PlanShard, PlanTarget, PlannerConfig, plan};
+use promshard_coordinator::planner::{Plan, PlanInput, PlanShard, PlanTarget, PlannerConfig, plan};
 use xxhash_rust::xxh3::xxh3_64;
 
-/// The allocator of the `promshard` binary the planner runs in: the plan's
-/// assignment map holds one shard-id string per target.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+/// The allocator of the `promshard` binary the planner runs in, counting
+/// live bytes and their peak.
+struct Counting;
 
-const TARGETS: usize = 100_000;
-const SHARDS: usize = 100;
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+static PEAK: AtomicIsize = AtomicIsize::new(0);
 
-fn targets() -> Vec<PlanTarget> {
-    // Zipf(s = 1, offset 10) sizes; mean about 250 series.
-    let h: f64 = (0..TARGETS).map(|r| 1.0 / (r as f64 + 10.0)).sum();
-    let scale = 250.0 * TARGETS as f64 / h;
-    (0..TARGETS)
-        .map(|r| {
-            let series = (scale / (r as f64 + 10.0)).round().max(1.0) as u64;
-            PlanTarget {
-                id: xxh3_64(&(r as u64).to_le_bytes()),
-                job: format!("job-{}", r % 50),
-                load: Load {
-                    series,
-                    samples_per_second: series as f64 / [15.0, 30.0, 60.0][r % 3],
-                },
-            }
-        })
-        .collect()
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let p = unsafe { mimalloc::MiMalloc.alloc(layout) };
+        if !p.is_null() {
+            grow(layout.size() as isize);
+        }
+        p
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { mimalloc::MiMalloc.dealloc(ptr, layout) };
+        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        let p = unsafe { mimalloc::MiMalloc.alloc_zeroed(layout) };
+        if !p.is_null() {
+            grow(layout.size() as isize);
+        }
+        p
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let p = unsafe { mimalloc::MiMalloc.realloc(ptr, layout, new_size) };
+        if !p.is_null() {
+            grow(new_size as isize - layout.size() as isize);
+        }
+        p
+    }
 }
 
-fn setup() -> (Vec<PlanTarget>, Vec<PlanShard>, PlannerConfig) {
-    let targets = targets();
+fn grow(by: isize) {
+    let now = LIVE.fetch_add(by, Ordering::Relaxed) + by;
+    PEAK.fetch_max(now, Ordering::Relaxed);
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+struct Setup {
+    targets: Vec<PlanTarget>,
+    shards: Vec<PlanShard>,
+    config: PlannerConfig,
+}
+
+fn zipf_target(r: usize, scale: f64) -> PlanTarget {
+    let series = (scale / (r as f64 + 10.0)).round().max(1.0) as u64;
+    PlanTarget {
+        id: xxh3_64(&(r as u64).to_le_bytes()),
+        job: format!("job-{}", r % 50),
+        load: Load {
+            series,
+            samples_per_second: series as f64 / [15.0, 30.0, 60.0][r % 3],
+        },
+    }
+}
+
+/// `n` Zipf(s = 1, offset 10) targets with a mean of about 250 series, and
+/// `shards + 1` shards sized for about 50% utilization on `shards`.
+fn setup(n: usize, shards: usize) -> Setup {
+    let h: f64 = (0..n).map(|r| 1.0 / (r as f64 + 10.0)).sum();
+    let scale = 250.0 * n as f64 / h;
+    let targets: Vec<PlanTarget> = (0..n).map(|r| zipf_target(r, scale)).collect();
     let total: u64 = targets.iter().map(|t| t.load.series).sum();
-    // About 50% utilization on 100 shards.
-    let per_shard = total / SHARDS as u64 * 2;
+    let per_shard = total / shards as u64 * 2;
     let capacity = Capacity {
         max_series: per_shard,
         max_samples_per_second: per_shard as f64 / 15.0,
     };
-    let shards = (0..=SHARDS)
+    let shards = (0..=shards)
         .map(|i| PlanShard {
             id: ShardId(format!("shard-{i}")),
             capacity,
@@ -61,7 +111,26 @@ fn setup() -> (Vec<PlanTarget>, Vec<PlanShard>, PlannerConfig) {
         max_shards: 1000,
         ..PlannerConfig::default()
     };
-    (targets, shards, config)
+    Setup {
+        targets,
+        shards,
+        config,
+    }
+}
+
+fn run(
+    targets: &[PlanTarget],
+    shards: &[PlanShard],
+    current: &BTreeMap<TargetId, ShardId>,
+    config: &PlannerConfig,
+) -> Plan {
+    plan(&PlanInput {
+        targets,
+        shards,
+        current,
+        config,
+    })
+    .expect("valid bench input")
 }
 
 fn converge(
@@ -71,70 +140,87 @@ fn converge(
 ) -> BTreeMap<TargetId, ShardId> {
     let mut current = BTreeMap::new();
     for _ in 0..30 {
-        let p = plan(&PlanInput {
-            targets,
-            shards,
-            current: &current,
-            config,
-        })
-        .expect("valid bench input");
+        let p = run(targets, shards, &current, config);
         if p.moves.is_empty() {
             return current;
         }
-        current = p.assignment;
+        current = p.assignment.iter().map(|(t, s)| (*t, s.clone())).collect();
     }
     panic!("no convergence in 30 rounds");
 }
 
-fn bench(c: &mut Criterion) {
-    let (targets, shards, config) = setup();
-    let empty = BTreeMap::new();
-    let converged = converge(&targets, &shards[..SHARDS], &config);
-    let mut g = c.benchmark_group("planner_100k_targets_100_shards");
-    g.sample_size(10);
-    g.bench_function("cold", |b| {
-        b.iter(|| {
-            plan(black_box(&PlanInput {
-                targets: &targets,
-                shards: &shards[..SHARDS],
-                current: &empty,
-                config: &config,
-            }))
-        })
-    });
-    g.bench_function("warm_one_shard_added", |b| {
-        b.iter(|| {
-            plan(black_box(&PlanInput {
-                targets: &targets,
-                shards: &shards,
-                current: &converged,
-                config: &config,
-            }))
-        })
-    });
-    g.bench_function("steady_no_change", |b| {
-        b.iter(|| {
-            plan(black_box(&PlanInput {
-                targets: &targets,
-                shards: &shards[..SHARDS],
-                current: &converged,
-                config: &config,
-            }))
-        })
-    });
-    g.finish();
+/// 1% of the targets changed: every 100th rank replaced by a new target,
+/// removed, or given twice the load, in turn.
+fn changed_1pct(targets: &[PlanTarget], scale_rank: usize) -> Vec<PlanTarget> {
+    let n = targets.len();
+    let h: f64 = (0..n).map(|r| 1.0 / (r as f64 + 10.0)).sum();
+    let scale = 250.0 * n as f64 / h;
+    let mut out = Vec::with_capacity(n);
+    for (r, t) in targets.iter().enumerate() {
+        if r % 100 != 37 {
+            out.push(t.clone());
+            continue;
+        }
+        match (r / 100) % 3 {
+            0 => out.push(zipf_target(scale_rank + r, scale)),
+            1 => {}
+            _ => {
+                let mut t = t.clone();
+                t.load.series *= 2;
+                t.load.samples_per_second *= 2.0;
+                out.push(t);
+            }
+        }
+    }
+    out
+}
 
-    // What the warm pass does, for the record.
-    let p = plan(&PlanInput {
-        targets: &targets,
-        shards: &shards,
-        current: &converged,
-        config: &config,
-    })
-    .expect("valid bench input");
+/// Peak heap growth of one planning pass (the plan kept until the end, as
+/// a caller would), in bytes per target.
+fn peak_per_target(name: &str, n: usize, f: impl FnOnce() -> Plan) {
+    let base = LIVE.load(Ordering::Relaxed);
+    PEAK.store(base, Ordering::Relaxed);
+    let start = Instant::now();
+    let p = f();
+    let took = start.elapsed();
+    let peak = PEAK.load(Ordering::Relaxed) - base;
+    let kept = LIVE.load(Ordering::Relaxed) - base;
+    println!(
+        "{name}: one pass {:.1} ms, peak heap growth {:.1} MiB = {:.0} B/target, plan kept {:.0} B/target, {} moves",
+        took.as_secs_f64() * 1e3,
+        peak as f64 / (1 << 20) as f64,
+        peak as f64 / n as f64,
+        kept as f64 / n as f64,
+        p.moves.len()
+    );
+    drop(p);
+}
+
+fn group(c: &mut Criterion, name: &str, n: usize, shards: usize) {
+    let s = setup(n, shards);
+    let (targets, config) = (&s.targets, &s.config);
+    let (some, all) = (&s.shards[..shards], &s.shards[..]);
+    let empty = BTreeMap::new();
+    let converged = converge(targets, some, config);
+    let changed = changed_1pct(targets, n);
+
+    peak_per_target(&format!("{name}/cold"), n, || {
+        run(targets, some, &empty, config)
+    });
+    peak_per_target(&format!("{name}/steady_no_change"), n, || {
+        run(targets, some, &converged, config)
+    });
+    peak_per_target(&format!("{name}/changed_1pct"), n, || {
+        run(&changed, some, &converged, config)
+    });
+    peak_per_target(&format!("{name}/one_shard_added"), n, || {
+        run(targets, all, &converged, config)
+    });
+    // What the scale-out pass does, for the record.
+    let p = run(targets, all, &converged, config);
     let total: u64 = targets.iter().map(|t| t.load.series).sum();
     println!(
-        "warm pass: {} moves, {} of {} series ({:.2}%, budget exhausted: {}), imbalance {:.3}",
+        "{name}/one_shard_added: {} moves, {} of {} series ({:.2}%, budget exhausted: {}), imbalance {:.3}",
         p.moves.len(),
         p.moved_series(),
         total,
@@ -142,6 +228,47 @@ fn bench(c: &mut Criterion) {
         p.budget_exhausted,
         p.imbalance
     );
+    let cold = run(targets, some, &empty, config);
+    println!(
+        "{name}/cold: imbalance {:.3}, {} moves",
+        cold.imbalance,
+        cold.moves.len()
+    );
+
+    let mut g = c.benchmark_group(name);
+    g.sample_size(10);
+    g.bench_function("cold", |b| {
+        b.iter(|| run(black_box(targets), some, &empty, config))
+    });
+    g.bench_function("steady_no_change", |b| {
+        b.iter(|| run(black_box(targets), some, &converged, config))
+    });
+    g.bench_function("changed_1pct", |b| {
+        b.iter(|| run(black_box(&changed), some, &converged, config))
+    });
+    g.bench_function("one_shard_added", |b| {
+        b.iter(|| run(black_box(targets), all, &converged, config))
+    });
+    g.finish();
+}
+
+fn bench(c: &mut Criterion) {
+    // A filter argument (`-- 1m`) skips the other group's setup too.
+    // (Not a flag's number, as in `--profile-time 10`.)
+    let filter = std::env::args()
+        .skip(1)
+        .rfind(|a| !a.starts_with('-') && a.parse::<f64>().is_err());
+    for (name, n, shards) in [
+        ("planner_100k_targets_100_shards", 100_000, 100),
+        ("planner_1m_targets_200_shards", 1_000_000, 200),
+    ] {
+        if filter
+            .as_ref()
+            .is_none_or(|f| name.contains(f.as_str()) || f.contains(name))
+        {
+            group(c, name, n, shards);
+        }
+    }
 }
 
 criterion_group!(benches, bench);

@@ -77,7 +77,7 @@ fn converge(
             return (p, moved, round);
         }
         moved += p.moved_series();
-        cur = p.assignment.clone();
+        cur = p.assignment.to_map();
     }
     panic!("no convergence in {max_rounds} rounds");
 }
@@ -233,12 +233,12 @@ proptest! {
         let mut cfg = config();
         cfg.move_budget = 1.0;
         let first = run(&f.targets, &f.shards, &f.current, &cfg);
-        let second = run(&f.targets, &f.shards, &first.assignment, &cfg);
+        let second = run(&f.targets, &f.shards, &first.assignment.to_map(), &cfg);
         prop_assert!(second.moves.is_empty(), "{:?}", second.moves);
         // With the default budget: no moves once converged.
         let cfg = config();
         let (p, _, _) = converge(&f.targets, &f.shards, &f.current, &cfg, 30);
-        let again = run(&f.targets, &f.shards, &p.assignment, &cfg);
+        let again = run(&f.targets, &f.shards, &p.assignment.to_map(), &cfg);
         prop_assert!(again.moves.is_empty());
     }
 
@@ -300,7 +300,7 @@ proptest! {
         let (p, _, _) = converge(&targets, &shards, &BTreeMap::new(), &cfg, 30);
         let g = gone.index(n);
         let rest: Vec<_> = shards.iter().enumerate().filter(|(i, _)| *i != g).map(|(_, s)| s.clone()).collect();
-        let after = run(&targets, &rest, &p.assignment, &cfg);
+        let after = run(&targets, &rest, &p.assignment.to_map(), &cfg);
         for m in &after.moves {
             prop_assert_eq!(m.from.as_ref(), Some(&shards[g].id), "{:?}", m);
             prop_assert_eq!(m.reason, MoveReason::ShardGone);
@@ -333,7 +333,7 @@ proptest! {
         let total: u64 = targets.iter().map(|t| t.load.series).sum();
         let (before, _, _) = converge(&targets, &shards[..n], &BTreeMap::new(), &cfg, 30);
         prop_assert!(before.imbalance <= 1.10, "N: {}", before.imbalance);
-        let (after, moved, rounds) = converge(&targets, &shards, &before.assignment, &cfg, 30);
+        let (after, moved, rounds) = converge(&targets, &shards, &before.assignment.to_map(), &cfg, 30);
         let ideal = total as f64 / (n + 1) as f64;
         prop_assert!(after.imbalance <= 1.10, "N+1: {} after {rounds} rounds", after.imbalance);
         prop_assert!(after.shard_loads[&shards[n].id].series > 0);
@@ -368,5 +368,44 @@ proptest! {
         let (p, _, rounds) = converge(&targets, &shards, &start, &cfg, 30);
         prop_assert!(p.imbalance <= 1.10, "{} after {rounds} rounds", p.imbalance);
         prop_assert!(rounds <= 12, "{rounds} rounds");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+
+    /// More shards than a target's rendezvous candidates (the candidate
+    /// ring): every target placed on an existing shard, none over its
+    /// capacity, the same output whatever the input order, and no moves
+    /// once the plan is applied.
+    #[test]
+    fn many_shards_place_every_target_within_capacity_deterministically(
+        n in 17usize..48,
+        seed in any::<u64>(),
+        s in 0.6f64..1.1,
+        util in 0.3f64..0.8,
+        rot in 0usize..1000,
+    ) {
+        let mut cfg = config();
+        cfg.move_budget = 1.0;
+        let shards: Vec<_> = (0..n).map(|i| shard(i, CAP / 2 + (i as u64 % 3) * CAP / 4)).collect();
+        let total_cap: u64 = shards.iter().map(|s| s.capacity.max_series).sum();
+        let count = 30 * n;
+        let h: f64 = (0..count).map(|r| 1.0 / (r as f64 + 40.0).powf(s)).sum();
+        let targets = zipf_targets(count, s, 40.0, util * total_cap as f64 / h, seed);
+        let f = Feasible { targets, shards, current: BTreeMap::new() };
+        let p = run(&f.targets, &f.shards, &f.current, &cfg);
+        check_assignment(&f, &p)?;
+        for (sh, u) in f.shards.iter().zip(utils(&p, &f.shards)) {
+            prop_assert!(u <= 1.0 + 1e-9, "{} at {u}", sh.id);
+        }
+        let mut t = f.targets.clone();
+        let k = rot % t.len();
+        t.rotate_left(k);
+        let mut sh = f.shards.clone();
+        sh.reverse();
+        prop_assert_eq!(&p, &run(&t, &sh, &f.current, &cfg));
+        let again = run(&f.targets, &f.shards, &p.assignment.to_map(), &cfg);
+        prop_assert!(again.moves.is_empty(), "{:?}", again.moves);
     }
 }

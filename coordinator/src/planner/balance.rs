@@ -1,5 +1,7 @@
 //! Step 4 of the module docs: rebalancing between the balanced shards.
 
+use crate::model::{Capacity, Load};
+
 use super::MoveReason;
 use super::work::{Work, sub};
 
@@ -108,7 +110,7 @@ fn run(w: &mut Work<'_>, shards: &[usize], phase: Phase, budget: &mut Budget) {
         w.unassign(i);
         w.assign_to(i, cold);
         if sticky {
-            w.free[i] = true;
+            w.make_free(i);
             w.reason[i] = Some(if donor_util > 1.0 + EPS {
                 MoveReason::OverCapacity
             } else if donor_util > goal_hw + EPS {
@@ -145,6 +147,39 @@ impl Candidate {
     }
 }
 
+/// A shard's capacity as inverses: utilization by multiplication, for the
+/// candidate scans (the same value as [`Capacity::utilization`] up to
+/// rounding).
+#[derive(Clone, Copy)]
+struct Inverse {
+    series: f64,
+    samples: f64,
+}
+
+impl Inverse {
+    fn of(w: &Work<'_>, s: usize) -> Inverse {
+        let c: &Capacity = &w.shards[s].capacity;
+        let inv = |max: f64| if max > 0.0 { 1.0 / max } else { f64::INFINITY };
+        Inverse {
+            series: inv(c.max_series as f64),
+            samples: inv(c.max_samples_per_second),
+        }
+    }
+
+    fn utilization(&self, l: Load) -> f64 {
+        fn ratio(used: f64, inv: f64) -> f64 {
+            if inv.is_finite() {
+                used * inv
+            } else if used > 0.0 {
+                f64::INFINITY
+            } else {
+                0.0
+            }
+        }
+        ratio(l.series as f64, self.series).max(ratio(l.samples_per_second, self.samples))
+    }
+}
+
 /// The target on `donor` whose move to `cold` most reduces the deviation
 /// from the mean `m` (free targets preferred), if any helps.
 #[allow(clippy::too_many_arguments)]
@@ -158,7 +193,7 @@ fn best_move(
     budget: &Budget,
     refused: &mut bool,
 ) -> Option<usize> {
-    let (cap_d, cap_c) = (&w.shards[donor].capacity, &w.shards[cold].capacity);
+    let (inv_d, inv_c) = (Inverse::of(w, donor), Inverse::of(w, cold));
     let (ud, uc) = (w.util[donor], w.util[cold]);
     let (ld, lc) = (w.load[donor], w.load[cold]);
     let over_capacity = ud > 1.0 + EPS;
@@ -166,14 +201,19 @@ fn best_move(
     let before_viol = goal.violation(ud) + goal.violation(uc);
     let mut best_free: Option<Candidate> = None;
     let mut best_sticky: Option<Candidate> = None;
-    for &i in &w.members[donor] {
-        let free = w.free[i];
-        let t = w.tload[i];
+    // Phase 1 off a shard within its capacity: the free targets only.
+    let pool = if phase == Phase::Necessary && !over_capacity {
+        &w.free_members[donor]
+    } else {
+        &w.members[donor]
+    };
+    for mem in pool {
+        let (i, free, t) = (mem.i as usize, mem.free, mem.load);
         if !free && !over_capacity && phase == Phase::Necessary {
             continue;
         }
-        let ud2 = cap_d.utilization(sub(ld, t));
-        let uc2 = cap_c.utilization(lc.add(t));
+        let ud2 = inv_d.utilization(sub(ld, t));
+        let uc2 = inv_c.utilization(lc.add(t));
         if uc2 > 1.0 + EPS || uc2 >= ud - EPS {
             continue;
         }

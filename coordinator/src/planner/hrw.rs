@@ -5,6 +5,11 @@
 //! `weight / -ln(u)` with `u` uniform in (0, 1) makes a shard win with
 //! probability proportional to its weight, and adding or removing a shard
 //! only changes the winner for targets that pick (or picked) that shard.
+//!
+//! With many shards, a target looks only at its [`CANDIDATES`] candidates
+//! on a [`Ring`] (O(k), not O(shards), per target); a new shard then also
+//! pushes one old candidate out of about `k / S` of the candidate sets,
+//! which moves the targets that candidate had won (about `1 / S` of those).
 
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
@@ -28,6 +33,67 @@ pub fn score(hash: u64, weight: f64) -> f64 {
     // 53 the top value would round to 1).
     let u = ((hash >> 12) as f64 + 0.5) * (1.0 / (1u64 << 52) as f64);
     weight / -u.ln()
+}
+
+/// Points per shard on the candidate [`Ring`].
+pub const RING_POINTS: u64 = 32;
+
+/// How many shards a target's rendezvous hashing looks at: the first this
+/// many distinct shards clockwise from it on the [`Ring`].
+pub const CANDIDATES: usize = 8;
+
+/// A target's position on the [`Ring`]: xxh3 of its id's little-endian
+/// bytes, unseeded (pair hashes are seeded with a shard's seed).
+pub fn ring_position(target: TargetId) -> u64 {
+    xxh3_64(&target.to_le_bytes())
+}
+
+/// The candidate ring: [`RING_POINTS`] points per shard at
+/// `xxh3(point number, seed = shard seed)`. A target's candidates are the
+/// first `k` distinct shards clockwise from [`ring_position`].
+///
+/// So a target's candidates depend only on its id and the set of shards
+/// (no loads, no other targets), and adding a shard changes them only for
+/// the targets that find one of its points among their first `k`, where it
+/// takes the place of the last candidate: about `k / S` of all targets.
+/// Rendezvous hashing over `k` candidates instead of all `S` shards makes
+/// placement O(k) per target.
+#[derive(Debug)]
+pub struct Ring {
+    /// (position, shard index), sorted.
+    points: Vec<(u64, u32)>,
+}
+
+impl Ring {
+    /// `shards`: (seed, index) of the shards that may take targets.
+    pub fn new(shards: impl IntoIterator<Item = (u64, usize)>) -> Ring {
+        let mut points = Vec::new();
+        for (seed, s) in shards {
+            for v in 0..RING_POINTS {
+                points.push((xxh3_64_with_seed(&v.to_le_bytes(), seed), s as u32));
+            }
+        }
+        points.sort_unstable();
+        Ring { points }
+    }
+
+    /// Fills `out` with the first `k` distinct shards clockwise from the
+    /// target (fewer when the ring has fewer shards).
+    pub fn candidates(&self, target: TargetId, k: usize, out: &mut Vec<usize>) {
+        out.clear();
+        let pos = ring_position(target);
+        let start = self.points.partition_point(|p| p.0 < pos);
+        let (tail, head) = self.points.split_at(start);
+        for &(_, s) in head.iter().chain(tail) {
+            let s = s as usize;
+            if !out.contains(&s) {
+                out.push(s);
+                if out.len() == k {
+                    return;
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -65,5 +131,72 @@ mod tests {
             let s = score(h, 1.0);
             assert!(s.is_finite() && s > 0.0, "{h}: {s}");
         }
+    }
+
+    fn ring_of(n: usize) -> (Vec<ShardId>, Ring) {
+        let ids: Vec<ShardId> = (0..n).map(|i| ShardId(format!("shard-{i}"))).collect();
+        let ring = Ring::new(ids.iter().enumerate().map(|(i, s)| (shard_seed(s), i)));
+        (ids, ring)
+    }
+
+    #[test]
+    fn ring_candidates_are_distinct_and_bounded() {
+        let (_, ring) = ring_of(50);
+        let mut out = Vec::new();
+        for t in 0..1000u64 {
+            ring.candidates(t, CANDIDATES, &mut out);
+            assert_eq!(out.len(), CANDIDATES);
+            let mut d = out.clone();
+            d.sort_unstable();
+            d.dedup();
+            assert_eq!(d.len(), CANDIDATES, "{out:?}");
+        }
+        let (_, small) = ring_of(3);
+        small.candidates(7, CANDIDATES, &mut out);
+        assert_eq!(out.len(), 3);
+    }
+
+    #[test]
+    fn adding_a_shard_changes_few_candidate_sets_and_only_by_itself() {
+        let (ids, before) = ring_of(100);
+        let (ids2, after) = ring_of(101);
+        assert_eq!(ids[..], ids2[..100]);
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        let mut changed = 0;
+        let n = 20_000u64;
+        for t in 0..n {
+            before.candidates(t, CANDIDATES, &mut a);
+            after.candidates(t, CANDIDATES, &mut b);
+            if a != b {
+                changed += 1;
+                // The new shard joins; the old last candidate leaves.
+                assert!(b.contains(&100), "{a:?} -> {b:?}");
+                let kept: Vec<usize> = b.iter().copied().filter(|&s| s != 100).collect();
+                assert_eq!(kept[..], a[..CANDIDATES - 1]);
+            }
+        }
+        // About k/S = 8% of targets see the new shard.
+        let frac = changed as f64 / n as f64;
+        assert!((0.05..0.11).contains(&frac), "{frac}");
+    }
+
+    #[test]
+    fn every_shard_is_a_candidate_about_equally_often() {
+        let (_, ring) = ring_of(200);
+        let mut seen = vec![0usize; 200];
+        let mut out = Vec::new();
+        let n = 50_000u64;
+        for t in 0..n {
+            ring.candidates(t, CANDIDATES, &mut out);
+            for &s in &out {
+                seen[s] += 1;
+            }
+        }
+        let mean = (n as usize * CANDIDATES) as f64 / 200.0;
+        let (lo, hi) = (
+            *seen.iter().min().expect("shards") as f64,
+            *seen.iter().max().expect("shards") as f64,
+        );
+        assert!(lo > 0.75 * mean && hi < 1.25 * mean, "{lo} {hi} of {mean}");
     }
 }

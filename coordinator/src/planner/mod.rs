@@ -26,12 +26,18 @@
 //!    more oversized targets than shards, the rest share like normal targets.
 //!    They are flagged in [`Plan::oversized`].
 //! 3. **Placement** of displaced targets, largest first: weighted rendezvous
-//!    hashing ([`hrw`]) among the unclaimed eligible shards that stay under
-//!    the high watermark with the target, weight = free capacity
+//!    hashing ([`hrw`]) among the target's *candidates* that stay under the
+//!    high watermark with the target, weight = free capacity
 //!    (`1 - utilization`) x shard size (its capacity relative to
-//!    [`PlannerConfig::shard_capacity`]). When no shard has room: the shard
-//!    with the least utilization after placing it. Only with no shard at all
-//!    is a target [`Plan::unassigned`].
+//!    [`PlannerConfig::shard_capacity`]). The candidates are the unclaimed
+//!    eligible shards when there are at most [`hrw::CANDIDATES`] of them,
+//!    else the first [`hrw::CANDIDATES`] distinct ones clockwise from the
+//!    target on a hash ring ([`hrw::Ring`]): they depend only on the
+//!    target's id and the set of shards, and a new shard joins about
+//!    `CANDIDATES / S` of the candidate sets. When no candidate has room:
+//!    rendezvous among all unclaimed eligible shards with room; when no
+//!    shard has room: the shard with the least utilization after placing
+//!    it. Only with no shard at all is a target [`Plan::unassigned`].
 //! 4. **Rebalancing** over the unclaimed eligible shards, with `m` the mean
 //!    utilization. The *trigger band* is `[(2 - thr) m, min(thr m, hw)]`
 //!    (`thr` = imbalance threshold, `hw` = high watermark); the *goal band*
@@ -68,11 +74,15 @@
 //!    where `u` is the other targets' load in typical shards (the larger of
 //!    the series and samples ratios), clamped to `[min_shards, max_shards]`.
 //!
-//! Cost: sorting is O(T log T); placement is O(S) per displaced target (so
-//! a cold plan, everything new, is O(T x S) hashing); each rebalancing step
-//! is O(S log S) plus one scan of a donor's targets. Steady passes (a
-//! current assignment, few changes) are dominated by building the output.
+//! Cost: sorting the targets by id is a radix sort (none when the input is
+//! already sorted); placement is O(k) per displaced target with `k` =
+//! [`hrw::CANDIDATES`] (O(S) only for a target none of whose candidates
+//! has room); each rebalancing step is O(S log S) plus one scan of a
+//! donor's targets (its free targets only, in phase 1). The output
+//! [`Assignment`] holds a 4-byte shard index per target, no string; moves
+//! carry shard ids. Figures: `coordinator/benches/planner.rs`.
 
+mod assignment;
 mod balance;
 mod config;
 pub mod hrw;
@@ -83,6 +93,7 @@ use std::fmt;
 
 use crate::model::{Capacity, Load, ShardId, TargetId};
 
+pub use assignment::Assignment;
 pub use config::PlannerConfig;
 
 /// A target as the planner sees it.
@@ -171,8 +182,9 @@ pub struct Move {
 /// The planner's answer.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Plan {
-    /// Every target on exactly one shard (none only when there is no shard).
-    pub assignment: BTreeMap<TargetId, ShardId>,
+    /// Every target on exactly one shard (none only when there is no shard);
+    /// reads like a `BTreeMap<TargetId, ShardId>`, `to_map()` builds one.
+    pub assignment: Assignment,
     /// The differences from the current assignment, in target order.
     pub moves: Vec<Move>,
     /// Targets larger than any eligible shard's capacity.
