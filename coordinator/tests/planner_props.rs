@@ -287,8 +287,11 @@ proptest! {
         prop_assert_eq!(p.desired_shards, want.len() + others);
     }
 
+    /// Removing a shard moves all of its targets (reason `ShardGone`) and,
+    /// when that leaves the rest out of balance, at most the round's move
+    /// budget of other series (rebalancing, with a rebalancing reason).
     #[test]
-    fn removing_a_shard_moves_only_its_targets(
+    fn removing_a_shard_moves_its_targets_and_at_most_a_budget_of_others(
         n in 2usize..8,
         gone in any::<prop::sample::Index>(),
         seed in any::<u64>(),
@@ -301,12 +304,36 @@ proptest! {
         let g = gone.index(n);
         let rest: Vec<_> = shards.iter().enumerate().filter(|(i, _)| *i != g).map(|(_, s)| s.clone()).collect();
         let after = run(&targets, &rest, &p.assignment.to_map(), &cfg);
+        let on_gone: BTreeSet<TargetId> = p
+            .assignment
+            .iter()
+            .filter(|(_, s)| **s == shards[g].id)
+            .map(|(t, _)| *t)
+            .collect();
+        let moved_off_gone: BTreeSet<TargetId> = after
+            .moves
+            .iter()
+            .filter(|m| m.from.as_ref() == Some(&shards[g].id))
+            .map(|m| m.target)
+            .collect();
+        prop_assert_eq!(&moved_off_gone, &on_gone, "every target of the gone shard moves");
+        let total: u64 = targets.iter().map(|t| t.load.series).sum();
+        let mut others = 0u64;
         for m in &after.moves {
-            prop_assert_eq!(m.from.as_ref(), Some(&shards[g].id), "{:?}", m);
-            prop_assert_eq!(m.reason, MoveReason::ShardGone);
+            if m.from.as_ref() == Some(&shards[g].id) {
+                prop_assert_eq!(m.reason, MoveReason::ShardGone, "{:?}", m);
+            } else {
+                prop_assert!(
+                    matches!(m.reason, MoveReason::Rebalance | MoveReason::OverWatermark),
+                    "{:?}", m
+                );
+                others += m.series;
+            }
         }
-        let on_gone = p.assignment.values().filter(|s| **s == shards[g].id).count();
-        prop_assert_eq!(after.moves.len(), on_gone);
+        prop_assert!(
+            others as f64 <= cfg.move_budget * total as f64 + 1.0,
+            "{} series of other shards moved, budget {}", others, cfg.move_budget * total as f64
+        );
     }
 }
 

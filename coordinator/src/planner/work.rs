@@ -543,7 +543,9 @@ impl<'a> Work<'a> {
     }
 
     /// Weighted rendezvous hashing of target `i` among the `shards` that
-    /// stay under the high watermark with it.
+    /// stay under the rebalancing goal (`high_watermark - hysteresis`) with
+    /// it: a placement must not leave a shard that rebalancing would relieve
+    /// in the same round.
     fn rendezvous(
         &self,
         id: TargetId,
@@ -551,7 +553,7 @@ impl<'a> Work<'a> {
         shards: &[usize],
         inv: &[(f64, f64)],
     ) -> Option<usize> {
-        let hw = self.cfg.high_watermark;
+        let hw = self.cfg.high_watermark - self.cfg.hysteresis;
         let mut best: Option<(f64, usize)> = None;
         for &s in shards {
             if self.util_with(s, load, inv) <= hw {
