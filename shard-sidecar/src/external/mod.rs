@@ -84,7 +84,7 @@ use promshard_promlib::targets::Target;
 use promshard_proto::v1;
 use serde_json::Value;
 
-use crate::backend::{Backend, BackendError, DeltaOutcome, JobsOutcome, Rejected};
+use crate::backend::{Backend, BackendError, DeltaOutcome, JobsOutcome};
 use crate::jobs;
 use crate::native::now_ms;
 use crate::target;
@@ -738,26 +738,8 @@ impl Backend for ExternalBackend {
             }
         }
         for a in &delta.add {
-            let Some(t) = &a.target else {
-                outcome.rejected.push(Rejected {
-                    target_id: 0,
-                    reason: "an add without a target".to_string(),
-                });
-                continue;
-            };
-            if !st.jobs.contains_key(&t.job_name) {
-                let reason = match st.job_errors.get(&t.job_name) {
-                    Some(e) => format!("job {:?} is not in force: {e}", t.job_name),
-                    None => format!("job {:?} is not defined", t.job_name),
-                };
-                outcome.rejected.push(Rejected {
-                    target_id: t.id,
-                    reason,
-                });
-                continue;
-            }
-            match target::from_proto(t) {
-                Ok(built) => {
+            match target::check_add(a, &st.jobs, &st.job_errors) {
+                Ok((t, built)) => {
                     let serve_from_ms = if a.start_at_unix_ms > 0 {
                         a.start_at_unix_ms.saturating_sub(lag_ms)
                     } else {
@@ -773,10 +755,7 @@ impl Backend for ExternalBackend {
                         },
                     );
                 }
-                Err(reason) => outcome.rejected.push(Rejected {
-                    target_id: t.id,
-                    reason,
-                }),
+                Err(rejected) => outcome.rejected.push(rejected),
             }
         }
         shared.purge(&mut st, now);
