@@ -212,6 +212,19 @@ struct Entry {
     serve_from_ms: i64,
     /// Set when removed: served until then, forwarded for `2 L` more.
     serve_until_ms: Option<i64>,
+    /// Where the proxy sends its scrapes and the timeout without the
+    /// backend's header: from its labels and its job's config, computed
+    /// when either changes, not per scrape.
+    url: String,
+    timeout: Duration,
+}
+
+/// The URL and default timeout of `built` under its job's `config`.
+fn aim(built: &Target, config: &ScrapeConfig) -> (String, Duration) {
+    let timeout = built
+        .timeout()
+        .map_or(config.timeout().to_std(), |d| d.to_std());
+    (built.url(config), timeout)
 }
 
 impl Entry {
@@ -557,12 +570,9 @@ async fn serve_proxy(
             let job = st.jobs.get(&e.proto.job_name)?;
             Some(Upstream {
                 id,
-                url: e.built.url(&job.config),
+                url: e.url.clone(),
                 client: job.client.clone(),
-                timeout: e
-                    .built
-                    .timeout()
-                    .map_or(job.config.timeout().to_std(), |d| d.to_std()),
+                timeout: e.timeout,
             })
         })
     };
@@ -671,7 +681,14 @@ impl Backend for ExternalBackend {
             // Targets of jobs that are gone leave with their job (the
             // backend ends them with staleness markers).
             let State { targets, jobs, .. } = &mut *st;
-            targets.retain(|_, e| jobs.contains_key(&e.proto.job_name));
+            targets.retain(|_, e| match jobs.get(&e.proto.job_name) {
+                Some(job) => {
+                    // The job's params, scheme or timeout may have changed.
+                    (e.url, e.timeout) = aim(&e.built, &job.config);
+                    true
+                }
+                None => false,
+            });
             let text = shared.render(&st);
             (text != st.written).then_some(text)
         };
@@ -740,6 +757,11 @@ impl Backend for ExternalBackend {
         for a in &delta.add {
             match target::check_add(a, &st.jobs, &st.job_errors) {
                 Ok((t, built)) => {
+                    // check_add found the job.
+                    let Some(job) = st.jobs.get(&t.job_name) else {
+                        continue;
+                    };
+                    let (url, timeout) = aim(&built, &job.config);
                     let serve_from_ms = if a.start_at_unix_ms > 0 {
                         a.start_at_unix_ms.saturating_sub(lag_ms)
                     } else {
@@ -752,6 +774,8 @@ impl Backend for ExternalBackend {
                             built,
                             serve_from_ms,
                             serve_until_ms: None,
+                            url,
+                            timeout,
                         },
                     );
                 }
