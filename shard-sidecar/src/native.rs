@@ -214,12 +214,9 @@ impl Backend for NativeBackend {
                     );
                 }
                 Err(e) => {
-                    let name = if def.job_name.is_empty() {
-                        "<unnamed>".to_string()
-                    } else {
-                        def.job_name.clone()
-                    };
-                    outcome.job_errors.insert(name, e.to_string());
+                    outcome
+                        .job_errors
+                        .insert(jobs::reported_name(&def), e.to_string());
                 }
             }
         }

@@ -867,11 +867,7 @@ fn make_job(
     def: v1::JobDefinition,
     global: &config::GlobalConfig,
 ) -> Result<Job, (String, String)> {
-    let name = if def.job_name.is_empty() {
-        "<unnamed>".to_string()
-    } else {
-        def.job_name.clone()
-    };
+    let name = jobs::reported_name(&def);
     let fail = |e: String| (name.clone(), e);
     let config = jobs::compile(&def, global, &shared.base_dir).map_err(|e| fail(e.to_string()))?;
     let tree = render::parse_yaml(
