@@ -12,6 +12,8 @@ use promshard_collector::wal::{FsyncPolicy, WalOptions};
 use promshard_promlib::config::ByteSize;
 use promshard_sidecar::{Agent, AgentOptions, NativeBackend};
 
+use crate::sidecar_cmd::ShardArgs;
+
 use crate::prom_duration;
 
 #[derive(clap::Args, Debug)]
@@ -53,28 +55,8 @@ pub struct CollectorArgs {
     /// and `remote_write`.
     #[arg(long = "coordinator.address")]
     coordinator_address: Option<String>,
-    /// File with a bearer token for the coordinator.
-    #[arg(long = "coordinator.token-file")]
-    coordinator_token_file: Option<PathBuf>,
-    /// PEM CA bundle for an https:// coordinator (default: system roots).
-    #[arg(long = "coordinator.tls-ca-file")]
-    coordinator_tls_ca_file: Option<PathBuf>,
-    /// This shard's stable id (coordinated mode).
-    #[arg(long = "shard.id", default_value = "shard-0")]
-    shard_id: String,
-    /// Capacity announced to the coordinator: active series.
-    #[arg(long = "shard.max-series", default_value_t = 1_000_000)]
-    shard_max_series: u64,
-    /// Capacity announced to the coordinator: samples per second.
-    #[arg(long = "shard.max-samples-per-second", default_value_t = 100_000.0)]
-    shard_max_samples_per_second: f64,
-    /// Address of this shard's HTTP API as the coordinator should see it
-    /// (default: http://<web.listen-address>).
-    #[arg(long = "shard.address")]
-    shard_address: Option<String>,
-    /// How often per-target load is reported to the coordinator.
-    #[arg(long = "shard.report-interval", default_value = "15s", value_parser = prom_duration)]
-    shard_report_interval: Duration,
+    #[command(flatten)]
+    shard: ShardArgs,
 }
 
 fn fsync_policy(s: &str) -> Result<FsyncPolicy> {
@@ -109,18 +91,9 @@ pub fn run(args: CollectorArgs) -> Result<()> {
         listen_address: args.listen_address,
         wal,
     };
-    let agent = args.coordinator_address.map(|address| {
-        let mut a = AgentOptions::new(address, args.shard_id);
-        a.max_series = args.shard_max_series;
-        a.max_samples_per_second = args.shard_max_samples_per_second;
-        a.address = args
-            .shard_address
-            .unwrap_or_else(|| format!("http://{}", args.listen_address));
-        a.token_file = args.coordinator_token_file;
-        a.tls.ca_file = args.coordinator_tls_ca_file;
-        a.report_interval = args.shard_report_interval;
-        a
-    });
+    let agent = args
+        .coordinator_address
+        .map(|address| args.shard.agent_options(address, args.listen_address));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

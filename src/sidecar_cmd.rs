@@ -59,13 +59,21 @@ pub struct SidecarArgs {
     /// The promshard coordinator (`http://HOST:PORT` or `https://...`).
     #[arg(long = "coordinator.address")]
     coordinator_address: String,
+    #[command(flatten)]
+    shard: ShardArgs,
+}
+
+/// The shard agent's flags, shared by `promshard sidecar` and
+/// `promshard collector --coordinator.address`.
+#[derive(clap::Args, Debug)]
+pub struct ShardArgs {
     /// File with a bearer token for the coordinator.
     #[arg(long = "coordinator.token-file")]
     coordinator_token_file: Option<PathBuf>,
     /// PEM CA bundle for an https:// coordinator (default: system roots).
     #[arg(long = "coordinator.tls-ca-file")]
     coordinator_tls_ca_file: Option<PathBuf>,
-    /// This shard's stable id.
+    /// This shard's stable id (with --coordinator.address).
     #[arg(long = "shard.id", default_value = "shard-0")]
     shard_id: String,
     /// Capacity announced to the coordinator: active series.
@@ -81,6 +89,23 @@ pub struct SidecarArgs {
     /// How often per-target load is reported to the coordinator.
     #[arg(long = "shard.report-interval", default_value = "15s", value_parser = prom_duration)]
     shard_report_interval: Duration,
+}
+
+impl ShardArgs {
+    /// The agent's options for `coordinator`; the shard's address defaults
+    /// to `http://<listen>`.
+    pub fn agent_options(self, coordinator: String, listen: SocketAddr) -> AgentOptions {
+        let mut a = AgentOptions::new(coordinator, self.shard_id);
+        a.max_series = self.shard_max_series;
+        a.max_samples_per_second = self.shard_max_samples_per_second;
+        a.address = self
+            .shard_address
+            .unwrap_or_else(|| format!("http://{listen}"));
+        a.token_file = self.coordinator_token_file;
+        a.tls.ca_file = self.coordinator_tls_ca_file;
+        a.report_interval = self.shard_report_interval;
+        a
+    }
 }
 
 pub fn run(args: SidecarArgs) -> Result<()> {
@@ -108,15 +133,9 @@ pub fn run(args: SidecarArgs) -> Result<()> {
     ext.refresh_interval = args.sd_refresh_interval.max(Duration::from_millis(100));
     ext.pickup_lag = default_pickup_lag(kind, ext.refresh_interval);
 
-    let mut agent = AgentOptions::new(args.coordinator_address, args.shard_id);
-    agent.max_series = args.shard_max_series;
-    agent.max_samples_per_second = args.shard_max_samples_per_second;
-    agent.address = args
-        .shard_address
-        .unwrap_or_else(|| format!("http://{}", args.listen_address));
-    agent.token_file = args.coordinator_token_file;
-    agent.tls.ca_file = args.coordinator_tls_ca_file;
-    agent.report_interval = args.shard_report_interval;
+    let agent = args
+        .shard
+        .agent_options(args.coordinator_address, args.listen_address);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -244,20 +244,24 @@ impl Inner {
     }
 
     async fn try_reload(&self) -> Result<(), CollectorError> {
-        let mut cfg = config::load_file(&self.options.config_file)?;
-        if self.source == TargetSource::External {
-            // The jobs are not the file's: keep the applied ones.
-            let live = self.live.lock().await;
-            cfg.scrape_configs = live.config.scrape_configs.clone();
-        }
-        self.apply(Arc::new(cfg)).await
+        let cfg = config::load_file(&self.options.config_file)?;
+        // With external targets the jobs are not the file's: keep the
+        // applied ones.
+        self.apply(cfg, self.source == TargetSource::External).await
     }
 
     /// Applies `cfg` to the scrape side, the shippers and (standalone) the
     /// discovery; on any error the running config stays as it was.
-    async fn apply(&self, cfg: Arc<Config>) -> Result<(), CollectorError> {
+    /// `keep_jobs`: `cfg`'s scrape_configs are replaced by those in force,
+    /// under the same lock, so that a concurrent
+    /// [`CollectorHandle::apply_config`] is not undone.
+    async fn apply(&self, mut cfg: Config, keep_jobs: bool) -> Result<(), CollectorError> {
         let base_dir = base_dir(&self.options.config_file);
         let mut live = self.live.lock().await;
+        if keep_jobs {
+            cfg.scrape_configs = live.config.scrape_configs.clone();
+        }
+        let cfg = Arc::new(cfg);
         // Validate discovery first: it changes nothing.
         if self.source == TargetSource::Discovery {
             promshard_promlib::discovery::Discoverer::new(&cfg)?;
@@ -305,7 +309,7 @@ impl CollectorHandle {
     /// Applies a whole config (jobs, external labels, remote write) as a
     /// reload does, without reading the file. On error nothing changes.
     pub async fn apply_config(&self, cfg: Config) -> Result<(), CollectorError> {
-        self.inner.apply(Arc::new(cfg)).await
+        self.inner.apply(cfg, false).await
     }
 
     /// The WAL's state (backlog of each remote-write consumer).

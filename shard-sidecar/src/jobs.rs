@@ -32,6 +32,16 @@ pub enum JobError {
     Global(#[source] ConfigError),
 }
 
+/// The name a refusal of `def` is reported under (`<unnamed>` for a
+/// definition without one).
+pub fn reported_name(def: &v1::JobDefinition) -> String {
+    if def.job_name.is_empty() {
+        "<unnamed>".to_string()
+    } else {
+        def.job_name.clone()
+    }
+}
+
 /// Builds the scrape config of `def` with `global`'s defaults; relative
 /// `*_file` paths resolve against `base_dir` (the shard's config dir).
 pub fn compile(

@@ -12,7 +12,7 @@ use promshard_promlib::config::{Config, ScrapeConfig};
 use promshard_proto::v1;
 use tokio::sync::Mutex;
 
-use crate::backend::{Backend, BackendError, DeltaOutcome, JobsOutcome, Rejected};
+use crate::backend::{Backend, BackendError, DeltaOutcome, JobsOutcome};
 use crate::jobs;
 use crate::target;
 
@@ -214,12 +214,9 @@ impl Backend for NativeBackend {
                     );
                 }
                 Err(e) => {
-                    let name = if def.job_name.is_empty() {
-                        "<unnamed>".to_string()
-                    } else {
-                        def.job_name.clone()
-                    };
-                    outcome.job_errors.insert(name, e.to_string());
+                    outcome
+                        .job_errors
+                        .insert(jobs::reported_name(&def), e.to_string());
                 }
             }
         }
@@ -291,36 +288,15 @@ impl Backend for NativeBackend {
             st.assigned.remove(&r.target_id);
         }
         for a in &delta.add {
-            let Some(t) = &a.target else {
-                outcome.rejected.push(Rejected {
-                    target_id: 0,
-                    reason: "an add without a target".to_string(),
-                });
-                continue;
-            };
-            if !st.jobs.contains_key(&t.job_name) {
-                let reason = match st.job_errors.get(&t.job_name) {
-                    Some(e) => format!("job {:?} is not in force: {e}", t.job_name),
-                    None => format!("job {:?} is not defined", t.job_name),
-                };
-                outcome.rejected.push(Rejected {
-                    target_id: t.id,
-                    reason,
-                });
-                continue;
-            }
-            match target::from_proto(t) {
-                Ok(built) => {
+            match target::check_add(a, &st.jobs, &st.job_errors) {
+                Ok((t, built)) => {
                     self.manager.add_target(ManagedTarget {
                         target: built,
                         start_at_ms: (a.start_at_unix_ms > 0).then_some(a.start_at_unix_ms),
                     });
                     st.assigned.insert(t.id, t.clone());
                 }
-                Err(reason) => outcome.rejected.push(Rejected {
-                    target_id: t.id,
-                    reason,
-                }),
+                Err(rejected) => outcome.rejected.push(rejected),
             }
         }
         Ok(outcome)

@@ -1,9 +1,40 @@
 //! Protocol targets (`v1::Target`: id, job, final labels) <-> promlib
 //! targets, with the id checked against the labels.
 
+use std::collections::BTreeMap;
+
 use promshard_promlib::labels::{self, Label, Labels, is_valid_label_name, target_id};
 use promshard_promlib::targets::Target;
 use promshard_proto::v1;
+
+use crate::backend::Rejected;
+
+/// Checks one add of a delta, as every backend does before taking it: it
+/// carries a target, of a job in force (`jobs`; `job_errors` says why a
+/// job is not), well formed ([`from_proto`]).
+pub fn check_add<'a, J>(
+    add: &'a v1::TargetAdd,
+    jobs: &BTreeMap<String, J>,
+    job_errors: &BTreeMap<String, String>,
+) -> Result<(&'a v1::Target, Target), Rejected> {
+    let Some(t) = &add.target else {
+        return Err(Rejected {
+            target_id: 0,
+            reason: "an add without a target".to_string(),
+        });
+    };
+    let reject = |reason| Rejected {
+        target_id: t.id,
+        reason,
+    };
+    if !jobs.contains_key(&t.job_name) {
+        return Err(reject(match job_errors.get(&t.job_name) {
+            Some(e) => format!("job {:?} is not in force: {e}", t.job_name),
+            None => format!("job {:?} is not defined", t.job_name),
+        }));
+    }
+    from_proto(t).map(|built| (t, built)).map_err(reject)
+}
 
 /// Rebuilds the target a coordinator sent. The reason of a refusal names
 /// what is wrong.
@@ -108,5 +139,35 @@ mod tests {
         let mut no_job = proto("j", &[("__address__", "h:1")]);
         no_job.job_name.clear();
         assert!(from_proto(&no_job).is_err());
+    }
+
+    #[test]
+    fn check_add_names_the_missing_target_job_or_defect() {
+        let p = proto("j", &[("__address__", "h:1")]);
+        let add = |t: Option<v1::Target>| v1::TargetAdd {
+            target: t,
+            ..v1::TargetAdd::default()
+        };
+        let jobs: BTreeMap<String, ()> = [("j".to_string(), ())].into();
+        let mut errors = BTreeMap::new();
+        let ok = add(Some(p.clone()));
+        let (t, built) = check_add(&ok, &jobs, &errors).unwrap();
+        assert_eq!((t, built.to_proto()), (&p, p.clone()));
+        let none = check_add(&add(None), &jobs, &errors).unwrap_err();
+        assert_eq!(none.target_id, 0);
+        let mut other = proto("k", &[("__address__", "h:1")]);
+        let e = check_add(&add(Some(other.clone())), &jobs, &errors).unwrap_err();
+        assert_eq!(e.target_id, other.id);
+        assert!(
+            e.reason.contains("job \"k\" is not defined"),
+            "{}",
+            e.reason
+        );
+        errors.insert("k".to_string(), "bad regex".to_string());
+        let e = check_add(&add(Some(other.clone())), &jobs, &errors).unwrap_err();
+        assert!(e.reason.contains("not in force: bad regex"), "{}", e.reason);
+        other.job_name = "j".to_string();
+        let e = check_add(&add(Some(other)), &jobs, &errors).unwrap_err();
+        assert!(e.reason.contains("does not match"), "{}", e.reason);
     }
 }

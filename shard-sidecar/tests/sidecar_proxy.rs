@@ -607,3 +607,44 @@ async fn coordinator_global_config_goes_into_the_file_and_an_old_file_survives_a
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_job_config_reaches_the_proxy_of_targets_already_assigned() {
+    bounded(async {
+        let (addr, seen) = start_target().await;
+        let s = side(|_| {}).await;
+        let out = s
+            .backend
+            .apply_jobs(jobs(&[("j", &job_yaml("j"))]))
+            .await
+            .unwrap();
+        assert!(out.is_ok(), "{out:?}");
+        let gz = target_at("j", addr, "/gz", &[]);
+        let d = s
+            .backend
+            .apply_delta(&delta(vec![(gz.clone(), 0)], vec![], false))
+            .await
+            .unwrap();
+        assert!(d.rejected.is_empty(), "{d:?}");
+        let scrape = || async {
+            let resp = reqwest::get(format!("http://{}/proxy/{:016x}", s.sd, gz.id))
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200);
+        };
+        scrape().await;
+        // The job now has params: the target's next scrape carries them,
+        // with no new delta.
+        let with_params = format!("{}params:\n  module: [m2]\n", job_yaml("j"));
+        let out = s
+            .backend
+            .apply_jobs(jobs(&[("j", &with_params)]))
+            .await
+            .unwrap();
+        assert!(out.is_ok(), "{out:?}");
+        scrape().await;
+        let g = seen.lock().unwrap();
+        assert_eq!(g.queries, ["", "module=m2"], "params of the job in force");
+    })
+    .await;
+}

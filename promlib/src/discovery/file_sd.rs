@@ -46,10 +46,12 @@ pub fn is_valid_path(path: &str) -> bool {
         .is_some_and(|re| re.is_match(path))
 }
 
-/// One group as written in a file.
+/// One group as written in a file or served by an http_sd endpoint
+/// (Prometheus' `targetgroup.Group`: unknown fields rejected, label names
+/// validated).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct FileGroup {
+pub(super) struct FileGroup {
     #[serde(default)]
     targets: Option<Vec<String>>,
     #[serde(default)]
@@ -92,18 +94,28 @@ pub fn parse_groups(path: &str, text: &str) -> Result<Vec<TargetGroup>, FileSdEr
             });
         }
     };
+    groups_of(raw, path, FILEPATH_LABEL).map_err(|index| FileSdError::NilGroup {
+        path: path.to_string(),
+        index,
+    })
+}
+
+/// The groups of `origin` (a file or URL) with their sources and the meta
+/// label `meta` set to `origin`; `Err(index)` names a `null` group.
+pub(super) fn groups_of(
+    raw: Vec<Option<FileGroup>>,
+    origin: &str,
+    meta: &'static str,
+) -> Result<Vec<TargetGroup>, usize> {
     let mut out = Vec::with_capacity(raw.len());
     for (index, g) in raw.into_iter().enumerate() {
         let Some(g) = g else {
-            return Err(FileSdError::NilGroup {
-                path: path.to_string(),
-                index,
-            });
+            return Err(index);
         };
         let mut group_labels = g.labels.unwrap_or_default();
-        group_labels.insert(FILEPATH_LABEL, path);
+        group_labels.insert(meta, origin);
         out.push(TargetGroup {
-            source: source_name(path, index),
+            source: source_name(origin, index),
             targets: g
                 .targets
                 .unwrap_or_default()

@@ -16,11 +16,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
-use serde::Deserialize;
 
 use super::TargetGroup;
+use super::file_sd::{self, FileGroup};
 use crate::config::HttpSdConfig;
-use crate::labels::{self, Labels};
 use crate::scrape::{ClientError, HttpClient, error_chain, format_timeout_seconds, redact_url};
 
 /// The label every http_sd target carries: the URL it came from.
@@ -58,17 +57,6 @@ pub enum HttpSdError {
     NilGroup { url: String, index: usize },
 }
 
-/// One group as the endpoint writes it (Prometheus' `targetgroup.Group`
-/// JSON: unknown fields rejected, label names validated).
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct JsonGroup {
-    #[serde(default)]
-    targets: Option<Vec<String>>,
-    #[serde(default)]
-    labels: Option<Labels>,
-}
-
 /// Whether a `Content-Type` is what Prometheus accepts:
 /// `^(?i:application/json(;\s*charset=("utf-8"|utf-8))?)$` after trimming.
 fn is_json_content_type(ct: &str) -> bool {
@@ -89,36 +77,20 @@ fn is_json_content_type(ct: &str) -> bool {
 
 /// The source of the `index`-th group of `url`.
 pub fn source_name(url: &str, index: usize) -> String {
-    format!("{url}:{index}")
+    file_sd::source_name(url, index)
 }
 
 /// Parses a response body of `url` into groups with sources and `__meta_url`.
 pub fn parse_groups(url: &str, body: &[u8]) -> Result<Vec<TargetGroup>, HttpSdError> {
-    let shown = redact_url(url);
-    let raw: Vec<Option<JsonGroup>> =
+    let raw: Vec<Option<FileGroup>> =
         serde_json::from_slice(body).map_err(|e| HttpSdError::Json {
-            url: shown.clone(),
+            url: redact_url(url),
             message: e.to_string(),
         })?;
-    let mut out = Vec::with_capacity(raw.len());
-    for (index, g) in raw.into_iter().enumerate() {
-        let Some(g) = g else {
-            return Err(HttpSdError::NilGroup { url: shown, index });
-        };
-        let mut group_labels = g.labels.unwrap_or_default();
-        group_labels.insert(URL_LABEL, url);
-        out.push(TargetGroup {
-            source: source_name(url, index),
-            targets: g
-                .targets
-                .unwrap_or_default()
-                .into_iter()
-                .map(|t| Labels::from_pairs([(labels::ADDRESS, t)]))
-                .collect(),
-            labels: group_labels,
-        });
-    }
-    Ok(out)
+    file_sd::groups_of(raw, url, URL_LABEL).map_err(|index| HttpSdError::NilGroup {
+        url: redact_url(url),
+        index,
+    })
 }
 
 /// The state of one `http_sd_configs` entry between refreshes.

@@ -84,7 +84,7 @@ use promshard_promlib::targets::Target;
 use promshard_proto::v1;
 use serde_json::Value;
 
-use crate::backend::{Backend, BackendError, DeltaOutcome, JobsOutcome, Rejected};
+use crate::backend::{Backend, BackendError, DeltaOutcome, JobsOutcome};
 use crate::jobs;
 use crate::native::now_ms;
 use crate::target;
@@ -212,6 +212,19 @@ struct Entry {
     serve_from_ms: i64,
     /// Set when removed: served until then, forwarded for `2 L` more.
     serve_until_ms: Option<i64>,
+    /// Where the proxy sends its scrapes and the timeout without the
+    /// backend's header: from its labels and its job's config, computed
+    /// when either changes, not per scrape.
+    url: String,
+    timeout: Duration,
+}
+
+/// The URL and default timeout of `built` under its job's `config`.
+fn aim(built: &Target, config: &ScrapeConfig) -> (String, Duration) {
+    let timeout = built
+        .timeout()
+        .map_or(config.timeout().to_std(), |d| d.to_std());
+    (built.url(config), timeout)
 }
 
 impl Entry {
@@ -557,12 +570,9 @@ async fn serve_proxy(
             let job = st.jobs.get(&e.proto.job_name)?;
             Some(Upstream {
                 id,
-                url: e.built.url(&job.config),
+                url: e.url.clone(),
                 client: job.client.clone(),
-                timeout: e
-                    .built
-                    .timeout()
-                    .map_or(job.config.timeout().to_std(), |d| d.to_std()),
+                timeout: e.timeout,
             })
         })
     };
@@ -671,7 +681,14 @@ impl Backend for ExternalBackend {
             // Targets of jobs that are gone leave with their job (the
             // backend ends them with staleness markers).
             let State { targets, jobs, .. } = &mut *st;
-            targets.retain(|_, e| jobs.contains_key(&e.proto.job_name));
+            targets.retain(|_, e| match jobs.get(&e.proto.job_name) {
+                Some(job) => {
+                    // The job's params, scheme or timeout may have changed.
+                    (e.url, e.timeout) = aim(&e.built, &job.config);
+                    true
+                }
+                None => false,
+            });
             let text = shared.render(&st);
             (text != st.written).then_some(text)
         };
@@ -738,26 +755,13 @@ impl Backend for ExternalBackend {
             }
         }
         for a in &delta.add {
-            let Some(t) = &a.target else {
-                outcome.rejected.push(Rejected {
-                    target_id: 0,
-                    reason: "an add without a target".to_string(),
-                });
-                continue;
-            };
-            if !st.jobs.contains_key(&t.job_name) {
-                let reason = match st.job_errors.get(&t.job_name) {
-                    Some(e) => format!("job {:?} is not in force: {e}", t.job_name),
-                    None => format!("job {:?} is not defined", t.job_name),
-                };
-                outcome.rejected.push(Rejected {
-                    target_id: t.id,
-                    reason,
-                });
-                continue;
-            }
-            match target::from_proto(t) {
-                Ok(built) => {
+            match target::check_add(a, &st.jobs, &st.job_errors) {
+                Ok((t, built)) => {
+                    // check_add found the job.
+                    let Some(job) = st.jobs.get(&t.job_name) else {
+                        continue;
+                    };
+                    let (url, timeout) = aim(&built, &job.config);
                     let serve_from_ms = if a.start_at_unix_ms > 0 {
                         a.start_at_unix_ms.saturating_sub(lag_ms)
                     } else {
@@ -770,13 +774,12 @@ impl Backend for ExternalBackend {
                             built,
                             serve_from_ms,
                             serve_until_ms: None,
+                            url,
+                            timeout,
                         },
                     );
                 }
-                Err(reason) => outcome.rejected.push(Rejected {
-                    target_id: t.id,
-                    reason,
-                }),
+                Err(rejected) => outcome.rejected.push(rejected),
             }
         }
         shared.purge(&mut st, now);
@@ -864,11 +867,7 @@ fn make_job(
     def: v1::JobDefinition,
     global: &config::GlobalConfig,
 ) -> Result<Job, (String, String)> {
-    let name = if def.job_name.is_empty() {
-        "<unnamed>".to_string()
-    } else {
-        def.job_name.clone()
-    };
+    let name = jobs::reported_name(&def);
     let fail = |e: String| (name.clone(), e);
     let config = jobs::compile(&def, global, &shared.base_dir).map_err(|e| fail(e.to_string()))?;
     let tree = render::parse_yaml(
