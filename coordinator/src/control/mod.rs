@@ -28,7 +28,7 @@ mod state;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use promshard_promlib::config::{Config, load_file};
@@ -43,6 +43,7 @@ use crate::hub::{HubEvent, ShardHub};
 use crate::model::{Capacity, ShardId, TargetId};
 use crate::planner::{self, MoveReason, PlanInput, PlannerConfig};
 use crate::registry::{ExploreConfig, Explorer, LoadDefaults, LoadModel, ReportLimits};
+use crate::util::{lock, unix_ms};
 
 pub use state::{Migration, ShardState, State};
 
@@ -123,10 +124,6 @@ pub(crate) struct Shared {
     reload_tx: mpsc::Sender<ReloadReply>,
     ready: AtomicBool,
     started: Instant,
-}
-
-fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The running control loop; [`Coordinator::admin`] gives the admin API
@@ -534,11 +531,6 @@ fn start_explores(shared: &Arc<Shared>, tx: &mpsc::Sender<crate::registry::Explo
             let _ = tx.send(outcome).await;
         });
     }
-}
-
-fn unix_ms(t: SystemTime) -> i64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// One shard's delta of a round, and what it carries.
