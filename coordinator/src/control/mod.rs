@@ -791,6 +791,21 @@ fn settle(
     }
 }
 
+/// A handover the receiver acknowledged and the giver confirmed (or
+/// cannot be asked): the target belongs to the receiver from now on, and
+/// is in flight until its start.
+fn commit_handover(
+    st: &mut State,
+    reasons: &BTreeMap<TargetId, MoveReason>,
+    target: TargetId,
+    m: &Migration,
+) {
+    st.assignment.insert(target, m.to.clone());
+    st.migrating.insert(target, m.clone());
+    let reason = reasons.get(&target).map_or("rebalance", |r| r.as_str());
+    *st.counters.moves.entry(reason).or_default() += 1;
+}
+
 /// One planning round: decide under the lock, send outside it.
 async fn round(shared: &Arc<Shared>) {
     let rp = {
@@ -859,13 +874,7 @@ async fn round(shared: &Arc<Shared>) {
                     s.needs_full = true;
                     for rm in &remove {
                         if let Some(m) = rp.handovers.get(&rm.target_id) {
-                            st.assignment.insert(rm.target_id, m.to.clone());
-                            st.migrating.insert(rm.target_id, m.clone());
-                            let reason = rp
-                                .reasons
-                                .get(&rm.target_id)
-                                .map_or("rebalance", |r| r.as_str());
-                            *st.counters.moves.entry(reason).or_default() += 1;
+                            commit_handover(&mut st, &rp.reasons, rm.target_id, m);
                         }
                     }
                     return None;
@@ -887,13 +896,7 @@ async fn round(shared: &Arc<Shared>) {
                     continue;
                 };
                 if applied.contains(&rm.target_id) {
-                    st.assignment.insert(rm.target_id, m.to.clone());
-                    st.migrating.insert(rm.target_id, m.clone());
-                    let reason = rp
-                        .reasons
-                        .get(&rm.target_id)
-                        .map_or("rebalance", |r| r.as_str());
-                    *st.counters.moves.entry(reason).or_default() += 1;
+                    commit_handover(&mut st, &rp.reasons, rm.target_id, m);
                 } else {
                     // The giving shard did not confirm: the move is
                     // cancelled; the receiver must not start.
