@@ -808,15 +808,22 @@ fn commit_handover(
 
 /// One planning round: decide under the lock, send outside it.
 async fn round(shared: &Arc<Shared>) {
-    let rp = {
+    let mut rp = {
         let mut st = lock(&shared.state);
         decide(shared, &mut st)
     };
-    // Phase 0.
+    // Phase 0. A shard that did not apply its whole assignment gets no
+    // additions this round: their delta's base is the version it did not
+    // reach (it would refuse it), and an unresponsive shard must not hold
+    // the round up again; the planner places them next round.
+    let mut not_full = BTreeSet::new();
     for (shard, delta, r) in send_all(shared, rp.full).await {
         let mut st = lock(&shared.state);
-        settle(&mut st, &shard, &delta, &r);
+        if settle(&mut st, &shard, &delta, &r).is_none() {
+            not_full.insert(shard);
+        }
     }
+    rp.adds.retain(|o| !not_full.contains(&o.shard));
     // Removals of vanished targets ride with phase 1 of their shard when
     // possible; simplest: their own deltas now.
     let mut removals: BTreeMap<ShardId, Vec<TargetRemove>> = BTreeMap::new();
