@@ -237,7 +237,9 @@ impl Handle {
             .map(|p| p.desired_shards)
     }
 
-    /// Targets assigned to `shard`, moves toward it included.
+    /// Targets `shard` still scrapes: those assigned to it, and those
+    /// handed over from it whose move is still in flight (the scaler waits
+    /// for 0 before it stops a draining shard).
     pub fn targets_on(&self, shard: &ShardId) -> usize {
         let st = lock(&self.0.state);
         st.assignment.values().filter(|s| *s == shard).count()
