@@ -22,3 +22,4 @@ pub mod provider;
 pub mod registry;
 pub mod scale;
 pub mod server;
+mod util;

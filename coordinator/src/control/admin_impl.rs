@@ -7,13 +7,14 @@ use std::time::Instant;
 
 use promshard_promlib::api::{ActiveTarget, DroppedTarget};
 
-use super::{Shared, lock, request_reload};
+use super::{Shared, request_reload};
 use crate::admin::{
     AdminControl, BoxFuture, CoordinatorTarget, CoordinatorTargets, MoveView, PlanView, ScaleView,
     ShardView, TargetState,
 };
 use crate::planner::{self, Plan, PlanInput};
 use crate::provider::ShardProvider;
+use crate::util::{lock, unix_ms};
 
 pub(crate) struct AdminView {
     shared: Arc<Shared>,
@@ -66,13 +67,6 @@ fn plan_view(plan: &Plan, jobs: &BTreeMap<u64, String>) -> PlanView {
         imbalance: plan.imbalance,
         desired_shards: plan.desired_shards,
     }
-}
-
-fn rfc3339(t: std::time::SystemTime) -> String {
-    let ms = t
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
-    promshard_promlib::api::rfc3339_ms(ms)
 }
 
 impl AdminControl for AdminView {
@@ -154,7 +148,10 @@ impl AdminControl for AdminView {
                     samples_per_second: load.samples_per_second,
                     targets,
                     health: health.to_string(),
-                    last_report: s.last_report.map(rfc3339).unwrap_or_default(),
+                    last_report: s
+                        .last_report
+                        .map(|t| promshard_promlib::api::rfc3339_ms(unix_ms(t)))
+                        .unwrap_or_default(),
                     assignment_version: s.version,
                 }
             })

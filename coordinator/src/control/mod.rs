@@ -28,7 +28,7 @@ mod state;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use promshard_promlib::config::{Config, load_file};
@@ -43,6 +43,7 @@ use crate::hub::{HubEvent, ShardHub};
 use crate::model::{Capacity, ShardId, TargetId};
 use crate::planner::{self, MoveReason, PlanInput, PlannerConfig};
 use crate::registry::{ExploreConfig, Explorer, LoadDefaults, LoadModel, ReportLimits};
+use crate::util::{lock, unix_ms};
 
 pub use state::{Migration, ShardState, State};
 
@@ -123,10 +124,6 @@ pub(crate) struct Shared {
     reload_tx: mpsc::Sender<ReloadReply>,
     ready: AtomicBool,
     started: Instant,
-}
-
-fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The running control loop; [`Coordinator::admin`] gives the admin API
@@ -240,7 +237,9 @@ impl Handle {
             .map(|p| p.desired_shards)
     }
 
-    /// Targets assigned to `shard`, moves toward it included.
+    /// Targets `shard` still scrapes: those assigned to it, and those
+    /// handed over from it whose move is still in flight (the scaler waits
+    /// for 0 before it stops a draining shard).
     pub fn targets_on(&self, shard: &ShardId) -> usize {
         let st = lock(&self.0.state);
         st.assignment.values().filter(|s| *s == shard).count()
@@ -536,11 +535,6 @@ fn start_explores(shared: &Arc<Shared>, tx: &mpsc::Sender<crate::registry::Explo
     }
 }
 
-fn unix_ms(t: SystemTime) -> i64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 /// One shard's delta of a round, and what it carries.
 struct Outgoing {
     shard: ShardId,
@@ -799,17 +793,39 @@ fn settle(
     }
 }
 
+/// A handover the receiver acknowledged and the giver confirmed (or
+/// cannot be asked): the target belongs to the receiver from now on, and
+/// is in flight until its start.
+fn commit_handover(
+    st: &mut State,
+    reasons: &BTreeMap<TargetId, MoveReason>,
+    target: TargetId,
+    m: &Migration,
+) {
+    st.assignment.insert(target, m.to.clone());
+    st.migrating.insert(target, m.clone());
+    let reason = reasons.get(&target).map_or("rebalance", |r| r.as_str());
+    *st.counters.moves.entry(reason).or_default() += 1;
+}
+
 /// One planning round: decide under the lock, send outside it.
 async fn round(shared: &Arc<Shared>) {
-    let rp = {
+    let mut rp = {
         let mut st = lock(&shared.state);
         decide(shared, &mut st)
     };
-    // Phase 0.
+    // Phase 0. A shard that did not apply its whole assignment gets no
+    // additions this round: their delta's base is the version it did not
+    // reach (it would refuse it), and an unresponsive shard must not hold
+    // the round up again; the planner places them next round.
+    let mut not_full = BTreeSet::new();
     for (shard, delta, r) in send_all(shared, rp.full).await {
         let mut st = lock(&shared.state);
-        settle(&mut st, &shard, &delta, &r);
+        if settle(&mut st, &shard, &delta, &r).is_none() {
+            not_full.insert(shard);
+        }
     }
+    rp.adds.retain(|o| !not_full.contains(&o.shard));
     // Removals of vanished targets ride with phase 1 of their shard when
     // possible; simplest: their own deltas now.
     let mut removals: BTreeMap<ShardId, Vec<TargetRemove>> = BTreeMap::new();
@@ -867,13 +883,7 @@ async fn round(shared: &Arc<Shared>) {
                     s.needs_full = true;
                     for rm in &remove {
                         if let Some(m) = rp.handovers.get(&rm.target_id) {
-                            st.assignment.insert(rm.target_id, m.to.clone());
-                            st.migrating.insert(rm.target_id, m.clone());
-                            let reason = rp
-                                .reasons
-                                .get(&rm.target_id)
-                                .map_or("rebalance", |r| r.as_str());
-                            *st.counters.moves.entry(reason).or_default() += 1;
+                            commit_handover(&mut st, &rp.reasons, rm.target_id, m);
                         }
                     }
                     return None;
@@ -895,13 +905,7 @@ async fn round(shared: &Arc<Shared>) {
                     continue;
                 };
                 if applied.contains(&rm.target_id) {
-                    st.assignment.insert(rm.target_id, m.to.clone());
-                    st.migrating.insert(rm.target_id, m.clone());
-                    let reason = rp
-                        .reasons
-                        .get(&rm.target_id)
-                        .map_or("rebalance", |r| r.as_str());
-                    *st.counters.moves.entry(reason).or_default() += 1;
+                    commit_handover(&mut st, &rp.reasons, rm.target_id, m);
                 } else {
                     // The giving shard did not confirm: the move is
                     // cancelled; the receiver must not start.

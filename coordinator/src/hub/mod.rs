@@ -172,7 +172,7 @@ pub(crate) struct Inner {
 impl Inner {
     fn sessions(&self) -> MutexGuard<'_, HashMap<ShardId, Arc<session::Session>>> {
         // Never held across an await; a poisoned map is still consistent.
-        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
+        crate::util::lock(&self.sessions)
     }
 
     /// Registers a session; returns the one it replaces.

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use promshard_proto::v1::{
     Ack, BackendKind, CoordinatorMessage, Hello, Report, ShardMessage, coordinator_message,
@@ -17,6 +17,7 @@ use tonic::{Status, Streaming};
 use super::counters::{inc, shard_msg_kind};
 use super::{HubEvent, Inner};
 use crate::model::{Capacity, ShardId};
+use crate::util::unix_ms;
 
 /// Identifies one session (one Attach stream); a shard that reconnects gets
 /// a new one. Events carry it so a consumer can ignore a `Detached` of a
@@ -258,9 +259,7 @@ impl Session {
     }
 
     fn state(&self) -> MutexGuard<'_, SessionState> {
-        // A panic while holding this lock cannot leave the state half
-        // written in a way that matters more than losing the hub.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        crate::util::lock(&self.state)
     }
 
     /// Ends the session (first reason wins). Returns whether this call did it.
@@ -343,12 +342,6 @@ impl Session {
 pub(crate) enum EnqueueError {
     Full(usize),
     Detached,
-}
-
-fn unix_ms(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 /// The stream tonic sends to the shard: the outbound queue until the session

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::{ProvidedShard, ProviderError};
+use crate::util::lock;
 
 /// Longest wait between restarts of a shard that keeps dying.
 const MAX_RESTART_BACKOFF: Duration = Duration::from_secs(30);
@@ -53,10 +54,6 @@ struct Running {
     stop: watch::Sender<Option<Duration>>,
     task: JoinHandle<()>,
     state: Arc<Mutex<ProvidedShard>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl LocalProvider {

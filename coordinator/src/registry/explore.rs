@@ -231,10 +231,7 @@ impl Explorer {
 
     /// The job's scrape client, built once per job config.
     fn client(&self, job: &Arc<ScrapeConfig>) -> Result<ScrapeClient, ExploreError> {
-        let mut clients = match self.inner.clients.lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut clients = crate::util::lock(&self.inner.clients);
         if let Some((cfg, client)) = clients.get(&job.job_name)
             && (Arc::ptr_eq(cfg, job) || cfg.as_ref() == job.as_ref())
         {

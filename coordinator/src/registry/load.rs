@@ -414,10 +414,7 @@ impl LoadModel {
 
     /// The medians of `job`, recomputing every out-of-date job first.
     fn medians_of(&self, job: &str) -> JobMedians {
-        let mut cache = self
-            .medians
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut cache = crate::util::lock(&self.medians);
         if !cache.dirty.is_empty() {
             let dirty = std::mem::take(&mut cache.dirty);
             for job in dirty {
