@@ -12,7 +12,7 @@ use crate::admin::{
     AdminControl, BoxFuture, CoordinatorTarget, CoordinatorTargets, MoveView, PlanView, ScaleView,
     ShardView, TargetState,
 };
-use crate::planner::{self, Plan, PlanInput};
+use crate::planner::Plan;
 use crate::provider::ShardProvider;
 use crate::util::{lock, unix_ms};
 
@@ -29,18 +29,13 @@ impl AdminView {
     /// The planner's answer for the current state, not applied.
     fn dry_run(&self) -> Option<(Plan, BTreeMap<u64, String>)> {
         let st = lock(&self.shared.state);
-        let now = Instant::now();
-        let targets = st.plan_targets(now, self.shared.opts.explore_wait);
-        let shards = st.plan_shards(now, self.shared.opts.shard_grace);
-        let current = st.assignment.clone();
-        let jobs = targets.iter().map(|t| (t.id, t.job.clone())).collect();
-        let input = PlanInput {
-            targets: &targets,
-            shards: &shards,
-            current: &current,
-            config: &self.shared.opts.planner,
-        };
-        planner::plan(&input).ok().map(|p| (p, jobs))
+        let plan = super::plan_now(&self.shared, &st, Instant::now()).ok()?;
+        let jobs = plan
+            .moves
+            .iter()
+            .filter_map(|m| st.registry.get(m.target).map(|t| (m.target, t.job.clone())))
+            .collect();
+        Some((plan, jobs))
     }
 }
 

@@ -577,6 +577,39 @@ fn target_add(st: &State, id: TargetId, start_at_ms: i64) -> Option<TargetAdd> {
     })
 }
 
+/// The planner's answer for the state as it is: what a round would do
+/// (the admin API's dry run shows exactly this). Targets mid-handover stay
+/// out of `current` (their move is under way); rebalancing is held while
+/// adopted targets have no reported load yet, for at most `report_wait`.
+pub(crate) fn plan_now(
+    shared: &Shared,
+    st: &State,
+    now: Instant,
+) -> Result<planner::Plan, planner::PlanError> {
+    let targets = st.plan_targets(now, shared.opts.explore_wait);
+    let shards = st.plan_shards(now, shared.opts.shard_grace);
+    let current: BTreeMap<TargetId, ShardId> = st
+        .assignment
+        .iter()
+        .filter(|(t, _)| !st.migrating.contains_key(t))
+        .map(|(t, s)| (*t, s.clone()))
+        .collect();
+    let mut config = shared.opts.planner.clone();
+    if shared.started.elapsed() < shared.opts.report_wait
+        && current
+            .keys()
+            .any(|t| st.loads.load_of(*t).1 != crate::registry::LoadSource::Reported)
+    {
+        config.move_budget = 0.0;
+    }
+    planner::plan(&PlanInput {
+        targets: &targets,
+        shards: &shards,
+        current: &current,
+        config: &config,
+    })
+}
+
 /// Decides a round (under the lock).
 fn decide(shared: &Shared, st: &mut State) -> RoundPlan {
     let now = Instant::now();
@@ -612,30 +645,7 @@ fn decide(shared: &Shared, st: &mut State) -> RoundPlan {
         st.migrating.remove(t);
     }
 
-    let targets = st.plan_targets(now, shared.opts.explore_wait);
-    let shards = st.plan_shards(now, shared.opts.shard_grace);
-    let current: BTreeMap<TargetId, ShardId> = st
-        .assignment
-        .iter()
-        .filter(|(t, _)| !st.migrating.contains_key(t))
-        .map(|(t, s)| (*t, s.clone()))
-        .collect();
-    // Hold rebalancing until the adopted targets' loads are reported.
-    let mut config = shared.opts.planner.clone();
-    if shared.started.elapsed() < shared.opts.report_wait
-        && current
-            .keys()
-            .any(|t| st.loads.load_of(*t).1 != crate::registry::LoadSource::Reported)
-    {
-        config.move_budget = 0.0;
-    }
-    let input = PlanInput {
-        targets: &targets,
-        shards: &shards,
-        current: &current,
-        config: &config,
-    };
-    let plan = match planner::plan(&input) {
+    let plan = match plan_now(shared, st, now) {
         Ok(p) => p,
         Err(e) => {
             tracing::error!(error = %e, "planning failed");
