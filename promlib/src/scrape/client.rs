@@ -51,26 +51,9 @@ pub struct ScrapeResponse {
 impl ScrapeClient {
     /// The client of a scrape job. Relative `*_file` paths are resolved
     /// against `base_dir` (the directory of the config file).
-    ///
-    /// Plain-HTTP jobs open a connection per scrape instead of keeping idle
-    /// ones: hyper leaves every idle connection holding a read buffer as
-    /// large as the bodies it read (about 100 KB for a node_exporter), which
-    /// for thousands of targets is more memory than all their series, while
-    /// a loopback or LAN connect costs microseconds once per interval.
-    /// HTTPS jobs keep connections alive (a TLS handshake per scrape would
-    /// cost more CPU than the scrape).
     pub fn new(cfg: &ScrapeConfig, base_dir: &Path) -> Result<Self, ClientError> {
         let limit = cfg.body_size_limit.map(|b| b.0).unwrap_or(0);
-        let idle = if cfg.scheme == "https" {
-            IdleConnections::Keep
-        } else {
-            IdleConnections::Close
-        };
-        Ok(ScrapeClient {
-            http: HttpClient::build(&cfg.http, base_dir, idle)?,
-            body_size_limit: limit,
-            user_agent: user_agent(),
-        })
+        Self::from_http_config(&cfg.http, base_dir, limit)
     }
 
     /// The client for explicit HTTP settings; `body_size_limit` 0 = none.
@@ -122,26 +105,9 @@ pub struct HttpClient {
     auth: AuthSource,
 }
 
-/// Whether a client keeps idle connections for reuse.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum IdleConnections {
-    Keep,
-    Close,
-}
-
 impl HttpClient {
-    /// Relative `*_file` paths are resolved against `base_dir`. Keeps idle
-    /// connections.
+    /// Relative `*_file` paths are resolved against `base_dir`.
     pub fn new(http: &HttpClientConfig, base_dir: &Path) -> Result<Self, ClientError> {
-        Self::build(http, base_dir, IdleConnections::Keep)
-    }
-
-    /// As [`new`](Self::new), choosing whether idle connections are kept.
-    pub fn build(
-        http: &HttpClientConfig,
-        base_dir: &Path,
-        idle: IdleConnections,
-    ) -> Result<Self, ClientError> {
         let tls = tls::client_config(&http.tls_config, base_dir, http.enable_http2)?;
         let redirect = if http.follow_redirects {
             reqwest::redirect::Policy::limited(MAX_REDIRECTS)
@@ -157,9 +123,6 @@ impl HttpClient {
             .gzip(true);
         if !http.enable_http2 {
             builder = builder.http1_only();
-        }
-        if idle == IdleConnections::Close {
-            builder = builder.pool_max_idle_per_host(0);
         }
         Ok(HttpClient {
             http: build_with_proxy(builder, http.proxy_url.as_deref())?,

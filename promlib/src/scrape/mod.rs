@@ -14,7 +14,7 @@ mod headers;
 mod oauth2;
 mod tls;
 
-pub use client::{HttpClient, IdleConnections, ScrapeClient, ScrapeResponse};
+pub use client::{HttpClient, ScrapeClient, ScrapeResponse};
 pub use error::{ClientError, ScrapeError, error_chain, redact_url};
 pub use headers::{
     ACCEPT_ENCODING_HEADER, ACCEPT_HEADER, TIMEOUT_HEADER, format_timeout_seconds, user_agent,
