@@ -79,7 +79,7 @@ use axum::extract::{Path as UrlPath, State as AxState};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use promshard_promlib::config::{self, Config, ScrapeConfig};
-use promshard_promlib::scrape::{HttpClient, IdleConnections, error_chain};
+use promshard_promlib::scrape::{HttpClient, error_chain};
 use promshard_promlib::targets::Target;
 use promshard_proto::v1;
 use serde_json::Value;
@@ -517,12 +517,7 @@ fn percent_encode_segment(s: &str) -> String {
 }
 
 fn build_client(cfg: &ScrapeConfig, base_dir: &Path) -> Result<reqwest::Client, String> {
-    let idle = if cfg.scheme == "https" {
-        IdleConnections::Keep
-    } else {
-        IdleConnections::Close
-    };
-    HttpClient::build(&cfg.http, base_dir, idle)
+    HttpClient::new(&cfg.http, base_dir)
         .map(|c| c.client().clone())
         .map_err(|e| format!("job {:?}: its HTTP client: {e}", cfg.job_name))
 }
