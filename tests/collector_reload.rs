@@ -119,7 +119,17 @@ fn reload_applies_changes_without_a_gap_refuses_invalid_config_and_stales_remove
     );
 
     // 4. Across all of it, job a's series `m` never missed a slot: the
-    // loop was kept, so its samples are one interval apart.
+    // loop was kept, so its samples are one interval apart. (Steps 1-3 can
+    // take less than 9 s on a fast run: wait for enough samples to judge.)
+    assert!(
+        wait_until(WAIT, || {
+            cap.select(&[("__name__", "m")])
+                .values()
+                .next()
+                .is_some_and(|s| s.len() >= 10)
+        }),
+        "m keeps being delivered after the reloads"
+    );
     let m = cap.select(&[("__name__", "m")]);
     let m = m.values().next().expect("m delivered");
     let mut ts: Vec<i64> = m.iter().map(|(t, _)| *t).collect();
