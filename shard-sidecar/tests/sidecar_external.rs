@@ -217,7 +217,7 @@ fn start_vmagent(dir: &Path, addr: SocketAddr, capture: &Capture) -> Proc {
 
 /// The fixture's target with final labels as the coordinator sends them.
 fn final_target(job: &str, addr: SocketAddr) -> v1::Target {
-    use promshard_promlib::labels::{Labels, target_id};
+    use promshard_promlib::labels::Labels;
     let labels = Labels::from_pairs([
         ("__address__", addr.to_string()),
         ("__metrics_path__", "/m".to_string()),
@@ -229,17 +229,7 @@ fn final_target(job: &str, addr: SocketAddr) -> v1::Target {
         ("job", job.to_string()),
         ("team", "a".to_string()),
     ]);
-    v1::Target {
-        id: target_id(job, &labels),
-        job_name: job.to_string(),
-        labels: labels
-            .iter()
-            .map(|l| v1::Label {
-                name: l.name.clone(),
-                value: l.value.clone(),
-            })
-            .collect(),
-    }
+    common::proto_target(job, labels)
 }
 
 /// The whole scenario against one backend kind.

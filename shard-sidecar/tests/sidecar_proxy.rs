@@ -154,7 +154,7 @@ fn jobs(defs: &[(&str, &str)]) -> v1::JobDefinitions {
 
 /// A target of job `job` at `addr` with `path` and extra labels.
 fn target_at(job: &str, addr: SocketAddr, path: &str, extra: &[(&str, &str)]) -> v1::Target {
-    use promshard_promlib::labels::{Labels, target_id};
+    use promshard_promlib::labels::Labels;
     let mut pairs: Vec<(String, String)> = vec![
         ("__address__".into(), addr.to_string()),
         ("__metrics_path__".into(), path.into()),
@@ -166,17 +166,7 @@ fn target_at(job: &str, addr: SocketAddr, path: &str, extra: &[(&str, &str)]) ->
     ];
     pairs.extend(extra.iter().map(|(n, v)| (n.to_string(), v.to_string())));
     let labels = Labels::from_pairs(pairs);
-    v1::Target {
-        id: target_id(job, &labels),
-        job_name: job.to_string(),
-        labels: labels
-            .iter()
-            .map(|l| v1::Label {
-                name: l.name.clone(),
-                value: l.value.clone(),
-            })
-            .collect(),
-    }
+    common::proto_target(job, labels)
 }
 
 fn delta(add: Vec<(v1::Target, i64)>, remove: Vec<(u64, i64)>, full: bool) -> v1::AssignmentDelta {

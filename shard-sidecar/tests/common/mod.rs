@@ -373,6 +373,18 @@ pub fn jobs_msg(defs: &[(&str, &str)]) -> v1::coordinator_message::Msg {
     })
 }
 
+/// The protocol form of the target of `job` with final `labels` (its id
+/// computed as the coordinator does).
+pub fn proto_target(job: &str, labels: Labels) -> v1::Target {
+    promshard_promlib::targets::Target {
+        id: target_id(job, &labels),
+        job_name: job.to_string(),
+        discovered_labels: labels.clone(),
+        labels,
+    }
+    .to_proto()
+}
+
 /// The target of job `job` at `addr`, with its final labels and id.
 pub fn target(job: &str, addr: SocketAddr) -> v1::Target {
     let labels = Labels::from_pairs([
@@ -384,17 +396,7 @@ pub fn target(job: &str, addr: SocketAddr) -> v1::Target {
         ("instance", addr.to_string()),
         ("job", job.to_string()),
     ]);
-    v1::Target {
-        id: target_id(job, &labels),
-        job_name: job.to_string(),
-        labels: labels
-            .iter()
-            .map(|l| v1::Label {
-                name: l.name.clone(),
-                value: l.value.clone(),
-            })
-            .collect(),
-    }
+    proto_target(job, labels)
 }
 
 pub fn delta(
