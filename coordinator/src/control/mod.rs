@@ -242,8 +242,14 @@ impl Handle {
     /// for 0 before it stops a draining shard).
     pub fn targets_on(&self, shard: &ShardId) -> usize {
         let st = lock(&self.0.state);
+        // A handover is finished once its start passed, even before the
+        // next round clears it from `migrating`.
+        let now = crate::util::unix_ms(SystemTime::now());
         st.assignment.values().filter(|s| *s == shard).count()
-            + st.migrating.values().filter(|m| &m.from == shard).count()
+            + st.migrating
+                .values()
+                .filter(|m| &m.from == shard && m.start_at_ms > now)
+                .count()
     }
 
     /// Forgets a shard that was scaled away (its targets were drained).
@@ -558,7 +564,7 @@ struct RoundPlan {
     reasons: BTreeMap<TargetId, MoveReason>,
 }
 
-fn next_delta(st: &mut State, shard: &ShardId) -> Option<AssignmentDelta> {
+fn next_delta(st: &State, shard: &ShardId) -> Option<AssignmentDelta> {
     let s = st.shards.get(shard)?;
     Some(AssignmentDelta {
         version: s.version + 1,
@@ -639,6 +645,9 @@ fn decide(shared: &Shared, st: &mut State) -> RoundPlan {
         }
     }
 
+    // After phase 0 on purpose: a full assignment drops what it omits
+    // without staleness markers, so targets that left discovery stay in
+    // it and go in their own removal (with markers).
     rp.vanished = st.vanished();
     for (t, _) in &rp.vanished {
         st.assignment.remove(t);
@@ -898,7 +907,7 @@ async fn round(shared: &Arc<Shared>) {
                     }
                     return None;
                 }
-                let mut delta = next_delta(&mut st, &shard)?;
+                let mut delta = next_delta(&st, &shard)?;
                 delta.remove = remove;
                 Some(Outgoing { shard, delta })
             })
@@ -931,11 +940,11 @@ async fn round(shared: &Arc<Shared>) {
     }
     if !cancel.is_empty() {
         let out: Vec<Outgoing> = {
-            let mut st = lock(&shared.state);
+            let st = lock(&shared.state);
             cancel
                 .into_iter()
                 .filter_map(|(shard, remove)| {
-                    let mut delta = next_delta(&mut st, &shard)?;
+                    let mut delta = next_delta(&st, &shard)?;
                     delta.remove = remove;
                     Some(Outgoing { shard, delta })
                 })
@@ -968,7 +977,7 @@ fn probe_unresponsive(shared: &Arc<Shared>) {
                     .into_iter()
                     .filter_map(|t| target_add(&st, t, 0))
                     .collect();
-                let mut delta = next_delta(&mut st, &shard)?;
+                let mut delta = next_delta(&st, &shard)?;
                 delta.full = true;
                 delta.add = add;
                 if let Some(s) = st.shards.get_mut(&shard) {
