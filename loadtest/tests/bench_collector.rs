@@ -70,7 +70,9 @@ fn tiny_run_measures_vmagent_and_prometheus_and_reports_a_failing_promshard() {
         let m = c.measured.as_ref().unwrap();
         // 100 series x 3 intervals of the 6 s window.
         assert_eq!(m.expected_samples, 300, "{name}");
-        assert!(m.cpu_seconds > 0.0, "{name}: {m:?}");
+        // An idle vmagent may use less than one clock tick in 6 s on a fast
+        // machine; CPU accounting itself is tested in procfs.
+        assert!(m.cpu_seconds >= 0.0, "{name}: {m:?}");
         assert!(m.peak_rss_bytes > 1 << 20, "{name}: {m:?}");
         assert!(m.max_sampled_rss_bytes > 0, "{name}: {m:?}");
         assert!(
@@ -87,7 +89,7 @@ fn tiny_run_measures_vmagent_and_prometheus_and_reports_a_failing_promshard() {
             m.expected_samples
         );
         assert!(m.cpu_seconds_per_million_samples.is_finite());
-        assert!(m.cpu_seconds_per_million_samples > 0.0);
+        assert!(m.cpu_seconds_per_million_samples >= 0.0);
         assert!(m.received_during_window > 0, "{name}: {m:?}");
         assert!(m.scrapes_served >= 10, "{name}: {m:?}");
         // The fleet's CPU for 15 tiny scrapes is below one clock tick;
