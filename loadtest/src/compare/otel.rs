@@ -98,11 +98,12 @@ pub struct LeastWeighted {
 }
 
 struct Collectors {
+    /// Index: collector ordinal.
     names: Vec<String>,
-    /// Index: collector ordinal; `None` once removed.
     num_targets: Vec<u64>,
     /// [collector][job index]
     per_job: Vec<Vec<u64>>,
+    /// False once removed.
     alive: Vec<bool>,
 }
 
@@ -226,5 +227,82 @@ impl Strategy for LeastWeighted {
             rounds: 1,
             converged: true,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::targets::{TargetSetConfig, build};
+    use super::*;
+
+    fn set(targets: usize, jobs: usize) -> Vec<CompareTarget> {
+        build(&TargetSetConfig {
+            targets,
+            jobs,
+            zipf: 1.0,
+            series: 50,
+            seed: 3,
+        })
+    }
+
+    #[test]
+    fn least_weighted_ties_break_on_job_count_then_name_in_string_order() {
+        // 12 empty collectors, four targets of one job: each goes to the
+        // least loaded, ties by name as Go compares strings:
+        // otel-collector-0, -1, -10, -11 (before -2).
+        let targets = set(4, 1);
+        let out = LeastWeighted { seed: 9 }.place(&targets, 12).unwrap();
+        let mut used = out.clone();
+        used.sort_unstable();
+        assert_eq!(used, vec![0, 1, 10, 11]);
+    }
+
+    #[test]
+    fn least_weighted_prefers_fewer_targets_of_the_same_job() {
+        let cols = {
+            let mut c = Collectors::new(2, 2);
+            c.assign(0, 0); // collector 0: one target of job 0
+            c.assign(1, 1); // collector 1: one target of job 1
+            c
+        };
+        // Equal totals: a job-1 target goes to collector 0, a job-0 one to 1.
+        assert_eq!(cols.least(1), Some(0));
+        assert_eq!(cols.least(0), Some(1));
+    }
+
+    #[test]
+    fn least_weighted_keeps_targets_and_refills_only_orphans() {
+        let targets = set(997, 4);
+        let mut s = LeastWeighted { seed: 5 };
+        let at5 = s.place(&targets, 5).unwrap();
+        let counts = |a: &[u32], n: usize| {
+            let mut c = vec![0u64; n];
+            for &x in a {
+                c[x as usize] += 1;
+            }
+            c
+        };
+        let c5 = counts(&at5, 5);
+        assert!(
+            c5.iter().max().unwrap() - c5.iter().min().unwrap() <= 1,
+            "{c5:?}"
+        );
+        // Scale-out: nothing moves, the new collector stays empty.
+        let out = s.rescale(&targets, &at5, 5, 6).unwrap();
+        assert_eq!(out.assignment, at5);
+        assert_eq!((out.moved_series, out.moved_targets), (0, 0));
+        // Scale-in: exactly collector 4's targets move, to the others evenly.
+        let inn = s.rescale(&targets, &at5, 5, 4).unwrap();
+        assert_eq!(inn.moved_targets, c5[4]);
+        for (a, b) in at5.iter().zip(&inn.assignment) {
+            if *a < 4 {
+                assert_eq!(a, b);
+            }
+        }
+        let c4 = counts(&inn.assignment, 4);
+        assert!(
+            c4.iter().max().unwrap() - c4.iter().min().unwrap() <= 1,
+            "{c4:?}"
+        );
     }
 }

@@ -21,6 +21,17 @@ pub fn render(r: &CompareReport) -> String {
         1.0 / (n + 1) as f64,
         1.0 / n.max(1) as f64
     );
+    let floor = |k: usize| {
+        let mean = r.total_series as f64 / k.max(1) as f64;
+        (r.largest_target_series as f64 / mean).max(1.0)
+    };
+    let _ = writeln!(
+        out,
+        "lowest possible series max/mean (the largest target alone): N = {:.3}, N+1 = {:.3}, N-1 = {:.3}",
+        floor(n),
+        floor(n + 1),
+        floor(n.saturating_sub(1))
+    );
     let header = [
         "strategy",
         "series max/mean",
