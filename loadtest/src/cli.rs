@@ -29,6 +29,10 @@ pub enum LoadtestCommand {
     /// Scrape one fleet with promshard collector, vmagent and the
     /// Prometheus agent in turn; compare CPU per sample, memory, delivery.
     BenchCollector(BenchArgs),
+    /// Place one target set with promshard's planner, hashmod, vmagent
+    /// cluster mode and the OpenTelemetry allocator; compare balance and
+    /// series moved on scale-out and scale-in.
+    Compare(crate::compare::CompareArgs),
 }
 
 /// `promshard loadtest bench-collector`.
@@ -172,6 +176,7 @@ pub fn run(args: LoadtestArgs) -> Result<()> {
     let args = match args.command {
         // The benchmark runs its own runtimes for the fleet and the sink.
         LoadtestCommand::BenchCollector(a) => return run_bench(a),
+        LoadtestCommand::Compare(a) => return crate::compare::run_cli(&a),
         other => other,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -185,6 +190,7 @@ pub fn run(args: LoadtestArgs) -> Result<()> {
             LoadtestCommand::BenchCollector(_) => {
                 bail!("loadtest: bench-collector runs on its own runtimes")
             }
+            LoadtestCommand::Compare(_) => bail!("loadtest: compare needs no runtime"),
         }
     })
 }

@@ -6,10 +6,13 @@
 //!   gaps, duplicates, out-of-order samples and staleness markers.
 //! - [`bench`]: `bench-collector`, promshard collector against vmagent and
 //!   the Prometheus agent on one fleet.
-//! - [`cli`]: `promshard loadtest fleet|sink|bench-collector`.
+//! - [`compare`]: promshard's planner against hashmod, vmagent cluster mode
+//!   and the OpenTelemetry allocator's strategies on one target set.
+//! - [`cli`]: `promshard loadtest fleet|sink|bench-collector|compare`.
 
 pub mod bench;
 pub mod cli;
+pub mod compare;
 pub mod exposition;
 pub mod fleet;
 pub mod sink;
