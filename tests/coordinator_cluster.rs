@@ -101,6 +101,29 @@ fn cluster_converges_survives_coordinator_restart_and_replaces_a_killed_shard() 
         "converged after {converge_time:?}: targets per shard {sizes:?}, series per shard {series_per_shard:?}, max/mean {imbalance:.3}"
     );
 
+    // The coordinator's target list carries each target's last scrape as
+    // its shard reported it (shards report every second here).
+    let reported_up = wait_until(Duration::from_secs(10), || {
+        let v = common::cluster::get_json(coord.web, "/api/v1/targets").unwrap_or_default();
+        let list = v
+            .pointer("/data/activeTargets")
+            .and_then(|d| d.as_array())
+            .cloned()
+            .unwrap_or_default();
+        list.len() == fleet.len()
+            && list.iter().all(|t| {
+                t.get("health").and_then(|h| h.as_str()) == Some("up")
+                    && t.get("lastScrape").and_then(|h| h.as_str())
+                        != Some(promshard_promlib::api::NEVER_SCRAPED)
+                    && t.get("lastError").and_then(|h| h.as_str()) == Some("")
+            })
+    });
+    assert!(
+        reported_up,
+        "targets not all up with a last scrape in /api/v1/targets: {:?}",
+        common::cluster::get_json(coord.web, "/api/v1/targets")
+    );
+
     // The sink sees every fleet series (fleet + 5 synthetic per target).
     let seen_all = wait_until(Duration::from_secs(10), || {
         world

@@ -91,6 +91,14 @@ impl AdminControl for AdminView {
             let mut view = ActiveTarget::unscraped(&t.to_target(), cfg);
             view.scrape_url = promshard_promlib::scrape::redact_url(&view.scrape_url);
             view.global_url = view.scrape_url.clone();
+            if let Some(sc) = st.scrapes.get(&t.id) {
+                view.health = sc.health.to_string();
+                view.last_error = sc.last_error.clone();
+                if sc.last_scrape_unix_ms > 0 {
+                    view.last_scrape = promshard_promlib::api::rfc3339_ms(sc.last_scrape_unix_ms);
+                }
+                view.last_scrape_duration = sc.duration_seconds;
+            }
             active.push(CoordinatorTarget {
                 target: view,
                 id: format!("{:016x}", t.id),

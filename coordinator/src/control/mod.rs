@@ -401,6 +401,10 @@ fn on_hub_event(shared: &Arc<Shared>, ev: HubEvent) -> bool {
             if own.len() < report.targets.len() {
                 tracing::debug!(shard = %shard, ignored = report.targets.len() - own.len(), "report on targets the shard does not have ignored");
             }
+            for r in &own {
+                st.scrapes
+                    .insert(r.target_id, state::ScrapeStatus::from_report(r));
+            }
             st.loads.ingest(own, SystemTime::now());
             if let Some(s) = st.shards.get_mut(&shard) {
                 s.last_report = Some(SystemTime::now());
@@ -657,6 +661,7 @@ fn decide(shared: &Shared, st: &mut State) -> RoundPlan {
     rp.vanished = st.vanished();
     for (t, _) in &rp.vanished {
         st.assignment.remove(t);
+        st.scrapes.remove(t);
         st.migrating.remove(t);
     }
 

@@ -2,7 +2,7 @@
 //! assignment, moves in flight. Pure bookkeeping (no IO, no clocks read
 //! here: times are passed in), so the rules can be tested alone.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -97,10 +97,53 @@ pub struct State {
     pub exploring: BTreeMap<TargetId, Instant>,
     /// The last plan computed (for the API).
     pub last_plan: Option<Plan>,
+    /// Each target's last scrape as its shard reported it (for the API).
+    pub scrapes: HashMap<TargetId, ScrapeStatus>,
     /// Initial discovery settled: targets unknown to the registry may be
     /// removed from shards, and plans run.
     pub discovery_ready: bool,
     pub counters: Counters,
+}
+
+/// A target's last scrape, from its shard's report.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScrapeStatus {
+    /// `up`, `down` or `unknown` (Prometheus' words).
+    pub health: &'static str,
+    pub last_error: String,
+    pub last_scrape_unix_ms: i64,
+    pub duration_seconds: f64,
+}
+
+impl ScrapeStatus {
+    /// From a report entry; the error is cut to a bounded length (a report
+    /// comes from outside).
+    pub fn from_report(r: &promshard_proto::v1::TargetReport) -> Self {
+        use promshard_proto::v1::TargetHealth;
+        const MAX_ERROR: usize = 512;
+        let mut last_error = r.last_error.clone();
+        if last_error.len() > MAX_ERROR {
+            let mut cut = MAX_ERROR;
+            while !last_error.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            last_error.truncate(cut);
+        }
+        ScrapeStatus {
+            health: match TargetHealth::try_from(r.health) {
+                Ok(TargetHealth::Up) => "up",
+                Ok(TargetHealth::Down) => "down",
+                _ => "unknown",
+            },
+            last_error,
+            last_scrape_unix_ms: r.last_scrape_unix_ms,
+            duration_seconds: if r.scrape_duration_seconds.is_finite() {
+                r.scrape_duration_seconds.max(0.0)
+            } else {
+                0.0
+            },
+        }
+    }
 }
 
 /// Totals since start (for `/metrics`).
@@ -125,6 +168,7 @@ impl State {
             migrating: BTreeMap::new(),
             exploring: BTreeMap::new(),
             last_plan: None,
+            scrapes: HashMap::new(),
             discovery_ready: false,
             counters: Counters::default(),
         }
