@@ -86,6 +86,7 @@ mod assignment;
 mod balance;
 mod config;
 pub mod hrw;
+mod incremental;
 mod work;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -95,6 +96,7 @@ use crate::model::{Capacity, Load, ShardId, TargetId};
 
 pub use assignment::Assignment;
 pub use config::PlannerConfig;
+pub use incremental::Planner;
 
 /// A target as the planner sees it.
 #[derive(Clone, Debug, PartialEq)]
@@ -239,11 +241,16 @@ pub enum PlanError {
 /// Plans: see the module docs for the algorithm.
 pub fn plan(input: &PlanInput<'_>) -> Result<Plan, PlanError> {
     input.config.validate()?;
-    let mut work = work::Work::new(input)?;
+    Ok(run(work::Prepared::from_input(input)?).0)
+}
+
+/// Steps 2-5 on validated, id-ordered input.
+fn run(input: work::Prepared<'_>) -> (Plan, work::Scratch) {
+    let mut work = work::Work::new(input);
     work.claim_for_oversized();
     work.place_displaced();
     let budget_exhausted = balance::rebalance(&mut work);
-    Ok(work.into_plan(budget_exhausted))
+    work.into_plan(budget_exhausted)
 }
 
 #[cfg(test)]
