@@ -81,6 +81,21 @@
 //! donor's targets (its free targets only, in phase 1). The output
 //! [`Assignment`] holds a 4-byte shard index per target, no string; moves
 //! carry shard ids. Figures: `coordinator/benches/planner.rs`.
+//!
+//! # Between rounds: [`Planner`]
+//!
+//! [`plan`] starts from scratch every call: at a million targets, sorting
+//! them, walking the `current` map and looking up a shard-id string per
+//! target cost more than the algorithm. A [`Planner`] keeps the targets in
+//! id order with their load and current shard, and the algorithm's
+//! per-target arrays, from one round to the next; it is told the round's
+//! changes (`upsert_target`, `remove_target`, `set_current`/`apply_moves`,
+//! `set_shards`, `set_config`) and [`Planner::plan`] returns exactly what
+//! [`plan`] returns for the same whole input (same code after the input is
+//! in id order; `tests/planner_incremental.rs` checks it over sequences of
+//! rounds). A round then costs its changes (O(log n) each, one in-place
+//! merge when targets came or went) plus the algorithm's linear passes
+//! over compact arrays (no sort, no map, no string per target).
 
 mod assignment;
 mod balance;
