@@ -20,11 +20,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use crate::model::{Load, ShardId, TargetId};
 
-use super::work::{self, Prepared, Scratch};
+use super::work::{self, NOWHERE, Prepared, Scratch};
 use super::{Plan, PlanError, PlanInput, PlanShard, PlanTarget, PlannerConfig};
-
-/// `cur` of a target without a current shard.
-const NOWHERE: u32 = u32::MAX;
 
 /// The planner's inputs, kept between rounds. See the module docs.
 #[derive(Clone, Debug)]
@@ -38,7 +35,9 @@ pub struct Planner {
     tload: Vec<Load>,
     /// `cur[k]`: where `tid[k]` is now, an index into `names`, or NOWHERE.
     cur: Vec<u32>,
-    /// Every shard name the current assignment has used (interned).
+    /// Shard names the current assignment uses (interned; names no longer
+    /// used are dropped once they outnumber the shards, see
+    /// [`Self::compact_names`]).
     names: Vec<ShardId>,
     name_index: HashMap<ShardId, u32>,
     /// Target set changes not merged into the arrays yet: `Some(load)` for
@@ -225,6 +224,9 @@ impl Planner {
     /// [`Self::apply_moves`]).
     pub fn plan(&mut self) -> Plan {
         self.merge_pending();
+        if self.names.len() > 2 * self.shards.len() + 64 {
+            self.compact_names();
+        }
         let mut scratch = std::mem::take(&mut self.scratch.0);
         // Interned name -> this round's code (shard index or gone name).
         let mut gone = Vec::new();
@@ -288,6 +290,37 @@ impl Planner {
             current.insert(t, self.names[c as usize].clone());
         }
         (targets, self.shards.clone(), current)
+    }
+
+    /// Drops the interned names no target's current shard uses (shard ids
+    /// come and go over a long run): O(n), in the rare round that finds
+    /// more names than twice the shards.
+    fn compact_names(&mut self) {
+        let mut used = vec![false; self.names.len()];
+        for &c in self.cur.iter().chain(self.orphans.values()) {
+            if c != NOWHERE {
+                used[c as usize] = true;
+            }
+        }
+        let mut remap = vec![NOWHERE; self.names.len()];
+        let mut names = Vec::new();
+        for (k, n) in std::mem::take(&mut self.names).into_iter().enumerate() {
+            if used[k] {
+                remap[k] = names.len() as u32;
+                names.push(n);
+            }
+        }
+        for c in self.cur.iter_mut().chain(self.orphans.values_mut()) {
+            if *c != NOWHERE {
+                *c = remap[*c as usize];
+            }
+        }
+        self.name_index = names
+            .iter()
+            .enumerate()
+            .map(|(k, n)| (n.clone(), k as u32))
+            .collect();
+        self.names = names;
     }
 
     fn intern(&mut self, shard: &ShardId) -> u32 {
@@ -399,5 +432,68 @@ impl Planner {
             self.cur[at] = self.orphans.remove(&id).unwrap_or(NOWHERE);
             end = p;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Capacity;
+
+    fn shard(name: &str) -> PlanShard {
+        PlanShard {
+            id: ShardId::from(name),
+            capacity: Capacity {
+                max_series: 10_000,
+                max_samples_per_second: 1000.0,
+            },
+            draining: false,
+        }
+    }
+
+    #[test]
+    fn names_of_shards_long_gone_are_dropped_and_plans_stay_the_same() {
+        let mut p = Planner::new(PlannerConfig::default()).expect("valid config");
+        for t in 0..50u64 {
+            p.upsert_target(
+                t,
+                Load {
+                    series: 10,
+                    samples_per_second: 1.0,
+                },
+            )
+            .expect("valid load");
+        }
+        // 300 generations of one shard each, targets following along.
+        for g in 0..300 {
+            let s = shard(&format!("pod-{g}"));
+            p.set_shards(std::slice::from_ref(&s))
+                .expect("valid shards");
+            let plan = p.plan();
+            let (targets, shards, current) = p.input_equivalent();
+            let want = super::super::plan(&PlanInput {
+                targets: &targets,
+                shards: &shards,
+                current: &current,
+                config: p.config(),
+            })
+            .expect("valid input");
+            assert_eq!(plan, want, "generation {g}");
+            // Target 0 stays behind on the first shard, gone from the
+            // second generation on: its name must survive compaction.
+            for m in plan.moves.iter().filter(|m| m.target != 0 || g == 0) {
+                p.set_current(m.target, Some(&m.to));
+            }
+        }
+        assert!(
+            p.names.len() <= 2 * p.shards.len() + 64 + 1,
+            "{}",
+            p.names.len()
+        );
+        assert_eq!(p.names.len(), p.name_index.len());
+        let (_, _, current) = p.input_equivalent();
+        assert_eq!(current.len(), 50);
+        assert_eq!(current[&0].0, "pod-0");
+        assert!(current.iter().all(|(t, s)| *t == 0 || s.0 == "pod-299"));
     }
 }
