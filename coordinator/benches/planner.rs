@@ -352,7 +352,8 @@ fn group(c: &mut Criterion, name: &str, n: usize, shards: usize) {
     g.bench_function("stateful/steady_no_change", |b| b.iter(|| steady.plan()));
     // One planner kept across iterations, as a control loop keeps it
     // (its working arrays reused): each iteration undoes the last one's
-    // changes untimed, then times applying them and planning.
+    // changes untimed, then times a round: the changes applied, the plan,
+    // and its moves taken as done (the next round's current assignment).
     let undo = deltas_of(&changed, targets);
     let restore = |p: &mut Planner| {
         for d in &undo {
@@ -366,6 +367,11 @@ fn group(c: &mut Criterion, name: &str, n: usize, shards: usize) {
         }
         p.len(); // merges the changes, untimed
     };
+    let unmove = |p: &mut Planner, plan: &Plan| {
+        for m in &plan.moves {
+            p.set_current(m.target, converged.get(&m.target));
+        }
+    };
     let mut kept = converged_planner.clone();
     kept.plan();
     g.bench_function("stateful/changed_1pct", |b| {
@@ -376,7 +382,9 @@ fn group(c: &mut Criterion, name: &str, n: usize, shards: usize) {
                 let start = Instant::now();
                 apply(&mut kept);
                 let plan = kept.plan();
+                kept.apply_moves(&plan);
                 took += start.elapsed();
+                unmove(&mut kept, &plan);
                 drop(black_box(plan));
             }
             took
@@ -391,12 +399,17 @@ fn group(c: &mut Criterion, name: &str, n: usize, shards: usize) {
                 let start = Instant::now();
                 kept.set_shards(all).expect("valid shards");
                 let plan = kept.plan();
+                kept.apply_moves(&plan);
                 took += start.elapsed();
+                unmove(&mut kept, &plan);
                 drop(black_box(plan));
             }
             took
         })
     });
+    // Still the converged state: the rounds were undone.
+    kept.set_shards(some).expect("valid shards");
+    assert_eq!(kept.plan(), run(targets, some, &converged, config));
     g.bench_function("cold", |b| {
         b.iter(|| run(black_box(targets), some, &empty, config))
     });
