@@ -9,6 +9,16 @@
 //!   new, a third removed, a third with a different load);
 //! - one_shard_added: the converged assignment, one empty shard added.
 //!
+//!
+//! Each case twice: `plan` (the pure function, from a ready [`PlanInput`])
+//! and `stateful/...`, a [`Planner`] kept between rounds that is given the
+//! round's changes (what a control loop feeding it would pay per round:
+//! the deltas applied, then the plan; cold = loading the whole input).
+//! `input_build` is what building a [`PlanInput`] costs a caller that has
+//! its targets and assignment in other structures (here: cloning the
+//! target list and the assignment map; the control loop's real input
+//! building also looks each target up in its registry and load model).
+//!
 //! Before the timings, each case's peak heap growth during one planning
 //! pass is printed (a counting allocator around mimalloc), per target.
 //!
@@ -19,11 +29,13 @@ use std::alloc::{GlobalAlloc, Layout};
 use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::sync::atomic::{AtomicIsize, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use promshard_coordinator::model::{Capacity, Load, ShardId, TargetId};
-use promshard_coordinator::planner::{Plan, PlanInput, PlanShard, PlanTarget, PlannerConfig, plan};
+use promshard_coordinator::planner::{
+    Plan, PlanInput, PlanShard, PlanTarget, Planner, PlannerConfig, plan,
+};
 use xxhash_rust::xxh3::xxh3_64;
 
 /// The allocator of the `promshard` binary the planner runs in, counting
@@ -175,6 +187,29 @@ fn changed_1pct(targets: &[PlanTarget], scale_rank: usize) -> Vec<PlanTarget> {
     out
 }
 
+/// One target change a control loop passes on.
+enum Delta {
+    Upsert(TargetId, Load),
+    Remove(TargetId),
+}
+
+/// What changed from `before` to `after` (ids and loads).
+fn deltas_of(before: &[PlanTarget], after: &[PlanTarget]) -> Vec<Delta> {
+    let old: BTreeMap<TargetId, Load> = before.iter().map(|t| (t.id, t.load)).collect();
+    let new: BTreeMap<TargetId, Load> = after.iter().map(|t| (t.id, t.load)).collect();
+    let mut out: Vec<Delta> = old
+        .keys()
+        .filter(|id| !new.contains_key(id))
+        .map(|&id| Delta::Remove(id))
+        .collect();
+    out.extend(
+        new.iter()
+            .filter(|(id, l)| old.get(id) != Some(l))
+            .map(|(&id, &l)| Delta::Upsert(id, l)),
+    );
+    out
+}
+
 /// Peak heap growth of one planning pass (the plan kept until the end, as
 /// a caller would), in bytes per target.
 fn peak_per_target(name: &str, n: usize, f: impl FnOnce() -> Plan) {
@@ -235,8 +270,146 @@ fn group(c: &mut Criterion, name: &str, n: usize, shards: usize) {
         cold.moves.len()
     );
 
+    // The stateful planner: converged state, and this round's deltas.
+    let converged_planner = Planner::from_input(&PlanInput {
+        targets,
+        shards: some,
+        current: &converged,
+        config,
+    })
+    .expect("valid bench input");
+    let deltas = deltas_of(targets, &changed);
+    let apply = |p: &mut Planner| {
+        for d in &deltas {
+            match *d {
+                Delta::Upsert(id, load) => p.upsert_target(id, load).expect("valid load"),
+                Delta::Remove(id) => {
+                    p.remove_target(id);
+                    p.set_current(id, None);
+                }
+            }
+        }
+    };
+    // Same plans as the pure function, case by case.
+    {
+        let mut p = converged_planner.clone();
+        assert_eq!(p.plan(), run(targets, some, &converged, config), "steady");
+        apply(&mut p);
+        assert_eq!(p.plan(), run(&changed, some, &converged, config), "1%");
+        let mut p = converged_planner.clone();
+        p.set_shards(all).expect("valid shards");
+        assert_eq!(p.plan(), run(targets, all, &converged, config), "+1");
+    }
+    let state = {
+        let base = LIVE.load(Ordering::Relaxed);
+        let p = converged_planner.clone();
+        let kept = LIVE.load(Ordering::Relaxed) - base;
+        drop(p);
+        kept
+    };
+    println!(
+        "{name}/stateful: state kept between rounds {:.0} B/target",
+        state as f64 / n as f64
+    );
+    peak_per_target(&format!("{name}/stateful/cold"), n, || {
+        Planner::from_input(&PlanInput {
+            targets,
+            shards: some,
+            current: &empty,
+            config,
+        })
+        .expect("valid bench input")
+        .plan()
+    });
+    let mut steady = converged_planner.clone();
+    peak_per_target(&format!("{name}/stateful/steady_no_change"), n, || {
+        steady.plan()
+    });
+    let mut p = converged_planner.clone();
+    peak_per_target(&format!("{name}/stateful/changed_1pct"), n, || {
+        apply(&mut p);
+        p.plan()
+    });
+    drop(p);
+
     let mut g = c.benchmark_group(name);
     g.sample_size(10);
+    g.bench_function("input_build", |b| {
+        b.iter(|| (black_box(targets).clone(), black_box(&converged).clone()))
+    });
+    g.bench_function("stateful/cold", |b| {
+        b.iter(|| {
+            Planner::from_input(&PlanInput {
+                targets: black_box(targets),
+                shards: some,
+                current: &empty,
+                config,
+            })
+            .expect("valid bench input")
+            .plan()
+        })
+    });
+    g.bench_function("stateful/steady_no_change", |b| b.iter(|| steady.plan()));
+    // One planner kept across iterations, as a control loop keeps it
+    // (its working arrays reused): each iteration undoes the last one's
+    // changes untimed, then times a round: the changes applied, the plan,
+    // and its moves taken as done (the next round's current assignment).
+    let undo = deltas_of(&changed, targets);
+    let restore = |p: &mut Planner| {
+        for d in &undo {
+            match *d {
+                Delta::Upsert(id, load) => {
+                    p.upsert_target(id, load).expect("valid load");
+                    p.set_current(id, converged.get(&id));
+                }
+                Delta::Remove(id) => p.remove_target(id),
+            }
+        }
+        p.len(); // merges the changes, untimed
+    };
+    let unmove = |p: &mut Planner, plan: &Plan| {
+        for m in &plan.moves {
+            p.set_current(m.target, converged.get(&m.target));
+        }
+    };
+    let mut kept = converged_planner.clone();
+    kept.plan();
+    g.bench_function("stateful/changed_1pct", |b| {
+        b.iter_custom(|iters| {
+            let mut took = Duration::ZERO;
+            for _ in 0..iters {
+                restore(&mut kept);
+                let start = Instant::now();
+                apply(&mut kept);
+                let plan = kept.plan();
+                kept.apply_moves(&plan);
+                took += start.elapsed();
+                unmove(&mut kept, &plan);
+                drop(black_box(plan));
+            }
+            took
+        })
+    });
+    restore(&mut kept);
+    g.bench_function("stateful/one_shard_added", |b| {
+        b.iter_custom(|iters| {
+            let mut took = Duration::ZERO;
+            for _ in 0..iters {
+                kept.set_shards(some).expect("valid shards");
+                let start = Instant::now();
+                kept.set_shards(all).expect("valid shards");
+                let plan = kept.plan();
+                kept.apply_moves(&plan);
+                took += start.elapsed();
+                unmove(&mut kept, &plan);
+                drop(black_box(plan));
+            }
+            took
+        })
+    });
+    // Still the converged state: the rounds were undone.
+    kept.set_shards(some).expect("valid shards");
+    assert_eq!(kept.plan(), run(targets, some, &converged, config));
     g.bench_function("cold", |b| {
         b.iter(|| run(black_box(targets), some, &empty, config))
     });

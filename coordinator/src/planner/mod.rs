@@ -81,11 +81,27 @@
 //! donor's targets (its free targets only, in phase 1). The output
 //! [`Assignment`] holds a 4-byte shard index per target, no string; moves
 //! carry shard ids. Figures: `coordinator/benches/planner.rs`.
+//!
+//! # Between rounds: [`Planner`]
+//!
+//! [`plan`] starts from scratch every call: at a million targets, sorting
+//! them, walking the `current` map and looking up a shard-id string per
+//! target cost more than the algorithm. A [`Planner`] keeps the targets in
+//! id order with their load and current shard, and the algorithm's
+//! per-target arrays, from one round to the next; it is told the round's
+//! changes (`upsert_target`, `remove_target`, `set_current`/`apply_moves`,
+//! `set_shards`, `set_config`) and [`Planner::plan`] returns exactly what
+//! [`plan`] returns for the same whole input (same code after the input is
+//! in id order; `tests/planner_incremental.rs` checks it over sequences of
+//! rounds). A round then costs its changes (O(log n) each, one in-place
+//! merge when targets came or went) plus the algorithm's linear passes
+//! over compact arrays (no sort, no map, no string per target).
 
 mod assignment;
 mod balance;
 mod config;
 pub mod hrw;
+mod incremental;
 mod work;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -95,6 +111,7 @@ use crate::model::{Capacity, Load, ShardId, TargetId};
 
 pub use assignment::Assignment;
 pub use config::PlannerConfig;
+pub use incremental::Planner;
 
 /// A target as the planner sees it.
 #[derive(Clone, Debug, PartialEq)]
@@ -239,11 +256,16 @@ pub enum PlanError {
 /// Plans: see the module docs for the algorithm.
 pub fn plan(input: &PlanInput<'_>) -> Result<Plan, PlanError> {
     input.config.validate()?;
-    let mut work = work::Work::new(input)?;
+    Ok(run(work::Prepared::from_input(input)?).0)
+}
+
+/// Steps 2-5 on validated, id-ordered input.
+fn run(input: work::Prepared<'_>) -> (Plan, work::Scratch) {
+    let mut work = work::Work::new(input);
     work.claim_for_oversized();
     work.place_displaced();
     let budget_exhausted = balance::rebalance(&mut work);
-    Ok(work.into_plan(budget_exhausted))
+    work.into_plan(budget_exhausted)
 }
 
 #[cfg(test)]

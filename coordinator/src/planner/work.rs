@@ -1,6 +1,7 @@
 //! The planner's working state: inputs sorted by id, the assignment being
 //! built, shard loads, and the steps before and after rebalancing.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 
 use crate::model::{Capacity, Load, ShardId, TargetId};
@@ -8,7 +9,8 @@ use crate::model::{Capacity, Load, ShardId, TargetId};
 use xxhash_rust::xxh3::xxh3_64;
 
 use super::{
-    Assignment, Move, MoveReason, Plan, PlanError, PlanInput, PlanShard, PlannerConfig, hrw,
+    Assignment, Move, MoveReason, Plan, PlanError, PlanInput, PlanShard, PlanTarget, PlannerConfig,
+    hrw,
 };
 
 /// A target on a shard, with what the rebalancing scans read, inline: they
@@ -20,7 +22,8 @@ pub(super) struct Member {
     pub load: Load,
 }
 
-/// Where a target is before this round.
+/// Where a target is before this round (decoded from its code: a shard
+/// index, [`NOWHERE`], or [`gone_code`] of an index into the gone names).
 #[derive(Clone, Copy, Debug)]
 pub(super) enum Current<'a> {
     Nowhere,
@@ -28,16 +31,74 @@ pub(super) enum Current<'a> {
     On(usize),
 }
 
+/// The current-shard code of a target on no shard (and `assign` of an
+/// unassigned one).
+pub(super) const NOWHERE: u32 = u32::MAX;
+
+/// The current-shard code of the `g`-th gone shard name.
+pub(super) fn gone_code(g: usize) -> u32 {
+    u32::MAX - 1 - g as u32
+}
+
+/// The per-target working arrays, kept by a [`super::Planner`] from one
+/// round to the next: refilled, not reallocated (a million-target round
+/// otherwise spends much of its time faulting in fresh pages).
+#[derive(Debug, Default)]
+pub(super) struct Scratch {
+    current: Vec<u32>,
+    assign: Vec<u32>,
+    free: Vec<bool>,
+    reason: Vec<Option<MoveReason>>,
+    oversized: Vec<bool>,
+    pos: Vec<u32>,
+    fpos: Vec<u32>,
+    members: Vec<Vec<Member>>,
+    free_members: Vec<Vec<Member>>,
+}
+
+impl Scratch {
+    /// The buffer for the targets' current-shard codes (emptied).
+    pub fn take_current(&mut self) -> Vec<u32> {
+        let mut c = std::mem::take(&mut self.current);
+        c.clear();
+        c
+    }
+}
+
+/// `v` emptied and filled with `n` copies of `x`, in its own memory.
+fn refill<T: Clone>(mut v: Vec<T>, n: usize, x: T) -> Vec<T> {
+    v.clear();
+    v.resize(n, x);
+    v
+}
+
+/// `lists` as `n` empty lists, each with room for `room(s)`.
+fn relist(
+    mut lists: Vec<Vec<Member>>,
+    n: usize,
+    room: impl Fn(usize) -> usize,
+) -> Vec<Vec<Member>> {
+    lists.resize_with(n, Vec::new);
+    lists.truncate(n);
+    for (s, l) in lists.iter_mut().enumerate() {
+        l.clear();
+        l.reserve(room(s));
+    }
+    lists
+}
+
 pub(super) struct Work<'a> {
     pub cfg: &'a PlannerConfig,
     pub shards: Vec<&'a PlanShard>,
     /// Target ids and loads, in id order (compact copies: the hot loops
     /// walk them in an order unrelated to the input's memory layout).
-    pub tid: Vec<TargetId>,
-    pub tload: Vec<Load>,
-    pub current: Vec<Current<'a>>,
-    /// The shard each target is on now (in this round's plan).
-    pub assign: Vec<Option<usize>>,
+    pub tid: Cow<'a, [TargetId]>,
+    pub tload: Cow<'a, [Load]>,
+    /// Current-shard codes (see [`Current`]).
+    current: Vec<u32>,
+    gone: Vec<&'a ShardId>,
+    /// The shard each target is on now (in this round's plan), NOWHERE.
+    assign: Vec<u32>,
     /// Moving it costs nothing: placed this round, or already moved once.
     pub free: Vec<bool>,
     pub reason: Vec<Option<MoveReason>>,
@@ -154,63 +215,135 @@ fn typical_util(cfg: &PlannerConfig, load: Load) -> f64 {
     if u.is_nan() { 0.0 } else { u }
 }
 
-impl<'a> Work<'a> {
-    pub fn new(input: &PlanInput<'a>) -> Result<Self, PlanError> {
-        let cfg = input.config;
-        let mut shards: Vec<&PlanShard> = input.shards.iter().collect();
-        for s in &shards {
-            let v = s.capacity.max_samples_per_second;
-            if !(v.is_finite() && v >= 0.0) {
-                return Err(PlanError::ShardCapacity {
-                    shard: s.id.clone(),
-                    value: v,
-                });
-            }
-        }
-        shards.sort_by(|a, b| a.id.cmp(&b.id));
-        if let Some(w) = shards.windows(2).find(|w| w[0].id == w[1].id) {
-            return Err(PlanError::DuplicateShard(w[0].id.clone()));
-        }
-        // Already in id order (a caller iterating a sorted map): no sort.
-        let sorted = input.targets.windows(2).all(|w| w[0].id < w[1].id);
-        let (tid, tload): (Vec<TargetId>, Vec<Load>) = if sorted {
-            input.targets.iter().map(|t| (t.id, t.load)).unzip()
-        } else {
-            // The loads travel with the ids: no random reads afterwards.
-            let mut order: Vec<(TargetId, Load)> =
-                input.targets.iter().map(|t| (t.id, t.load)).collect();
-            radix_sort(&mut order);
-            if let Some(w) = order.windows(2).find(|w| w[0].0 == w[1].0) {
-                return Err(PlanError::DuplicateTarget(w[0].0));
-            }
-            order.into_iter().unzip()
-        };
-        // Checked on the compact copy (the first bad one in id order).
-        if let Some(k) = tload
-            .iter()
-            .position(|l| !(l.samples_per_second.is_finite() && l.samples_per_second >= 0.0))
-        {
-            return Err(PlanError::TargetLoad {
-                target: tid[k],
-                value: tload[k].samples_per_second,
-            });
-        }
+/// The shards in id order, each capacity checked, no id twice.
+pub(super) fn sorted_shards<'a>(
+    shards: impl IntoIterator<Item = &'a PlanShard>,
+) -> Result<Vec<&'a PlanShard>, PlanError> {
+    let mut shards: Vec<&PlanShard> = shards.into_iter().collect();
+    for s in &shards {
+        check_capacity(s)?;
+    }
+    shards.sort_by(|a, b| a.id.cmp(&b.id));
+    if let Some(w) = shards.windows(2).find(|w| w[0].id == w[1].id) {
+        return Err(PlanError::DuplicateShard(w[0].id.clone()));
+    }
+    Ok(shards)
+}
 
+/// A shard's samples/s capacity must be a finite number >= 0.
+pub(super) fn check_capacity(s: &PlanShard) -> Result<(), PlanError> {
+    let v = s.capacity.max_samples_per_second;
+    if v.is_finite() && v >= 0.0 {
+        Ok(())
+    } else {
+        Err(PlanError::ShardCapacity {
+            shard: s.id.clone(),
+            value: v,
+        })
+    }
+}
+
+/// A target's samples/s must be a finite number >= 0.
+pub(super) fn check_load(id: TargetId, l: Load) -> Result<(), PlanError> {
+    if l.samples_per_second.is_finite() && l.samples_per_second >= 0.0 {
+        Ok(())
+    } else {
+        Err(PlanError::TargetLoad {
+            target: id,
+            value: l.samples_per_second,
+        })
+    }
+}
+
+/// The targets' ids and loads in id order (checked: no id twice, every
+/// load valid; the first bad one in id order is reported).
+pub(super) fn sorted_targets(
+    targets: &[PlanTarget],
+) -> Result<(Vec<TargetId>, Vec<Load>), PlanError> {
+    // Already in id order (a caller iterating a sorted map): no sort.
+    let sorted = targets.windows(2).all(|w| w[0].id < w[1].id);
+    let (tid, tload): (Vec<TargetId>, Vec<Load>) = if sorted {
+        targets.iter().map(|t| (t.id, t.load)).unzip()
+    } else {
+        // The loads travel with the ids: no random reads afterwards.
+        let mut order: Vec<(TargetId, Load)> = targets.iter().map(|t| (t.id, t.load)).collect();
+        radix_sort(&mut order);
+        if let Some(w) = order.windows(2).find(|w| w[0].0 == w[1].0) {
+            return Err(PlanError::DuplicateTarget(w[0].0));
+        }
+        order.into_iter().unzip()
+    };
+    // Checked on the compact copy (the first bad one in id order).
+    for (&id, &l) in tid.iter().zip(&tload) {
+        check_load(id, l)?;
+    }
+    Ok((tid, tload))
+}
+
+/// What the algorithm starts from, in the form it works on: shards and
+/// targets in id order, validated, and where each target is now. Built
+/// from a [`PlanInput`] by [`Prepared::from_input`], or from the
+/// [`super::Planner`]'s state (borrowing its arrays).
+pub(super) struct Prepared<'a> {
+    pub cfg: &'a PlannerConfig,
+    pub shards: Vec<&'a PlanShard>,
+    pub tid: Cow<'a, [TargetId]>,
+    pub tload: Cow<'a, [Load]>,
+    /// As long as `tid`: a shard index, [`NOWHERE`] or a [`gone_code`].
+    pub current: Vec<u32>,
+    /// The names of gone shards that `current` refers to.
+    pub gone: Vec<&'a ShardId>,
+    pub scratch: Scratch,
+}
+
+impl<'a> Prepared<'a> {
+    pub fn from_input(input: &PlanInput<'a>) -> Result<Self, PlanError> {
+        let shards = sorted_shards(input.shards)?;
+        let (tid, tload) = sorted_targets(input.targets)?;
         let by_name = ShardLookup::new(&shards);
         // Merge the sorted targets with the sorted current assignment.
         let mut current = Vec::with_capacity(tid.len());
+        let mut gone = Vec::new();
         let mut cur = input.current.iter().peekable();
         for &t in &tid {
             while cur.next_if(|(id, _)| **id < t).is_some() {}
             let c = match cur.next_if(|(id, _)| **id == t) {
-                None => Current::Nowhere,
+                None => NOWHERE,
                 Some((_, shard)) => match by_name.get(&shards, shard) {
-                    Some(s) => Current::On(s),
-                    None => Current::Gone(shard),
+                    Some(s) => s as u32,
+                    None => {
+                        gone.push(shard);
+                        gone_code(gone.len() - 1)
+                    }
                 },
             };
             current.push(c);
         }
+        Ok(Prepared {
+            cfg: input.config,
+            shards,
+            tid: Cow::Owned(tid),
+            tload: Cow::Owned(tload),
+            current,
+            gone,
+            scratch: Scratch::default(),
+        })
+    }
+}
+
+impl<'a> Work<'a> {
+    pub fn new(input: Prepared<'a>) -> Self {
+        let Prepared {
+            cfg,
+            shards,
+            tid,
+            tload,
+            current,
+            gone,
+            scratch,
+        } = input;
+        debug_assert_eq!(tid.len(), current.len());
+        debug_assert_eq!(tid.len(), tload.len());
 
         let mut eligible: Vec<bool> = shards.iter().map(|s| !s.draining).collect();
         if !eligible.iter().any(|&e| e) {
@@ -256,34 +389,46 @@ impl<'a> Work<'a> {
             });
             frontier.push(c);
         }
-        let oversized = tload
-            .iter()
-            // utilization > 1 in either dimension, without the divisions.
-            .map(|&l| {
-                !frontier.is_empty()
-                    && frontier.iter().all(|c| {
-                        l.series > c.max_series || l.samples_per_second > c.max_samples_per_second
-                    })
-            })
-            .collect();
+        let mut oversized = scratch.oversized;
+        oversized.clear();
+        oversized.extend(
+            tload
+                .iter()
+                // utilization > 1 in either dimension, without the divisions.
+                .map(|&l| {
+                    !frontier.is_empty()
+                        && frontier.iter().all(|c| {
+                            l.series > c.max_series
+                                || l.samples_per_second > c.max_samples_per_second
+                        })
+                }),
+        );
 
         let n = tid.len();
+        // Each shard's member list sized once (no regrowth of a million).
+        let mut sticky = vec![0usize; shards.len()];
+        for &c in &current {
+            if let Some(k) = sticky.get_mut(c as usize) {
+                *k += 1;
+            }
+        }
         let mut w = Work {
             cfg,
             current,
-            assign: vec![None; n],
-            free: vec![true; n],
-            reason: vec![None; n],
+            gone,
+            assign: refill(scratch.assign, n, NOWHERE),
+            free: refill(scratch.free, n, true),
+            reason: refill(scratch.reason, n, None),
             oversized,
             owner: vec![None; shards.len()],
             size,
             seed,
             load: vec![Load::default(); shards.len()],
             util: vec![0.0; shards.len()],
-            members: vec![Vec::new(); shards.len()],
-            pos: vec![0; n],
-            free_members: vec![Vec::new(); shards.len()],
-            fpos: vec![0; n],
+            members: relist(scratch.members, shards.len(), |s| sticky[s]),
+            pos: refill(scratch.pos, n, 0),
+            free_members: relist(scratch.free_members, shards.len(), |_| 0),
+            fpos: refill(scratch.fpos, n, 0),
             displaced: Vec::new(),
             eligible,
             shards,
@@ -292,9 +437,9 @@ impl<'a> Work<'a> {
         };
         // Sticky targets in bulk: utilization once per shard at the end.
         for i in 0..n {
-            match w.current[i] {
+            match w.current(i) {
                 Current::On(s) if w.eligible[s] => {
-                    w.assign[i] = Some(s);
+                    w.assign[i] = s as u32;
                     w.pos[i] = w.members[s].len() as u32;
                     w.members[s].push(Member {
                         i: i as u32,
@@ -312,7 +457,25 @@ impl<'a> Work<'a> {
         for s in 0..w.shards.len() {
             w.util[s] = w.shards[s].capacity.utilization(w.load[s]);
         }
-        Ok(w)
+        w
+    }
+
+    /// Where target `i` was before this round.
+    pub fn current(&self, i: usize) -> Current<'a> {
+        let c = self.current[i];
+        if c == NOWHERE {
+            Current::Nowhere
+        } else if (c as usize) < self.shards.len() {
+            Current::On(c as usize)
+        } else {
+            Current::Gone(self.gone[(u32::MAX - 1 - c) as usize])
+        }
+    }
+
+    /// The shard target `i` is on now (in this round's plan).
+    pub fn on(&self, i: usize) -> Option<usize> {
+        let s = self.assign[i];
+        (s != NOWHERE).then_some(s as usize)
     }
 
     pub fn assign_to(&mut self, i: usize, s: usize) {
@@ -323,8 +486,8 @@ impl<'a> Work<'a> {
 
     /// [`Self::assign_to`] without the shard's load (already counted).
     fn attach(&mut self, i: usize, s: usize) {
-        debug_assert!(self.assign[i].is_none());
-        self.assign[i] = Some(s);
+        debug_assert!(self.on(i).is_none());
+        self.assign[i] = s as u32;
         let m = Member {
             i: i as u32,
             free: self.free[i],
@@ -339,9 +502,10 @@ impl<'a> Work<'a> {
     }
 
     pub fn unassign(&mut self, i: usize) {
-        let Some(s) = self.assign[i].take() else {
+        let Some(s) = self.on(i) else {
             return;
         };
+        self.assign[i] = NOWHERE;
         let p = self.pos[i] as usize;
         self.members[s].swap_remove(p);
         if let Some(moved) = self.members[s].get(p) {
@@ -364,7 +528,7 @@ impl<'a> Work<'a> {
             return;
         }
         self.free[i] = true;
-        if let Some(s) = self.assign[i] {
+        if let Some(s) = self.on(i) {
             let m = &mut self.members[s][self.pos[i] as usize];
             m.free = true;
             let m = *m;
@@ -395,14 +559,14 @@ impl<'a> Work<'a> {
                 .then(a.cmp(&b))
         });
         for &i in &list {
-            if let Some(s) = self.assign[i]
+            if let Some(s) = self.on(i)
                 && self.owner[s].is_none()
             {
                 self.owner[s] = Some(i);
             }
         }
         for &i in &list {
-            if self.assign[i].is_some_and(|s| self.owner[s] == Some(i)) {
+            if self.on(i).is_some_and(|s| self.owner[s] == Some(i)) {
                 continue;
             }
             let unclaimed = |w: &Self, s: usize| w.eligible[s] && w.owner[s].is_none();
@@ -423,7 +587,7 @@ impl<'a> Work<'a> {
                     .min_by(|&a, &b| self.util[a].total_cmp(&self.util[b]).then(a.cmp(&b)))
             });
             let Some(s) = choice else { break };
-            if self.assign[i].is_some() {
+            if self.on(i).is_some() {
                 self.unassign(i);
                 self.reason[i] = Some(MoveReason::Oversized);
                 self.free[i] = true;
@@ -452,7 +616,7 @@ impl<'a> Work<'a> {
     /// the least utilized.
     pub fn place_displaced(&mut self) {
         let mut todo = std::mem::take(&mut self.displaced);
-        todo.retain(|&i| self.assign[i].is_none());
+        todo.retain(|&i| self.on(i).is_none());
         if !todo.is_sorted() {
             todo.sort_unstable();
         }
@@ -500,7 +664,7 @@ impl<'a> Work<'a> {
         // Decide in size order, touching only the shards' state; then
         // record the choices in target order (sequential memory, where the
         // size order jumps around a million-entry arrays).
-        let mut choice = vec![u32::MAX; self.tid.len()];
+        let mut choice: Vec<(u32, u32)> = Vec::with_capacity(order.len());
         for &(_, (i, id, load)) in &order {
             let i = i as usize;
             let s = match &ring {
@@ -514,13 +678,26 @@ impl<'a> Work<'a> {
             if let Some(s) = s {
                 self.load[s] = self.load[s].add(load);
                 self.util[s] = self.shards[s].capacity.utilization(self.load[s]);
-                choice[i] = s as u32;
+                choice.push((i as u32, s as u32));
             }
         }
         drop(order);
-        for i in todo {
-            if choice[i] != u32::MAX {
-                self.attach(i, choice[i] as usize);
+        if choice.len() > self.tid.len() / 16 {
+            // Many (a cold start): a table in target order, no sort.
+            let mut on = vec![u32::MAX; self.tid.len()];
+            for (i, s) in choice {
+                on[i as usize] = s;
+            }
+            for i in todo {
+                if on[i] != u32::MAX {
+                    self.attach(i, on[i] as usize);
+                }
+            }
+        } else {
+            // Few: no table of a million entries for them.
+            choice.sort_unstable();
+            for (i, s) in choice {
+                self.attach(i as usize, s as usize);
             }
         }
     }
@@ -596,11 +773,12 @@ impl<'a> Work<'a> {
             .collect()
     }
 
-    pub fn into_plan(self, budget_exhausted: bool) -> Plan {
+    /// The plan, and the working arrays for the next round.
+    pub fn into_plan(self, budget_exhausted: bool) -> (Plan, Scratch) {
         let cfg = self.cfg;
         // Sized first: a cold plan's million moves without regrowth.
         let n_moves = (0..self.tid.len())
-            .filter(|&i| match (self.assign[i], self.current[i]) {
+            .filter(|&i| match (self.on(i), self.current(i)) {
                 (None, _) => false,
                 (Some(s), Current::On(c)) => s != c,
                 _ => true,
@@ -613,20 +791,20 @@ impl<'a> Work<'a> {
         let mut n_oversized = 0usize;
         let mut oversized = BTreeSet::new();
         let mut on = Vec::with_capacity(self.tid.len());
-        for (i, (&id, &load)) in self.tid.iter().zip(&self.tload).enumerate() {
+        for (i, (&id, &load)) in self.tid.iter().zip(self.tload.iter()).enumerate() {
             if self.oversized[i] {
                 oversized.insert(id);
                 n_oversized += 1;
             } else {
                 rest = rest.add(load);
             }
-            let Some(s) = self.assign[i] else {
+            let Some(s) = self.on(i) else {
                 unassigned.push(id);
                 continue;
             };
             loads[s] = loads[s].add(load);
             on.push(s as u32);
-            let from = match self.current[i] {
+            let from = match self.current(i) {
                 Current::On(c) if c == s => continue,
                 Current::On(c) => Some(self.shards[c].id.clone()),
                 Current::Gone(g) => Some(g.clone()),
@@ -674,18 +852,18 @@ impl<'a> Work<'a> {
             .collect();
         // Either every target is assigned or none (no shard at all).
         let assigned = if unassigned.is_empty() {
-            self.tid
+            self.tid.into_owned()
         } else {
             self.tid
                 .iter()
                 .zip(&self.assign)
-                .filter(|(_, a)| a.is_some())
+                .filter(|(_, a)| **a != NOWHERE)
                 .map(|(&t, _)| t)
                 .collect()
         };
         let ids = self.shards.iter().map(|s| s.id.clone()).collect();
         let assignment = Assignment::new(ids, assigned, on);
-        Plan {
+        let plan = Plan {
             assignment,
             moves,
             oversized,
@@ -694,7 +872,19 @@ impl<'a> Work<'a> {
             desired_shards,
             imbalance,
             budget_exhausted,
-        }
+        };
+        let scratch = Scratch {
+            current: self.current,
+            assign: self.assign,
+            free: self.free,
+            reason: self.reason,
+            oversized: self.oversized,
+            pos: self.pos,
+            fpos: self.fpos,
+            members: self.members,
+            free_members: self.free_members,
+        };
+        (plan, scratch)
     }
 }
 
