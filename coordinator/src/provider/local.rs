@@ -174,7 +174,20 @@ fn free_port(host: &str) -> std::io::Result<SocketAddr> {
 
 fn spawn(opts: &LocalOptions, args: &[String], id: &str) -> Result<Child, ProviderError> {
     let binary = &opts.binary;
-    let mut child = Command::new(binary)
+    let mut cmd = Command::new(binary);
+    // If this process dies without stopping its shards (SIGKILL, a crash),
+    // they get SIGTERM: they deliver their WALs and exit instead of
+    // scraping on with nobody to stop them.
+    // SAFETY: prctl is async-signal-safe and touches no memory of ours.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd
         .args(args)
         .envs(opts.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stdin(Stdio::null())
