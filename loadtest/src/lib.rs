@@ -6,12 +6,15 @@
 //!   gaps, duplicates, out-of-order samples and staleness markers.
 //! - [`bench`]: `bench-collector`, promshard collector against vmagent and
 //!   the Prometheus agent on one fleet.
-//! - [`cli`]: `promshard loadtest fleet|sink|bench-collector`.
+//! - [`scenario`]: `scenario NAME`, a whole system on loopback judged by
+//!   the sink.
+//! - [`cli`]: `promshard loadtest fleet|sink|bench-collector|scenario`.
 
 pub mod bench;
 pub mod cli;
 pub mod exposition;
 pub mod fleet;
+pub mod scenario;
 pub mod sink;
 pub mod zipf;
 

@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
 use promshard_proto::STALE_NAN_BITS;
 use promshard_proto::prometheus::{Label, TimeSeries, WriteRequest};
@@ -45,6 +45,27 @@ struct Shard {
     series: HashMap<u64, SeriesState>,
     /// `name\xffvalue\xff...` per series, when labels are recorded.
     labels: HashMap<u64, Box<str>>,
+    /// Every sample timestamp per series in arrival order, while timelines
+    /// are recorded ([`SinkState::record_timelines`]).
+    timelines: HashMap<u64, Timeline>,
+}
+
+/// The timestamps one series received, in arrival order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Timeline {
+    /// Timestamps (ms) of samples that are not staleness markers.
+    pub samples: Vec<i64>,
+    /// Timestamps (ms) of staleness markers.
+    pub stale_markers: Vec<i64>,
+}
+
+/// One series' labels and [`Timeline`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeriesTimeline {
+    /// Labels, sorted by name (empty unless labels are recorded).
+    pub labels: BTreeMap<String, String>,
+    /// What it received since timelines are recorded.
+    pub timeline: Timeline,
 }
 
 /// Totals of one job (or of everything).
@@ -125,6 +146,8 @@ pub struct SinkState {
     window_from_ms: AtomicI64,
     window_to_ms: AtomicI64,
     window_samples: AtomicU64,
+    /// Keep every timestamp per series (see [`SinkState::record_timelines`]).
+    timelines_on: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -167,7 +190,39 @@ impl SinkState {
             window_from_ms: AtomicI64::new(0),
             window_to_ms: AtomicI64::new(0),
             window_samples: AtomicU64::new(0),
+            timelines_on: AtomicBool::new(false),
         }
+    }
+
+    /// From now on, keeps every sample's timestamp per series (about 8
+    /// bytes per sample: for scenario runs of minutes, not for days) when
+    /// `on`; off drops what was kept.
+    pub fn record_timelines(&self, on: bool) {
+        self.timelines_on.store(on, Ordering::SeqCst);
+        if !on {
+            for shard in &self.shards {
+                lock(shard).timelines.clear();
+            }
+        }
+    }
+
+    /// The timelines of the series matching `matcher` (labels must be
+    /// recorded for a non-empty matcher to match anything).
+    pub fn timelines(&self, matcher: &Matcher) -> Vec<SeriesTimeline> {
+        let mut out = Vec::new();
+        for shard in &self.shards {
+            let shard = lock(shard);
+            for (hash, timeline) in &shard.timelines {
+                let labels = shard.labels.get(hash).map(|p| unpack(p)).unwrap_or_default();
+                if matcher.matches(&labels) {
+                    out.push(SeriesTimeline {
+                        labels,
+                        timeline: timeline.clone(),
+                    });
+                }
+            }
+        }
+        out
     }
 
     /// Starts counting, from now on, the samples whose timestamp lies in
@@ -239,6 +294,16 @@ impl SinkState {
     }
 
     fn record_series(&self, shard: &mut Shard, hash: u64, ts: &TimeSeries, window: (i64, i64)) {
+        if self.timelines_on.load(Ordering::Relaxed) {
+            let timeline = shard.timelines.entry(hash).or_default();
+            for sample in &ts.samples {
+                if sample.value.to_bits() == STALE_NAN_BITS {
+                    timeline.stale_markers.push(sample.timestamp);
+                } else {
+                    timeline.samples.push(sample.timestamp);
+                }
+            }
+        }
         let state = match shard.series.get_mut(&hash) {
             Some(s) => s,
             None => {
