@@ -77,7 +77,8 @@ pub struct ScenarioReport {
     pub interval_ms: i64,
     /// Targets in the fleet (all that were ever in discovery).
     pub targets: usize,
-    /// Series of the fleet at the start (target series, not up/scrape_*).
+    /// Series of the targets in discovery when the window opened (target
+    /// series, not up/scrape_*).
     pub series: usize,
     /// The judged window's length in seconds.
     pub window_secs: f64,

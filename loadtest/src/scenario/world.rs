@@ -216,6 +216,8 @@ pub struct World {
     pub started: Instant,
     /// Seconds the first convergence took.
     pub startup_secs: f64,
+    /// Target series of the fleet when the window opened.
+    pub series_at_open: usize,
     /// The window's start (unix ms), once open.
     pub window_from_ms: i64,
     /// Coordinator moves by reason when the window opened.
@@ -301,6 +303,7 @@ scrape_configs:\n  - job_name: {JOB}\n    file_sd_configs:\n      - files: [{}]\
             monitor: None,
             started: Instant::now(),
             startup_secs: 0.0,
+            series_at_open: 0,
             window_from_ms: 0,
             moves_at_open: BTreeMap::new(),
             figures: BTreeMap::new(),
@@ -591,6 +594,7 @@ scrape_configs:\n  - job_name: {JOB}\n    file_sd_configs:\n      - files: [{}]\
     /// Starts the monitor and opens the judged window one interval ahead.
     pub async fn open_window(&mut self, scale: bool) {
         self.startup_secs = self.started.elapsed().as_secs_f64();
+        self.series_at_open = self.series_per_target().values().sum();
         let admin = self.admin();
         self.moves_at_open = admin.moves().await.unwrap_or_default();
         self.monitor = Some(Monitor::start(admin, Duration::from_secs(1), scale));
@@ -601,9 +605,9 @@ scrape_configs:\n  - job_name: {JOB}\n    file_sd_configs:\n      - files: [{}]\
         self.event("window opens");
     }
 
-    /// Notes the start of the disturbance.
+    /// Notes a disturbance (convergence is timed from the last one).
     pub fn disturb(&mut self, what: impl Into<String>) {
-        self.disturbed_ms.get_or_insert(now_ms());
+        self.disturbed_ms = Some(now_ms());
         self.event(what);
     }
 
@@ -686,7 +690,7 @@ scrape_configs:\n  - job_name: {JOB}\n    file_sd_configs:\n      - files: [{}]\
             short: self.config.short,
             interval_ms,
             targets: self.presence.len(),
-            series: self.fleet.expected_series_total(),
+            series: self.series_at_open,
             window_secs: (to - from) as f64 / 1000.0,
             startup_secs: self.startup_secs,
             converge_secs,
