@@ -10,6 +10,7 @@ use promshard_coordinator::control::ControlOptions;
 use promshard_coordinator::hub::{BearerToken, HubOptions};
 use promshard_coordinator::model::Capacity;
 use promshard_coordinator::provider::{LocalOptions, LocalProvider, ShardProvider};
+use promshard_coordinator::scale::ScaleOptions;
 use promshard_coordinator::server::{Server, ServerOptions, TlsFiles};
 
 use crate::prom_duration;
@@ -61,6 +62,11 @@ pub struct CoordinatorFlags {
     /// How far ahead a handover starts on the receiving shard.
     #[arg(long = "handover.lead", default_value = "5s", value_parser = prom_duration)]
     pub handover_lead: Duration,
+    /// How long a shard has to acknowledge an assignment delta (a
+    /// handover's acks must also come within half the time left before its
+    /// start, or it is cancelled).
+    #[arg(long = "handover.ack-timeout", default_value = "10s", value_parser = prom_duration)]
+    pub ack_timeout: Duration,
     /// A shard silent this long is considered gone.
     #[arg(long = "shard.failure-timeout", default_value = "15s", value_parser = prom_duration)]
     pub failure_timeout: Duration,
@@ -112,6 +118,7 @@ impl CoordinatorFlags {
         let hub = HubOptions {
             failure_timeout: self.failure_timeout,
             ping_interval: (self.failure_timeout / 3).max(Duration::from_millis(100)),
+            ack_timeout: self.ack_timeout,
             auth_token: token
                 .clone()
                 .map(BearerToken::new)
@@ -166,6 +173,16 @@ pub struct LocalArgs {
     /// How long each shard gets to deliver its WAL on exit.
     #[arg(long = "shutdown.grace", default_value = "30s", value_parser = prom_duration)]
     pub grace: Duration,
+    /// Scale-in only after the desired shard count stayed lower this long.
+    #[arg(long = "scale.cooldown", default_value = "2m", value_parser = prom_duration)]
+    pub scale_cooldown: Duration,
+    /// At most one scale-out per this long.
+    #[arg(long = "scale.up-interval", default_value = "30s", value_parser = prom_duration)]
+    pub scale_up_interval: Duration,
+    /// A drain (scale-in) that has not moved all targets off its shard by
+    /// then is called off.
+    #[arg(long = "scale.drain-timeout", default_value = "5m", value_parser = prom_duration)]
+    pub scale_drain_timeout: Duration,
 }
 
 /// `addr`, with a free port when its port is 0.
@@ -295,13 +312,22 @@ pub fn run_local(args: LocalArgs) -> Result<()> {
             "promshard local: {start} shard(s); admin API http://{}/api/v1/shards ; Ctrl-C stops everything",
             server.web_addr()
         );
-        let scaler = autoscale.then(|| tokio::spawn(promshard_coordinator::scale::follow_desired(
-            server.coordinator.handle(),
-            std::sync::Arc::clone(&server.provider),
-            min,
-            max,
-            args.grace,
-        )));
+        let scale = ScaleOptions {
+            min_shards: min,
+            max_shards: max,
+            up_every: args.scale_up_interval,
+            cooldown: args.scale_cooldown,
+            drain_limit: args.scale_drain_timeout,
+            grace: args.grace,
+            ..ScaleOptions::default()
+        };
+        let scaler = autoscale.then(|| {
+            tokio::spawn(promshard_coordinator::scale::follow_desired(
+                server.coordinator.handle(),
+                std::sync::Arc::clone(&server.provider),
+                scale,
+            ))
+        });
         stop_signal().await;
         eprintln!("promshard local: stopping the shards (WALs are delivered first)...");
         if let Some(s) = scaler {

@@ -32,6 +32,10 @@ pub enum LoadtestCommand {
     /// Run a whole system on loopback through one disturbance and judge
     /// every sample (exit status 1 when a claim fails).
     Scenario(ScenarioArgs),
+    /// Place one target set with promshard's planner, hashmod, vmagent
+    /// cluster mode and the OpenTelemetry allocator; compare balance and
+    /// series moved on scale-out and scale-in.
+    Compare(crate::compare::CompareArgs),
 }
 
 /// `promshard loadtest scenario NAME`.
@@ -214,6 +218,7 @@ pub fn run(args: LoadtestArgs) -> Result<()> {
         // The benchmark runs its own runtimes for the fleet and the sink.
         LoadtestCommand::BenchCollector(a) => return run_bench(a),
         LoadtestCommand::Scenario(a) => return run_scenario(a),
+        LoadtestCommand::Compare(a) => return crate::compare::run_cli(&a),
         other => other,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -227,6 +232,7 @@ pub fn run(args: LoadtestArgs) -> Result<()> {
             LoadtestCommand::BenchCollector(_) | LoadtestCommand::Scenario(_) => {
                 bail!("loadtest: bench-collector and scenario run on their own runtimes")
             }
+            LoadtestCommand::Compare(_) => bail!("loadtest: compare needs no runtime"),
         }
     })
 }

@@ -6,12 +6,15 @@
 //!   gaps, duplicates, out-of-order samples and staleness markers.
 //! - [`bench`]: `bench-collector`, promshard collector against vmagent and
 //!   the Prometheus agent on one fleet.
+//! - [`compare`]: promshard's planner against hashmod, vmagent cluster mode
+//!   and the OpenTelemetry allocator's strategies on one target set.
 //! - [`scenario`]: `scenario NAME`, a whole system on loopback judged by
 //!   the sink.
-//! - [`cli`]: `promshard loadtest fleet|sink|bench-collector|scenario`.
+//! - [`cli`]: `promshard loadtest fleet|sink|bench-collector|compare|scenario`.
 
 pub mod bench;
 pub mod cli;
+pub mod compare;
 pub mod exposition;
 pub mod fleet;
 pub mod scenario;

@@ -11,7 +11,8 @@ use crate::backend::Rejected;
 
 /// Checks one add of a delta, as every backend does before taking it: it
 /// carries a target, of a job in force (`jobs`; `job_errors` says why a
-/// job is not), well formed ([`from_proto`]).
+/// job is not), well formed ([`from_proto`]), and a handover start that
+/// is still ahead.
 pub fn check_add<'a, J>(
     add: &'a v1::TargetAdd,
     jobs: &BTreeMap<String, J>,
@@ -27,6 +28,16 @@ pub fn check_add<'a, J>(
         target_id: t.id,
         reason,
     };
+    // A handover's start slot that already passed cannot be kept without
+    // a gap or an overlap with the giving shard: refused, the coordinator
+    // then leaves the target where it is.
+    let now = crate::native::now_ms();
+    if add.start_at_unix_ms > 0 && add.start_at_unix_ms <= now {
+        return Err(reject(format!(
+            "handover start {} ms already passed (now {now} ms)",
+            add.start_at_unix_ms
+        )));
+    }
     if !jobs.contains_key(&t.job_name) {
         return Err(reject(match job_errors.get(&t.job_name) {
             Some(e) => format!("job {:?} is not in force: {e}", t.job_name),
@@ -169,5 +180,23 @@ mod tests {
         other.job_name = "j".to_string();
         let e = check_add(&add(Some(other)), &jobs, &errors).unwrap_err();
         assert!(e.reason.contains("does not match"), "{}", e.reason);
+    }
+
+    #[test]
+    fn check_add_refuses_a_handover_start_that_already_passed() {
+        let p = proto("j", &[("__address__", "h:1")]);
+        let jobs: BTreeMap<String, ()> = [("j".to_string(), ())].into();
+        let errors = BTreeMap::new();
+        let at = |start_at_unix_ms| v1::TargetAdd {
+            target: Some(p.clone()),
+            start_at_unix_ms,
+        };
+        let now = crate::native::now_ms();
+        let e = check_add(&at(now - 1_000), &jobs, &errors).unwrap_err();
+        assert_eq!(e.target_id, p.id);
+        assert!(e.reason.contains("already passed"), "{}", e.reason);
+        assert!(check_add(&at(now + 60_000), &jobs, &errors).is_ok());
+        // 0: no handover, start at the next slot.
+        assert!(check_add(&at(0), &jobs, &errors).is_ok());
     }
 }

@@ -113,4 +113,8 @@ pub struct ScaleView {
     pub max_shards: usize,
     /// local, static (or a future kubernetes provider).
     pub provider: String,
+    /// The utilization the desired count is sized for.
+    pub target_utilization: f64,
+    /// Shards being drained (a scale-in under way).
+    pub draining: Vec<String>,
 }

@@ -174,6 +174,13 @@ impl AdminControl for AdminView {
             min_shards: cfg.min_shards,
             max_shards: cfg.max_shards,
             provider: self.provider.kind().to_string(),
+            target_utilization: cfg.target_utilization,
+            draining: st
+                .shards
+                .values()
+                .filter(|s| s.draining)
+                .map(|s| s.id.0.clone())
+                .collect(),
         }
     }
 

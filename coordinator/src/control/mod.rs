@@ -252,6 +252,12 @@ impl Handle {
                 .count()
     }
 
+    /// The last report of an attached shard (its WAL backlog tells the
+    /// scaler when a drained shard has delivered everything).
+    pub fn shard_report(&self, shard: &ShardId) -> Option<crate::hub::ReportSummary> {
+        self.0.hub.shard(shard).and_then(|s| s.last_report)
+    }
+
     /// Forgets a shard that was scaled away (its targets were drained).
     pub fn forget_shard(&self, shard: &ShardId) {
         lock(&self.0.state).shards.remove(shard);
@@ -729,10 +735,52 @@ fn decide(shared: &Shared, st: &mut State) -> RoundPlan {
     rp
 }
 
+/// Removes from phase 1 the handovers whose start is less than half the
+/// lead away (phase 0 may have waited on a slow shard): too little time
+/// is left to acknowledge both sides and still cancel before the start.
+/// The planner proposes them again next round.
+fn drop_late_handovers(shared: &Shared, rp: &mut RoundPlan) {
+    let now_ms = unix_ms(SystemTime::now());
+    let half_lead = shared.opts.handover_lead.as_millis() as i64 / 2;
+    let late: BTreeSet<TargetId> = rp
+        .handovers
+        .iter()
+        .filter(|(_, m)| m.start_at_ms - now_ms < half_lead)
+        .map(|(t, _)| *t)
+        .collect();
+    if late.is_empty() {
+        return;
+    }
+    tracing::warn!(
+        handovers = late.len(),
+        "handovers postponed: their start came too close before they were sent"
+    );
+    for t in &late {
+        rp.handovers.remove(t);
+        rp.reasons.remove(t);
+    }
+    for o in &mut rp.adds {
+        o.delta
+            .add
+            .retain(|a| a.target.as_ref().is_none_or(|t| !late.contains(&t.id)));
+    }
+    rp.adds.retain(|o| !o.delta.add.is_empty());
+}
+
+/// The ack deadline of a phase carrying handovers: half the time left
+/// before the earliest start, so that a missed ack still leaves time to
+/// cancel. `None` (the hub's ack timeout) when the round has no handover.
+fn handover_ack_deadline(handovers: &BTreeMap<TargetId, Migration>) -> Option<Duration> {
+    let start = handovers.values().map(|m| m.start_at_ms).min()?;
+    let left = start - unix_ms(SystemTime::now());
+    Some(Duration::from_millis((left / 2).max(1) as u64))
+}
+
 /// Sends deltas in parallel; returns each shard's outcome (true = applied).
 async fn send_all(
     shared: &Arc<Shared>,
     out: Vec<Outgoing>,
+    timeout: Option<Duration>,
 ) -> Vec<(
     ShardId,
     AssignmentDelta,
@@ -742,10 +790,11 @@ async fn send_all(
     for o in out {
         let hub = shared.hub.clone();
         tasks.spawn(async move {
-            let r = hub
-                .send_delta(&o.shard, o.delta.clone())
-                .await
-                .map_err(|e| e.to_string());
+            let r = match timeout {
+                Some(t) => hub.send_delta_within(&o.shard, o.delta.clone(), t).await,
+                None => hub.send_delta(&o.shard, o.delta.clone()).await,
+            }
+            .map_err(|e| e.to_string());
             (o.shard, o.delta, r)
         });
     }
@@ -838,7 +887,7 @@ async fn round(shared: &Arc<Shared>) {
     // reach (it would refuse it), and an unresponsive shard must not hold
     // the round up again; the planner places them next round.
     let mut not_full = BTreeSet::new();
-    for (shard, delta, r) in send_all(shared, rp.full).await {
+    for (shard, delta, r) in send_all(shared, std::mem::take(&mut rp.full), None).await {
         let mut st = lock(&shared.state);
         if settle(&mut st, &shard, &delta, &r).is_none() {
             not_full.insert(shard);
@@ -855,8 +904,12 @@ async fn round(shared: &Arc<Shared>) {
             handover: false,
         });
     }
-    // Phase 1: additions.
-    let phase1 = send_all(shared, rp.adds).await;
+    // Phase 1: additions. Handovers whose start came too close while
+    // phase 0 waited are left for the next round; the others' acks must
+    // come in time for a cancellation to reach the receiver before start.
+    drop_late_handovers(shared, &mut rp);
+    let phase1_deadline = handover_ack_deadline(&rp.handovers);
+    let phase1 = send_all(shared, rp.adds, phase1_deadline).await;
     let mut handed: BTreeMap<ShardId, Vec<TargetRemove>> = BTreeMap::new();
     {
         let mut st = lock(&shared.state);
@@ -913,7 +966,8 @@ async fn round(shared: &Arc<Shared>) {
             })
             .collect()
     };
-    let phase2 = send_all(shared, phase2).await;
+    let phase2_deadline = handover_ack_deadline(&rp.handovers);
+    let phase2 = send_all(shared, phase2, phase2_deadline).await;
     let mut cancel: BTreeMap<ShardId, Vec<TargetRemove>> = BTreeMap::new();
     {
         let mut st = lock(&shared.state);
@@ -950,7 +1004,7 @@ async fn round(shared: &Arc<Shared>) {
                 })
                 .collect()
         };
-        for (shard, delta, r) in send_all(shared, out).await {
+        for (shard, delta, r) in send_all(shared, out, None).await {
             let mut st = lock(&shared.state);
             settle(&mut st, &shard, &delta, &r);
         }

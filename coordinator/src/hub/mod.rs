@@ -304,6 +304,19 @@ impl ShardHub {
         shard: &ShardId,
         delta: AssignmentDelta,
     ) -> Result<AckOutcome, HubError> {
+        self.send_delta_within(shard, delta, self.inner.opts.ack_timeout)
+            .await
+    }
+
+    /// [`ShardHub::send_delta`] with a deadline of its own: a handover's
+    /// acknowledgements must arrive while there is still time to cancel it
+    /// before its start slot. `timeout` is capped at `ack_timeout`.
+    pub async fn send_delta_within(
+        &self,
+        shard: &ShardId,
+        delta: AssignmentDelta,
+        timeout: Duration,
+    ) -> Result<AckOutcome, HubError> {
         let session = self.session(shard)?;
         let version = delta.version;
         let msg = CoordinatorMessage {
@@ -324,7 +337,7 @@ impl ShardHub {
             session.forget_ack(version);
             return Err(e);
         }
-        let timeout = self.inner.opts.ack_timeout;
+        let timeout = timeout.min(self.inner.opts.ack_timeout);
         match tokio::time::timeout(timeout, waiter).await {
             Ok(Ok(outcome)) => Ok(outcome),
             Ok(Err(_)) => Err(HubError::Detached {

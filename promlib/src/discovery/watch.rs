@@ -5,7 +5,7 @@
 //! first time at once) and send only the groups that changed.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use notify::{EventKind, RecursiveMode, Watcher};
@@ -167,6 +167,20 @@ impl Discoverer {
     }
 }
 
+/// `path` made absolute against the working directory, without `.`
+/// components (`./x.json` -> `/cwd/x.json`).
+fn absolute(path: &str) -> PathBuf {
+    let p = Path::new(path);
+    let joined = match std::env::current_dir() {
+        Ok(cwd) if p.is_relative() => cwd.join(p),
+        _ => p.to_path_buf(),
+    };
+    joined
+        .components()
+        .filter(|c| !matches!(c, std::path::Component::CurDir))
+        .collect()
+}
+
 /// Whether a file system event can change a file's content or existence.
 fn is_relevant(kind: &EventKind) -> bool {
     use notify::event::{AccessKind, AccessMode, ModifyKind};
@@ -186,14 +200,7 @@ async fn run_file_provider(p: FileProvider, tx: mpsc::Sender<Update>) {
     let matchers: Vec<glob::Pattern> = p
         .patterns
         .iter()
-        .filter_map(|pat| {
-            // Events carry absolute paths.
-            let abs = match std::env::current_dir() {
-                Ok(cwd) if !pat.starts_with('/') => cwd.join(pat).to_string_lossy().into_owned(),
-                _ => pat.clone(),
-            };
-            glob::Pattern::new(&abs).ok()
-        })
+        .filter_map(|pat| glob::Pattern::new(&absolute(pat).to_string_lossy()).ok())
         .collect();
     let matches = move |ev: &notify::Event| {
         ev.paths.is_empty()
@@ -229,7 +236,10 @@ async fn run_file_provider(p: FileProvider, tx: mpsc::Sender<Update>) {
                 if watched.contains(&dir) {
                     continue;
                 }
-                match w.watch(Path::new(&dir), RecursiveMode::NonRecursive) {
+                // Events carry the watched path joined with the file name:
+                // watch the absolute, normalized directory so that they
+                // compare with the absolute patterns.
+                match w.watch(&absolute(&dir), RecursiveMode::NonRecursive) {
                     Ok(()) => {
                         watched.insert(dir);
                     }
@@ -335,5 +345,22 @@ async fn run_refresh_provider(
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::absolute;
+
+    #[test]
+    fn watched_paths_are_absolute_and_normalized_as_events_report_them() {
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(absolute("./"), cwd);
+        assert_eq!(absolute("targets.json"), cwd.join("targets.json"));
+        assert_eq!(absolute("./sd/./t.json"), cwd.join("sd").join("t.json"));
+        assert_eq!(
+            absolute("/etc/./sd.json"),
+            std::path::PathBuf::from("/etc/sd.json")
+        );
     }
 }
