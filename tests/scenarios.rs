@@ -29,7 +29,10 @@ fn run(name: &str) -> Value {
     let report: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
         panic!("scenario {name}: no JSON report ({e}); status {}\nstdout:\n{stdout}\nstderr:\n{stderr}", out.status)
     });
-    eprintln!("scenario {name}: {}", serde_json::to_string(&report["delivery"]).unwrap_or_default());
+    eprintln!(
+        "scenario {name}: {}",
+        serde_json::to_string(&report["delivery"]).unwrap_or_default()
+    );
     let claims = report["claims"].as_array().cloned().unwrap_or_default();
     assert!(!claims.is_empty(), "scenario {name}: no claims\n{report:#}");
     let failed: Vec<&Value> = claims.iter().filter(|c| c["pass"] != true).collect();
@@ -73,7 +76,10 @@ fn assert_lossless(name: &str, report: &Value) {
 fn steady() {
     let r = run("steady");
     assert_lossless("steady", &r);
-    assert_eq!(r["moves"]["targets_moved"], 0, "nothing moves when nothing happens");
+    assert_eq!(
+        r["moves"]["targets_moved"], 0,
+        "nothing moves when nothing happens"
+    );
 }
 
 #[test]
@@ -87,7 +93,9 @@ fn coordinator_kill() {
 #[test]
 fn shard_kill() {
     let r = run("shard-kill");
-    let longest = r["figures"]["victim_longest_gap_ms"].as_u64().expect("figure");
+    let longest = r["figures"]["victim_longest_gap_ms"]
+        .as_u64()
+        .expect("figure");
     let bound = r["figures"]["gap_bound_ms"].as_u64().expect("figure");
     assert!(longest > 0, "a SIGKILLed shard's targets miss some slots");
     assert!(longest <= bound, "gap {longest} ms over {bound} ms");
@@ -128,12 +136,18 @@ fn heavy_target() {
 fn scale_out() {
     let r = run("scale-out");
     assert_lossless("scale-out", &r);
-    assert!(r["moves"]["targets_moved"].as_u64().unwrap_or(0) > 0, "the new shard took targets");
+    assert!(
+        r["moves"]["targets_moved"].as_u64().unwrap_or(0) > 0,
+        "the new shard took targets"
+    );
 }
 
 #[test]
 fn scale_in() {
     let r = run("scale-in");
     assert_lossless("scale-in", &r);
-    assert!(r["moves"]["targets_moved"].as_u64().unwrap_or(0) > 0, "the drained shard's targets moved");
+    assert!(
+        r["moves"]["targets_moved"].as_u64().unwrap_or(0) > 0,
+        "the drained shard's targets moved"
+    );
 }

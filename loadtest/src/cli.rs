@@ -274,8 +274,9 @@ fn run_bench(a: BenchArgs) -> Result<()> {
 fn run_scenario(a: ScenarioArgs) -> Result<()> {
     let binary = match a.binary {
         Some(p) => p,
-        None => std::env::current_exe()
-            .context("scenario: cannot find this binary; pass --binary")?,
+        None => {
+            std::env::current_exe().context("scenario: cannot find this binary; pass --binary")?
+        }
     };
     let mut config = crate::scenario::ScenarioConfig::new(a.name, binary);
     config.short = a.short;

@@ -261,11 +261,7 @@ impl Fleet {
             }));
             fleet.infos.push(TargetInfo {
                 address: socket_string(local),
-                series: if behaviour.serves_series() {
-                    series
-                } else {
-                    0
-                },
+                series: if behaviour.serves_series() { series } else { 0 },
                 behaviour,
             });
             fleet.states.push(state);

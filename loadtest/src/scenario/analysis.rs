@@ -194,10 +194,7 @@ pub fn judge_series(t: &SeriesTimeline, w: &Window<'_>) -> Option<SeriesVerdict>
     // before to.
     let first_in = slot(w.from_ms) + i64::from(slot_time(slot(w.from_ms)) < w.from_ms);
     let last_in = slot(w.to_ms) - i64::from(slot_time(slot(w.to_ms)) >= w.to_ms);
-    let in_window: Vec<i64> = seen_slots
-        .range(first_in..=last_in)
-        .copied()
-        .collect();
+    let in_window: Vec<i64> = seen_slots.range(first_in..=last_in).copied().collect();
     let existed_before = presence.from_ms.is_none_or(|f| f < w.from_ms)
         && seen_slots.first().is_some_and(|&s| s < first_in);
     let lo = if existed_before {
@@ -298,7 +295,8 @@ pub fn analyze(timelines: &[SeriesTimeline], w: &Window<'_>) -> Analysis {
     let slots = u64::try_from((w.to_ms - w.from_ms) / w.interval_ms.max(1)).unwrap_or(0);
     for (instance, &n) in w.series_per_target {
         let p = w.presence.get(instance).copied().unwrap_or_default();
-        let whole = p.from_ms.is_none_or(|f| f < w.from_ms) && p.until_ms.is_none_or(|u| u >= w.to_ms);
+        let whole =
+            p.from_ms.is_none_or(|f| f < w.from_ms) && p.until_ms.is_none_or(|u| u >= w.to_ms);
         let got = received_series.get(instance).copied().unwrap_or(0);
         if whole && got < n {
             let lost = (n - got) as u64;
@@ -313,7 +311,11 @@ pub fn analyze(timelines: &[SeriesTimeline], w: &Window<'_>) -> Analysis {
         }
     }
     a.faulty.sort_by(|x, y| {
-        (y.missing(), y.duplicates, y.stale_markers).cmp(&(x.missing(), x.duplicates, x.stale_markers))
+        (y.missing(), y.duplicates, y.stale_markers).cmp(&(
+            x.missing(),
+            x.duplicates,
+            x.stale_markers,
+        ))
     });
     a
 }
@@ -419,7 +421,10 @@ mod tests {
             presence: &presence,
             series_per_target: &per,
         };
-        let a = analyze(&[series("a", (5..20).map(|k| k * 1000).collect(), vec![])], &w);
+        let a = analyze(
+            &[series("a", (5..20).map(|k| k * 1000).collect(), vec![])],
+            &w,
+        );
         assert_eq!(a.totals.series_never_received, 2);
         assert_eq!(a.totals.samples_missing, 20);
         assert_eq!(a.totals.samples_expected, 30);

@@ -84,8 +84,10 @@ pub struct ScenarioReport {
     pub window_secs: f64,
     /// Seconds from start until the system first converged.
     pub startup_secs: f64,
-    /// Seconds from the scenario's disturbance until assignments stopped
-    /// changing (None: no disturbance, or it never settled).
+    /// Seconds from the scenario's (last) disturbance until assignments
+    /// stopped changing; for scale-out/scale-in until the new shard count
+    /// was up with every target settled (None: no disturbance, or it never
+    /// settled).
     pub converge_secs: Option<f64>,
     /// Delivery of every target series over the window.
     pub delivery: Delivery,
@@ -211,11 +213,7 @@ impl ScenarioReport {
                 c.detail
             );
         }
-        let _ = writeln!(
-            o,
-            "  verdict: {}",
-            if self.pass { "PASS" } else { "FAIL" }
-        );
+        let _ = writeln!(o, "  verdict: {}", if self.pass { "PASS" } else { "FAIL" });
         if let Some(l) = &self.logs {
             let _ = writeln!(o, "  logs: {l}");
         }

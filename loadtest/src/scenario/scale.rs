@@ -126,9 +126,13 @@ pub async fn scale_out(config: &ScenarioConfig) -> Result<ScenarioReport, Scenar
     let mut w = local(config, total, active, n).await?;
     tokio::time::sleep(pick(config, 5, 15)).await;
     w.set_active((0..total).collect())?;
-    w.disturb(format!("{} targets join ({active} -> {total})", total - active));
+    w.disturb(format!(
+        "{} targets join ({active} -> {total})",
+        total - active
+    ));
     let took = wait_shards(&w, (n + 1) as u64, pick(config, 60, 150)).await;
     w.event(format!("{} shards up and settled: {took:?} s", n + 1));
+    w.converge_secs = took;
     tokio::time::sleep(pick(config, 10, 30)).await;
     let placement = w.placement().await;
     let per: Vec<usize> = placement.values().map(Vec::len).collect();
@@ -156,10 +160,14 @@ pub async fn scale_in(config: &ScenarioConfig) -> Result<ScenarioReport, Scenari
     let mut w = local(config, total, total, n).await?;
     tokio::time::sleep(pick(config, 5, 15)).await;
     w.set_active((0..keep).collect())?;
-    w.disturb(format!("{} targets leave ({total} -> {keep})", total - keep));
+    w.disturb(format!(
+        "{} targets leave ({total} -> {keep})",
+        total - keep
+    ));
     let limit = pick(config, 10, 60) + pick(config, 60, 150);
     let took = wait_shards(&w, (n - 1) as u64, limit).await;
     w.event(format!("{} shards up and settled: {took:?} s", n - 1));
+    w.converge_secs = took;
     tokio::time::sleep(pick(config, 10, 30)).await;
     scale_figures(&mut w);
     w.claims.push(Claim::new(

@@ -33,7 +33,9 @@ pub async fn run(config: &ScenarioConfig) -> Result<ScenarioReport, ScenarioErro
 /// from the full value).
 pub fn pick(config: &ScenarioConfig, short: u64, full: u64) -> Duration {
     match config.duration {
-        Some(d) => d.mul_f64(full as f64 / 60.0).max(Duration::from_secs(short.min(5))),
+        Some(d) => d
+            .mul_f64(full as f64 / 60.0)
+            .max(Duration::from_secs(short.min(5))),
         None if config.short => Duration::from_secs(short),
         None => Duration::from_secs(full),
     }
@@ -141,7 +143,8 @@ async fn coordinator_kill(config: &ScenarioConfig) -> Result<ScenarioReport, Sce
     let total: f64 = moves.values().fold(0.0, |a, b| a + b);
     // The restarted coordinator counts from zero.
     w.moves_at_open.clear();
-    w.figures.insert("reattach_secs".into(), serde_json::json!(reattached));
+    w.figures
+        .insert("reattach_secs".into(), serde_json::json!(reattached));
     w.figures
         .insert("moves_after_restart".into(), serde_json::json!(total));
     w.claims.push(Claim::new(
@@ -154,7 +157,11 @@ async fn coordinator_kill(config: &ScenarioConfig) -> Result<ScenarioReport, Sce
         total == 0.0 && before == after,
         format!(
             "moves_total {total} ({moves:?}); placement {}",
-            if before == after { "unchanged" } else { "CHANGED" }
+            if before == after {
+                "unchanged"
+            } else {
+                "CHANGED"
+            }
         ),
     ));
     w.finish(drain(config)).await
@@ -208,10 +215,8 @@ async fn shard_kill(config: &ScenarioConfig) -> Result<ScenarioReport, ScenarioE
         i64::try_from((w.timing.failure_timeout + config.interval).as_millis()).unwrap_or(0);
     w.figures
         .insert("victim_targets".into(), serde_json::json!(victims.len()));
-    w.figures.insert(
-        "replaced_secs".into(),
-        serde_json::json!(replaced),
-    );
+    w.figures
+        .insert("replaced_secs".into(), serde_json::json!(replaced));
     w.figures
         .insert("gap_bound_ms".into(), serde_json::json!(bound_ms));
     let mut report = finish_with(w, drain(config), move |w, to| {
@@ -318,8 +323,10 @@ async fn storage_outage(config: &ScenarioConfig) -> Result<ScenarioReport, Scena
     let injected = w.sink.summary().injected_faults;
     w.figures
         .insert("requests_refused".into(), serde_json::json!(injected));
-    w.figures
-        .insert("outage_secs".into(), serde_json::json!(outage.as_secs_f64()));
+    w.figures.insert(
+        "outage_secs".into(),
+        serde_json::json!(outage.as_secs_f64()),
+    );
     let drain = drain(config) + outage;
     let mut report = finish_with(w, drain, move |w, to| {
         let a = w.analyze(to, interval_ms);
@@ -357,7 +364,11 @@ async fn churn(config: &ScenarioConfig) -> Result<ScenarioReport, ScenarioError>
         let left: Vec<String> = w.active.iter().take(2).map(|&i| w.instance(i)).collect();
         next += 2;
         w.set_active(set)?;
-        w.disturb(format!("churn step {}: {} left, 2 joined", step + 1, left.join(" ")));
+        w.disturb(format!(
+            "churn step {}: {} left, 2 joined",
+            step + 1,
+            left.join(" ")
+        ));
         tokio::time::sleep(every).await;
     }
     tokio::time::sleep(pick(config, 8, 15)).await;
@@ -371,7 +382,11 @@ async fn churn(config: &ScenarioConfig) -> Result<ScenarioReport, ScenarioError>
         let a = w.analyze(to, interval_ms);
         let unscraped: Vec<&String> = joined
             .iter()
-            .filter(|i| a.per_instance.get(*i).is_none_or(|d| d.samples_received == 0))
+            .filter(|i| {
+                a.per_instance
+                    .get(*i)
+                    .is_none_or(|d| d.samples_received == 0)
+            })
             .collect();
         vec![(
             "joined_unscraped".to_owned(),
@@ -379,7 +394,11 @@ async fn churn(config: &ScenarioConfig) -> Result<ScenarioReport, ScenarioError>
             Claim::new(
                 "every target that joined is scraped",
                 unscraped.is_empty(),
-                format!("{} of {} never delivered: {unscraped:?}", unscraped.len(), joined.len()),
+                format!(
+                    "{} of {} never delivered: {unscraped:?}",
+                    unscraped.len(),
+                    joined.len()
+                ),
             ),
         )]
     })
@@ -398,7 +417,9 @@ async fn heavy_target(config: &ScenarioConfig) -> Result<ScenarioReport, Scenari
     if let Err(e) = w.fleet.set_series(0, grown) {
         return Err(w.system_error(e.to_string()));
     }
-    w.disturb(format!("{heavy} grows to {grown} series (a shard holds {MAX_SERIES})"));
+    w.disturb(format!(
+        "{heavy} grows to {grown} series (a shard holds {MAX_SERIES})"
+    ));
     let admin = w.admin();
     let started = Instant::now();
     let mut isolated = None;

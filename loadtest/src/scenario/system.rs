@@ -288,6 +288,10 @@ impl Admin {
 }
 
 /// Waits until `/-/healthy` on 127.0.0.1:`port` answers 200.
-pub async fn wait_port_healthy(port: u16, proc: &mut Proc, timeout: Duration) -> Result<(), String> {
+pub async fn wait_port_healthy(
+    port: u16,
+    proc: &mut Proc,
+    timeout: Duration,
+) -> Result<(), String> {
     Admin::new(port).wait_healthy(proc, timeout).await
 }

@@ -170,7 +170,8 @@ async fn sample(admin: &Admin, seen: &Mutex<Seen>, scale: bool) {
                 if let Some(before) = before
                     && &before != shard
                 {
-                    s.moves.push((t, tv.instance.clone(), before, shard.clone(), tv.series));
+                    s.moves
+                        .push((t, tv.instance.clone(), before, shard.clone(), tv.series));
                     unsettled = true;
                 }
             }
@@ -228,6 +229,9 @@ pub struct World {
     pub claims: Vec<Claim>,
     /// When the disturbance began (unix ms).
     pub disturbed_ms: Option<i64>,
+    /// Time to converge as the scenario measured it (else: from the last
+    /// disturbance to the last assignment change the monitor saw).
+    pub converge_secs: Option<f64>,
     /// Scenario claims judged on the drained sink (window end in unix ms).
     pub deferred_judge: Option<Judge>,
 }
@@ -284,7 +288,9 @@ scrape_configs:\n  - job_name: {JOB}\n    file_sd_configs:\n      - files: [{}]\
         let shard_config = dir.path().join("shard.yml");
         write(
             &shard_config,
-            &format!("global:\n  scrape_interval: {interval}\n  scrape_timeout: {interval}\n{remote_write}"),
+            &format!(
+                "global:\n  scrape_interval: {interval}\n  scrape_timeout: {interval}\n{remote_write}"
+            ),
         )?;
         let mut w = World {
             config: config.clone(),
@@ -310,6 +316,7 @@ scrape_configs:\n  - job_name: {JOB}\n    file_sd_configs:\n      - files: [{}]\
             claims: Vec::new(),
             disturbed_ms: None,
             deferred_judge: None,
+            converge_secs: None,
         };
         w.set_active((0..active.min(targets)).collect())?;
         Ok(w)
@@ -342,7 +349,8 @@ scrape_configs:\n  - job_name: {JOB}\n    file_sd_configs:\n      - files: [{}]\
         let t = now_ms();
         let first = self.coordinator.is_none();
         let addrs: Vec<String> = indices.iter().map(|&i| self.instance(i)).collect();
-        let doc = serde_json::json!([{ "targets": addrs, "labels": {"fleet": "promshard-loadtest"} }]);
+        let doc =
+            serde_json::json!([{ "targets": addrs, "labels": {"fleet": "promshard-loadtest"} }]);
         let tmp = self.sd_file.with_extension("json.tmp");
         write(&tmp, &doc.to_string())?;
         std::fs::rename(&tmp, &self.sd_file).map_err(|source| ScenarioError::Io {
@@ -440,7 +448,10 @@ scrape_configs:\n  - job_name: {JOB}\n    file_sd_configs:\n      - files: [{}]\
                 format!("--coordinator.address=http://127.0.0.1:{grpc}"),
                 format!("--shard.id={id}"),
                 format!("--shard.max-series={max_series}"),
-                format!("--shard.report-interval={}", ms(self.timing.report_interval)),
+                format!(
+                    "--shard.report-interval={}",
+                    ms(self.timing.report_interval)
+                ),
                 "--shutdown.grace=2s".to_owned(),
                 "--storage.wal.segment-size=4MiB".to_owned(),
             ];
@@ -483,7 +494,10 @@ scrape_configs:\n  - job_name: {JOB}\n    file_sd_configs:\n      - files: [{}]\
         };
         let mut files: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
         files.sort();
-        for f in files.iter().filter(|f| f.extension().is_some_and(|e| e == "log")) {
+        for f in files
+            .iter()
+            .filter(|f| f.extension().is_some_and(|e| e == "log"))
+        {
             let text = std::fs::read_to_string(f).unwrap_or_default();
             let lines: Vec<&str> = text.lines().collect();
             out.push_str(&format!("--- {} ---\n", f.display()));
@@ -527,7 +541,11 @@ scrape_configs:\n  - job_name: {JOB}\n    file_sd_configs:\n      - files: [{}]\
     /// Waits (at most `timeout`) until every active target is placed and
     /// settled, `shards` shards are up, and the sink receives every series
     /// of every active target; twice in a row.
-    pub async fn converge(&mut self, shards: usize, timeout: Duration) -> Result<f64, ScenarioError> {
+    pub async fn converge(
+        &mut self,
+        shards: usize,
+        timeout: Duration,
+    ) -> Result<f64, ScenarioError> {
         let start = Instant::now();
         let deadline = start + timeout;
         let admin = self.admin();
@@ -540,7 +558,10 @@ scrape_configs:\n  - job_name: {JOB}\n    file_sd_configs:\n      - files: [{}]\
                     return Err(self.system_error(e));
                 }
             }
-            why = self.unconverged(&admin, shards, recent).await.unwrap_or_default();
+            why = self
+                .unconverged(&admin, shards, recent)
+                .await
+                .unwrap_or_default();
             if why.is_empty() {
                 good += 1;
                 if good >= 2 {
@@ -645,7 +666,11 @@ scrape_configs:\n  - job_name: {JOB}\n    file_sd_configs:\n      - files: [{}]\
             );
             claims.insert(
                 1,
-                Claim::new("zero duplicates", d.duplicates == 0, format!("{} duplicates", d.duplicates)),
+                Claim::new(
+                    "zero duplicates",
+                    d.duplicates == 0,
+                    format!("{} duplicates", d.duplicates),
+                ),
             );
             claims.insert(
                 2,
@@ -667,16 +692,21 @@ scrape_configs:\n  - job_name: {JOB}\n    file_sd_configs:\n      - files: [{}]\
                 by_reason.insert(r.clone(), delta);
             }
         }
-        let in_window: Vec<_> = seen.moves.iter().filter(|m| m.0 >= self.window_from_ms).collect();
+        let in_window: Vec<_> = seen
+            .moves
+            .iter()
+            .filter(|m| m.0 >= self.window_from_ms)
+            .collect();
         let moves = Moves {
             targets_moved: in_window.len() as u64,
             series_moved: in_window.iter().map(|m| m.4).sum(),
             by_reason,
         };
         let utilization = utilization(&seen, self.window_from_ms, to);
-        let converge_secs = self
-            .disturbed_ms
-            .map(|d| (seen.last_unsettled_ms.max(d) - d) as f64 / 1000.0);
+        let converge_secs = self.converge_secs.or_else(|| {
+            self.disturbed_ms
+                .map(|d| (seen.last_unsettled_ms.max(d) - d) as f64 / 1000.0)
+        });
         let pass = claims.iter().all(|c| c.pass);
         let keep = self.config.keep_dir || !pass;
         let logs = if keep {
@@ -741,7 +771,9 @@ scrape_configs:\n  - job_name: {JOB}\n    file_sd_configs:\n      - files: [{}]\
             let behind = now_ms() - to;
             let fresh = self.fresh_series(behind + interval);
             let want = self.series_per_target();
-            let reached = want.iter().all(|(i, n)| fresh.get(i).copied().unwrap_or(0) >= *n);
+            let reached = want
+                .iter()
+                .all(|(i, n)| fresh.get(i).copied().unwrap_or(0) >= *n);
             // Two more seconds for stragglers (a replayed WAL).
             reached_for = if reached { reached_for + 1 } else { 0 };
             if reached_for > 2 {

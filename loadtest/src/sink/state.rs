@@ -213,7 +213,11 @@ impl SinkState {
         for shard in &self.shards {
             let shard = lock(shard);
             for (hash, timeline) in &shard.timelines {
-                let labels = shard.labels.get(hash).map(|p| unpack(p)).unwrap_or_default();
+                let labels = shard
+                    .labels
+                    .get(hash)
+                    .map(|p| unpack(p))
+                    .unwrap_or_default();
                 if matcher.matches(&labels) {
                     out.push(SeriesTimeline {
                         labels,
@@ -540,5 +544,31 @@ mod tests {
         assert_eq!(state.window_samples(), 3, "1000 and 2999 of x, 1500 of y");
         state.set_window(0, 10);
         assert_eq!(state.window_samples(), 0, "a new window starts from 0");
+    }
+
+    #[test]
+    fn timelines_keep_every_timestamp_in_arrival_order_once_switched_on() {
+        let state = SinkState::new(None, true);
+        state.record(&request("m", &[(1000, 1.0)]));
+        state.record_timelines(true);
+        let stale = f64::from_bits(STALE_NAN_BITS);
+        state.record(&request("m", &[(3000, 1.0), (2000, 2.0)]));
+        state.record(&request("m", &[(3000, 1.0), (4000, stale)]));
+        let all = state.timelines(&Matcher::default());
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].labels.get("__name__").map(String::as_str), Some("m"));
+        assert_eq!(
+            all[0].timeline.samples,
+            vec![3000, 2000, 3000],
+            "arrival order, repeats kept"
+        );
+        assert_eq!(all[0].timeline.stale_markers, vec![4000]);
+        let none = state.timelines(&Matcher::parse("other").unwrap());
+        assert!(none.is_empty());
+        state.record_timelines(false);
+        assert!(
+            state.timelines(&Matcher::default()).is_empty(),
+            "off forgets"
+        );
     }
 }
