@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::report::Claim;
 use super::scripts::{MAX_SERIES, drain, pick};
-use super::world::World;
+use super::world::{World, secs};
 use super::{Scenario, ScenarioConfig, ScenarioError, ScenarioReport};
 
 /// `promshard local` with the autoscaler between 1 and 4 shards,
@@ -131,7 +131,7 @@ pub async fn scale_out(config: &ScenarioConfig) -> Result<ScenarioReport, Scenar
         total - active
     ));
     let took = wait_shards(&w, (n + 1) as u64, pick(config, 60, 150)).await;
-    w.event(format!("{} shards up and settled: {took:?} s", n + 1));
+    w.event(format!("{} shards up and settled: {}", n + 1, secs(took)));
     w.converge_secs = took;
     tokio::time::sleep(pick(config, 10, 30)).await;
     let placement = w.placement().await;
@@ -166,7 +166,7 @@ pub async fn scale_in(config: &ScenarioConfig) -> Result<ScenarioReport, Scenari
     ));
     let limit = pick(config, 10, 60) + pick(config, 60, 150);
     let took = wait_shards(&w, (n - 1) as u64, limit).await;
-    w.event(format!("{} shards up and settled: {took:?} s", n - 1));
+    w.event(format!("{} shards up and settled: {}", n - 1, secs(took)));
     w.converge_secs = took;
     tokio::time::sleep(pick(config, 10, 30)).await;
     scale_figures(&mut w);

@@ -9,7 +9,7 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use super::report::Claim;
-use super::world::{World, now_ms};
+use super::world::{World, now_ms, secs};
 use super::{Scenario, ScenarioConfig, ScenarioError, ScenarioReport};
 
 /// Capacity (`--shard.max-series`) of every shard.
@@ -135,7 +135,7 @@ async fn coordinator_kill(config: &ScenarioConfig) -> Result<ScenarioReport, Sce
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    w.event(format!("shards reattached: {reattached:?} s"));
+    w.event(format!("shards reattached: {}", secs(reattached)));
     // Several plan rounds with reports in.
     tokio::time::sleep(pick(config, 10, 40)).await;
     let after = w.placement().await;
@@ -150,7 +150,7 @@ async fn coordinator_kill(config: &ScenarioConfig) -> Result<ScenarioReport, Sce
     w.claims.push(Claim::new(
         "every shard reattached",
         reattached.is_some(),
-        format!("{reattached:?} s after the restart"),
+        format!("{} after the restart", secs(reattached)),
     ));
     w.claims.push(Claim::new(
         "zero moves after the restart",
@@ -196,7 +196,7 @@ async fn shard_kill(config: &ScenarioConfig) -> Result<ScenarioReport, ScenarioE
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    w.event(format!("its targets re-placed: {replaced:?} s"));
+    w.event(format!("its targets re-placed: {}", secs(replaced)));
     let down = pick(config, 8, 30);
     tokio::time::sleep(down.saturating_sub(killed.elapsed())).await;
     let restarted = match w.shards.iter_mut().find(|s| s.id == victim_id) {
@@ -446,7 +446,10 @@ async fn heavy_target(config: &ScenarioConfig) -> Result<ScenarioReport, Scenari
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    w.event(format!("heavy target isolated: {isolated:?} s ({last})"));
+    w.event(format!(
+        "heavy target isolated: {} ({last})",
+        secs(isolated)
+    ));
     tokio::time::sleep(pick(config, 8, 20)).await;
     let targets = admin.targets().await.unwrap_or_default();
     let h = targets.iter().find(|t| t.instance == heavy).cloned();

@@ -840,6 +840,11 @@ fn utilization(seen: &Seen, from: i64, to: i64) -> Utilization {
     u
 }
 
+/// `2.3 s`, or `never` for `None`.
+pub fn secs(s: Option<f64>) -> String {
+    s.map_or_else(|| "never".to_owned(), |s| format!("{s:.1} s"))
+}
+
 /// Sleeps until unix ms `t`.
 pub async fn sleep_until_ms(t: i64) {
     let d = t - now_ms();
