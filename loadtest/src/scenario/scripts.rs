@@ -318,8 +318,23 @@ async fn storage_outage(config: &ScenarioConfig) -> Result<ScenarioReport, Scena
     tokio::time::sleep(outage).await;
     w.sink.clear_fault();
     w.event("sink recovered");
-    tokio::time::sleep(pick(config, 10, 20)).await;
     let interval_ms = i64::try_from(config.interval.as_millis()).unwrap_or(1000);
+    // The backlog is delivered in order per series: caught up once every
+    // series has a sample of the last two intervals.
+    let settle = pick(config, 10, 20);
+    let recovered = Instant::now();
+    let mut caught_up = None;
+    while recovered.elapsed() < settle {
+        if w.all_fresh(2 * interval_ms) {
+            caught_up = Some(recovered.elapsed().as_secs_f64());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    w.event(format!("backlog delivered: {}", secs(caught_up)));
+    tokio::time::sleep(settle.saturating_sub(recovered.elapsed())).await;
+    w.figures
+        .insert("catch_up_secs".into(), serde_json::json!(caught_up));
     let injected = w.sink.summary().injected_faults;
     w.figures
         .insert("requests_refused".into(), serde_json::json!(injected));

@@ -509,6 +509,15 @@ scrape_configs:\n  - job_name: {JOB}\n    file_sd_configs:\n      - files: [{}]\
         out
     }
 
+    /// True when the sink holds a sample of the last `recent_ms` of every
+    /// series of every active target.
+    pub fn all_fresh(&self, recent_ms: i64) -> bool {
+        let fresh = self.fresh_series(recent_ms);
+        self.series_per_target()
+            .iter()
+            .all(|(i, n)| fresh.get(i).copied().unwrap_or(0) >= *n)
+    }
+
     /// Series each active target exposes (targets serving none left out).
     pub fn series_per_target(&self) -> HashMap<String, usize> {
         self.active
@@ -522,7 +531,7 @@ scrape_configs:\n  - job_name: {JOB}\n    file_sd_configs:\n      - files: [{}]\
 
     /// Target series the sink holds per instance with a sample in the last
     /// `recent_ms`.
-    fn fresh_series(&self, recent_ms: i64) -> HashMap<String, usize> {
+    pub fn fresh_series(&self, recent_ms: i64) -> HashMap<String, usize> {
         let since = now_ms() - recent_ms;
         let m = Matcher::parse(&format!("{{job=\"{JOB}\"}}")).unwrap_or_default();
         let mut out: HashMap<String, usize> = HashMap::new();
