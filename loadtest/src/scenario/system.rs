@@ -22,6 +22,8 @@ pub struct Proc {
     args: Vec<String>,
     child: Option<Child>,
     log: PathBuf,
+    /// Dropped with SIGTERM first (see [`Proc::terminate`]).
+    graceful: bool,
 }
 
 impl Proc {
@@ -40,6 +42,7 @@ impl Proc {
             args,
             child: None,
             log: log.to_path_buf(),
+            graceful: false,
         };
         p.start()?;
         Ok(p)
@@ -76,6 +79,12 @@ impl Proc {
         Ok(())
     }
 
+    /// Stop it with SIGTERM (waiting up to 20 s) rather than SIGKILL when
+    /// dropped.
+    pub fn set_graceful(&mut self, graceful: bool) {
+        self.graceful = graceful;
+    }
+
     /// The process id while running.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
@@ -103,6 +112,30 @@ impl Proc {
         }
     }
 
+    /// SIGTERM, then SIGKILL if it has not exited within `grace` (for
+    /// `promshard local`: its shards are its children without a parent
+    /// death signal, so only an orderly stop ends them).
+    pub fn terminate(&mut self, grace: Duration) {
+        let Some(pid) = self.pid().and_then(|p| i32::try_from(p).ok()) else {
+            return;
+        };
+        // SAFETY: kill(2) on our own child's pid, which is not reaped yet
+        // (we hold its Child), so it cannot name another process.
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if let Some(Ok(Some(_))) = self.child.as_mut().map(Child::try_wait) {
+                self.child = None;
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        tracing::warn!(name = %self.name, "did not stop on SIGTERM within {grace:?}; SIGKILL");
+        self.kill();
+    }
+
     /// Starts it again with the same arguments (after [`Proc::kill`]).
     pub fn restart(&mut self) -> Result<(), ScenarioError> {
         self.kill();
@@ -117,6 +150,9 @@ impl Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
+        if self.graceful {
+            self.terminate(Duration::from_secs(20));
+        }
         self.kill();
     }
 }

@@ -69,6 +69,8 @@ pub struct CoordinatorProc {
     pub web: u16,
     /// gRPC port.
     pub grpc: u16,
+    /// `promshard local` (its shards are its children).
+    pub local: bool,
 }
 
 /// A `promshard collector` shard.
@@ -413,9 +415,16 @@ scrape_configs:\n  - job_name: {JOB}\n    file_sd_configs:\n      - files: [{}]\
             args.extend(extra.iter().cloned());
             let log = self.path().join(format!("{sub}.log"));
             let mut proc = Proc::spawn(sub, &self.config.binary, args, &log)?;
+            // `local`'s shards outlive it when it is SIGKILLed.
+            proc.set_graceful(sub == "local");
             match wait_port_healthy(web, &mut proc, Duration::from_secs(30)).await {
                 Ok(()) => {
-                    self.coordinator = Some(CoordinatorProc { proc, web, grpc });
+                    self.coordinator = Some(CoordinatorProc {
+                        proc,
+                        web,
+                        grpc,
+                        local: sub == "local",
+                    });
                     return Ok(());
                 }
                 Err(why) => {
@@ -654,6 +663,7 @@ scrape_configs:\n  - job_name: {JOB}\n    file_sd_configs:\n      - files: [{}]\
             None => Seen::default(),
         };
         self.drain(to, drain).await;
+        self.stop_local().await;
         let interval_ms = i64::try_from(self.config.interval.as_millis()).unwrap_or(1000);
         let analysis = self.analyze(to, interval_ms);
         if let Some(judge) = self.deferred_judge.take() {
@@ -750,6 +760,16 @@ scrape_configs:\n  - job_name: {JOB}\n    file_sd_configs:\n      - files: [{}]\
             pass,
             logs,
         })
+    }
+
+    /// Stops a `promshard local` in order (SIGTERM: it stops its shards,
+    /// which outlive a SIGKILLed parent).
+    async fn stop_local(&mut self) {
+        if let Some(c) = self.coordinator.as_mut()
+            && c.local
+        {
+            c.proc.terminate(Duration::from_secs(20));
+        }
     }
 
     /// Judges the window [open, `to`) against the sink's timelines now.
