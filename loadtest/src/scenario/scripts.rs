@@ -489,5 +489,41 @@ async fn heavy_target(config: &ScenarioConfig) -> Result<ScenarioReport, Scenari
             companions.len()
         ),
     ));
-    w.finish(drain(config)).await
+    // Who moved (the targets that made room, or the heavy one itself).
+    let from = w.window_from_ms;
+    let moved: Vec<String> = w
+        .monitor
+        .as_ref()
+        .map(|m| m.seen().moves)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|m| m.0 >= from)
+        .map(|m| m.1)
+        .collect();
+    let interval_ms = i64::try_from(config.interval.as_millis()).unwrap_or(1000);
+    finish_with(w, drain(config), move |w, to| {
+        let a = w.analyze(to, interval_ms);
+        let lossy: Vec<&String> = moved
+            .iter()
+            .filter(|i| {
+                a.per_instance
+                    .get(*i)
+                    .is_none_or(|d| d.samples_missing > 0 || d.duplicates > 0)
+            })
+            .collect();
+        vec![(
+            "moved_targets".to_owned(),
+            serde_json::json!(moved),
+            Claim::new(
+                "the targets that made room moved by handover: no missing or duplicate sample",
+                !moved.is_empty() && lossy.is_empty(),
+                format!(
+                    "{} moved, {} of them lost or doubled samples {lossy:?}",
+                    moved.len(),
+                    lossy.len()
+                ),
+            ),
+        )]
+    })
+    .await
 }
