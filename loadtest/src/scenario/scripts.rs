@@ -225,9 +225,13 @@ async fn shard_kill(config: &ScenarioConfig) -> Result<ScenarioReport, ScenarioE
         let mut early = Vec::new();
         let mut split = Vec::new();
         let mut other_gaps = 0u64;
+        let mut dups = [0u64; 2];
+        let mut ooo = [0u64; 2];
         for (inst, series) in &a.by_instance {
             let victim = victims.contains(inst);
             for v in series {
+                dups[usize::from(victim)] += v.duplicates;
+                ooo[usize::from(victim)] += v.out_of_order;
                 if !victim {
                     other_gaps += v.missing_runs.len() as u64;
                     continue;
@@ -244,6 +248,18 @@ async fn shard_kill(config: &ScenarioConfig) -> Result<ScenarioReport, ScenarioE
             }
         }
         vec![
+            (
+                "duplicates_victims_others".to_owned(),
+                serde_json::json!(dups.iter().rev().collect::<Vec<_>>()),
+                Claim::new(
+                    "the other shards' targets: zero duplicates",
+                    dups[0] == 0,
+                    format!(
+                        "{} duplicates, {} out of order (victims: {} duplicates, {} out of order, from the replayed WAL)",
+                        dups[0], ooo[0], dups[1], ooo[1]
+                    ),
+                ),
+            ),
             (
                 "victim_longest_gap_ms".to_owned(),
                 serde_json::json!(longest),
