@@ -29,10 +29,51 @@ pub enum LoadtestCommand {
     /// Scrape one fleet with promshard collector, vmagent and the
     /// Prometheus agent in turn; compare CPU per sample, memory, delivery.
     BenchCollector(BenchArgs),
+    /// Run a whole system on loopback through one disturbance and judge
+    /// every sample (exit status 1 when a claim fails).
+    Scenario(ScenarioArgs),
     /// Place one target set with promshard's planner, hashmod, vmagent
     /// cluster mode and the OpenTelemetry allocator; compare balance and
     /// series moved on scale-out and scale-in.
     Compare(crate::compare::CompareArgs),
+}
+
+/// `promshard loadtest scenario NAME`.
+#[derive(Debug, Args)]
+pub struct ScenarioArgs {
+    /// Which scenario.
+    #[arg(value_enum)]
+    pub name: crate::scenario::Scenario,
+    /// The short version (about a minute, for CI).
+    #[arg(long)]
+    pub short: bool,
+    /// Print the report as JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Also write the JSON report to this file.
+    #[arg(long = "report.json")]
+    pub report_json: Option<std::path::PathBuf>,
+    /// The promshard binary (default: this binary).
+    #[arg(long)]
+    pub binary: Option<std::path::PathBuf>,
+    /// Keep the run directory (logs, WALs) even when every claim passes.
+    #[arg(long)]
+    pub keep_dir: bool,
+    /// Scrape interval.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub interval: Duration,
+    /// Targets (default per scenario).
+    #[arg(long)]
+    pub targets: Option<usize>,
+    /// Series per target.
+    #[arg(long, default_value_t = 100)]
+    pub series: usize,
+    /// Shards at the start (default per scenario).
+    #[arg(long)]
+    pub shards: Option<usize>,
+    /// Scales the quiet parts of the full version (60s = as designed).
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
 }
 
 /// `promshard loadtest bench-collector`.
@@ -176,6 +217,7 @@ pub fn run(args: LoadtestArgs) -> Result<()> {
     let args = match args.command {
         // The benchmark runs its own runtimes for the fleet and the sink.
         LoadtestCommand::BenchCollector(a) => return run_bench(a),
+        LoadtestCommand::Scenario(a) => return run_scenario(a),
         LoadtestCommand::Compare(a) => return crate::compare::run_cli(&a),
         other => other,
     };
@@ -187,8 +229,8 @@ pub fn run(args: LoadtestArgs) -> Result<()> {
         match args {
             LoadtestCommand::Fleet(a) => run_fleet(a).await,
             LoadtestCommand::Sink(a) => run_sink(a).await,
-            LoadtestCommand::BenchCollector(_) => {
-                bail!("loadtest: bench-collector runs on its own runtimes")
+            LoadtestCommand::BenchCollector(_) | LoadtestCommand::Scenario(_) => {
+                bail!("loadtest: bench-collector and scenario run on their own runtimes")
             }
             LoadtestCommand::Compare(_) => bail!("loadtest: compare needs no runtime"),
         }
@@ -225,6 +267,44 @@ fn run_bench(a: BenchArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", report.to_table());
+    }
+    Ok(())
+}
+
+fn run_scenario(a: ScenarioArgs) -> Result<()> {
+    let binary = match a.binary {
+        Some(p) => p,
+        None => {
+            std::env::current_exe().context("scenario: cannot find this binary; pass --binary")?
+        }
+    };
+    let mut config = crate::scenario::ScenarioConfig::new(a.name, binary);
+    config.short = a.short;
+    config.keep_dir = a.keep_dir;
+    config.interval = a.interval;
+    config.targets = a.targets;
+    config.series_per_target = a.series;
+    config.shards = a.shards;
+    config.duration = a.duration;
+    let report = crate::scenario::run(&config)?;
+    let json = serde_json::to_string_pretty(&report)?;
+    if let Some(path) = &a.report_json {
+        std::fs::write(path, &json)
+            .with_context(|| format!("scenario: cannot write {}", path.display()))?;
+    }
+    if a.json {
+        println!("{json}");
+    } else {
+        print!("{}", report.to_text());
+    }
+    if !report.pass {
+        let failed: Vec<&str> = report
+            .claims
+            .iter()
+            .filter(|c| !c.pass)
+            .map(|c| c.claim.as_str())
+            .collect();
+        bail!("scenario {}: FAIL: {}", report.scenario, failed.join("; "));
     }
     Ok(())
 }

@@ -118,7 +118,8 @@ pub enum FleetError {
 /// One target's serving state.
 #[derive(Debug)]
 struct TargetState {
-    template: Arc<Template>,
+    /// Replaced by [`Fleet::set_series`].
+    template: std::sync::RwLock<Arc<Template>>,
     behaviour: Behaviour,
     churn_every: u64,
     scrapes: AtomicU64,
@@ -140,6 +141,7 @@ pub struct TargetInfo {
 #[derive(Debug)]
 pub struct Fleet {
     infos: Vec<TargetInfo>,
+    churn_fraction: f64,
     states: Vec<Arc<TargetState>>,
     tasks: Vec<JoinHandle<()>>,
     shutdown: watch::Sender<bool>,
@@ -210,6 +212,7 @@ impl Fleet {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut fleet = Fleet {
             infos: Vec::with_capacity(config.targets),
+            churn_fraction: config.churn_fraction,
             states: Vec::with_capacity(config.targets),
             tasks: Vec::with_capacity(config.targets),
             shutdown,
@@ -234,8 +237,9 @@ impl Fleet {
                 source,
             })?;
             let behaviour = behaviour_of(&config, i);
+            let series = template.series_count();
             let state = Arc::new(TargetState {
-                template,
+                template: std::sync::RwLock::new(template),
                 behaviour,
                 churn_every: config.churn_every,
                 scrapes: AtomicU64::new(0),
@@ -257,11 +261,7 @@ impl Fleet {
             }));
             fleet.infos.push(TargetInfo {
                 address: socket_string(local),
-                series: if behaviour.serves_series() {
-                    state.template.series_count()
-                } else {
-                    0
-                },
+                series: if behaviour.serves_series() { series } else { 0 },
                 behaviour,
             });
             fleet.states.push(state);
@@ -290,10 +290,30 @@ impl Fleet {
     pub fn expected_series(&self, target: usize, generation: u64) -> Vec<SeriesInfo> {
         match (self.infos.get(target), self.states.get(target)) {
             (Some(info), Some(state)) if info.behaviour.serves_series() => {
-                state.template.series(generation)
+                state.template().series(generation)
             }
             _ => Vec::new(),
         }
+    }
+
+    /// Makes target `target` expose `series` series from its next scrape on
+    /// (its first series stay the same: a target that grows keeps its old
+    /// series and adds new ones; churn is kept at the fleet's fraction).
+    pub fn set_series(&mut self, target: usize, series: usize) -> Result<(), FleetError> {
+        let (Some(info), Some(state)) = (self.infos.get_mut(target), self.states.get(target))
+        else {
+            return Err(FleetError::Config(format!(
+                "set_series: no target {target} (the fleet has {})",
+                self.infos.len()
+            )));
+        };
+        let churn = (series as f64 * self.churn_fraction).round() as usize;
+        let template = Arc::new(Template::new(series, churn));
+        if info.behaviour.serves_series() {
+            info.series = template.series_count();
+        }
+        *state.template.write().unwrap_or_else(|e| e.into_inner()) = template;
+        Ok(())
     }
 
     /// How many times target `target` has been scraped.
@@ -356,6 +376,15 @@ impl Drop for Fleet {
     }
 }
 
+impl TargetState {
+    fn template(&self) -> Arc<Template> {
+        self.template
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
 fn socket_string(addr: SocketAddr) -> String {
     addr.to_string()
 }
@@ -390,7 +419,7 @@ async fn serve_metrics(State(target): State<Arc<TargetState>>) -> Response {
     let scrape = target.scrapes.fetch_add(1, Ordering::Relaxed);
     let mut body = String::new();
     target
-        .template
+        .template()
         .render(scrape, scrape / target.churn_every, &mut body);
     (
         [(

@@ -8,13 +8,16 @@
 //!   the Prometheus agent on one fleet.
 //! - [`compare`]: promshard's planner against hashmod, vmagent cluster mode
 //!   and the OpenTelemetry allocator's strategies on one target set.
-//! - [`cli`]: `promshard loadtest fleet|sink|bench-collector|compare`.
+//! - [`scenario`]: `scenario NAME`, a whole system on loopback judged by
+//!   the sink.
+//! - [`cli`]: `promshard loadtest fleet|sink|bench-collector|compare|scenario`.
 
 pub mod bench;
 pub mod cli;
 pub mod compare;
 pub mod exposition;
 pub mod fleet;
+pub mod scenario;
 pub mod sink;
 pub mod zipf;
 

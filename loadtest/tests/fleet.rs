@@ -234,3 +234,22 @@ async fn slow_and_broken_targets_misbehave_as_configured() {
         .await;
     assert!(hung.unwrap_err().is_timeout());
 }
+
+#[tokio::test]
+async fn a_grown_target_keeps_its_old_series_and_adds_new_ones() {
+    let mut fleet = Fleet::start(config(2, 100)).await.unwrap();
+    let addr = fleet.targets()[0].clone();
+    let (_, before) = scrape(&addr).await;
+    let before: std::collections::HashSet<String> = samples(&before).into_keys().collect();
+    fleet.set_series(0, 2600).unwrap();
+    assert_eq!(fleet.target_infos()[0].series, 2600);
+    assert_eq!(fleet.expected_series_total(), 2700);
+    let (_, after) = scrape(&addr).await;
+    let after: std::collections::HashSet<String> = samples(&after).into_keys().collect();
+    assert_eq!(after.len(), 2600);
+    // A series that vanished would get a staleness marker from its
+    // scraper although its target is still there.
+    let lost: Vec<&String> = before.difference(&after).collect();
+    assert!(lost.is_empty(), "series gone after growing: {lost:?}");
+    assert!(fleet.set_series(5, 10).is_err(), "no target 5");
+}

@@ -201,7 +201,7 @@ impl Running {
 /// The contender gets SIGKILL when the thread that started it (this
 /// run's main thread) ends, so a benchmark killed or interrupted midway
 /// leaves no scraper behind.
-fn die_with_parent(cmd: &mut std::process::Command) {
+pub(crate) fn die_with_parent(cmd: &mut std::process::Command) {
     use std::os::unix::process::CommandExt as _;
     // SAFETY: between fork and exec only async-signal-safe calls are
     // allowed; prctl is a plain system call.
@@ -237,7 +237,7 @@ fn log_tail(path: &Path) -> String {
     summarize_log(&std::fs::read_to_string(path).unwrap_or_default())
 }
 
-fn summarize_log(text: &str) -> String {
+pub(crate) fn summarize_log(text: &str) -> String {
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     if let Some(i) = lines.iter().position(|l| l.contains("panicked at")) {
         return lines[i..lines.len().min(i + 2)].join(" | ");

@@ -24,7 +24,7 @@ use tokio::task::JoinHandle;
 
 pub use decode::{RejectReason, Rejected, encode_request};
 pub use matcher::Matcher;
-pub use state::{Counts, SeriesReport, SinkState, Summary};
+pub use state::{Counts, SeriesReport, SeriesTimeline, SinkState, Summary, Timeline};
 
 /// What to answer instead of accepting writes.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -234,6 +234,18 @@ impl Sink {
     /// Series matching a selector (at most `limit`).
     pub fn series(&self, matcher: &Matcher, limit: usize) -> Vec<SeriesReport> {
         self.shared.state.series(matcher, limit)
+    }
+
+    /// From now on keeps every sample timestamp per series (`on`), or
+    /// stops and forgets them; see [`Sink::timelines`].
+    pub fn record_timelines(&self, on: bool) {
+        self.shared.state.record_timelines(on);
+    }
+
+    /// The timelines recorded since [`Sink::record_timelines`] of the
+    /// series matching `matcher`.
+    pub fn timelines(&self, matcher: &Matcher) -> Vec<SeriesTimeline> {
+        self.shared.state.timelines(matcher)
     }
 
     /// Starts answering with a fault (replacing any in force).

@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
 use promshard_proto::STALE_NAN_BITS;
 use promshard_proto::prometheus::{Label, TimeSeries, WriteRequest};
@@ -45,6 +45,27 @@ struct Shard {
     series: HashMap<u64, SeriesState>,
     /// `name\xffvalue\xff...` per series, when labels are recorded.
     labels: HashMap<u64, Box<str>>,
+    /// Every sample timestamp per series in arrival order, while timelines
+    /// are recorded ([`SinkState::record_timelines`]).
+    timelines: HashMap<u64, Timeline>,
+}
+
+/// The timestamps one series received, in arrival order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Timeline {
+    /// Timestamps (ms) of samples that are not staleness markers.
+    pub samples: Vec<i64>,
+    /// Timestamps (ms) of staleness markers.
+    pub stale_markers: Vec<i64>,
+}
+
+/// One series' labels and [`Timeline`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeriesTimeline {
+    /// Labels, sorted by name (empty unless labels are recorded).
+    pub labels: BTreeMap<String, String>,
+    /// What it received since timelines are recorded.
+    pub timeline: Timeline,
 }
 
 /// Totals of one job (or of everything).
@@ -125,6 +146,8 @@ pub struct SinkState {
     window_from_ms: AtomicI64,
     window_to_ms: AtomicI64,
     window_samples: AtomicU64,
+    /// Keep every timestamp per series (see [`SinkState::record_timelines`]).
+    timelines_on: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -167,7 +190,43 @@ impl SinkState {
             window_from_ms: AtomicI64::new(0),
             window_to_ms: AtomicI64::new(0),
             window_samples: AtomicU64::new(0),
+            timelines_on: AtomicBool::new(false),
         }
+    }
+
+    /// From now on, keeps every sample's timestamp per series (about 8
+    /// bytes per sample: for scenario runs of minutes, not for days) when
+    /// `on`; off drops what was kept.
+    pub fn record_timelines(&self, on: bool) {
+        self.timelines_on.store(on, Ordering::SeqCst);
+        if !on {
+            for shard in &self.shards {
+                lock(shard).timelines.clear();
+            }
+        }
+    }
+
+    /// The timelines of the series matching `matcher` (labels must be
+    /// recorded for a non-empty matcher to match anything).
+    pub fn timelines(&self, matcher: &Matcher) -> Vec<SeriesTimeline> {
+        let mut out = Vec::new();
+        for shard in &self.shards {
+            let shard = lock(shard);
+            for (hash, timeline) in &shard.timelines {
+                let labels = shard
+                    .labels
+                    .get(hash)
+                    .map(|p| unpack(p))
+                    .unwrap_or_default();
+                if matcher.matches(&labels) {
+                    out.push(SeriesTimeline {
+                        labels,
+                        timeline: timeline.clone(),
+                    });
+                }
+            }
+        }
+        out
     }
 
     /// Starts counting, from now on, the samples whose timestamp lies in
@@ -239,6 +298,16 @@ impl SinkState {
     }
 
     fn record_series(&self, shard: &mut Shard, hash: u64, ts: &TimeSeries, window: (i64, i64)) {
+        if self.timelines_on.load(Ordering::Relaxed) {
+            let timeline = shard.timelines.entry(hash).or_default();
+            for sample in &ts.samples {
+                if sample.value.to_bits() == STALE_NAN_BITS {
+                    timeline.stale_markers.push(sample.timestamp);
+                } else {
+                    timeline.samples.push(sample.timestamp);
+                }
+            }
+        }
         let state = match shard.series.get_mut(&hash) {
             Some(s) => s,
             None => {
@@ -475,5 +544,31 @@ mod tests {
         assert_eq!(state.window_samples(), 3, "1000 and 2999 of x, 1500 of y");
         state.set_window(0, 10);
         assert_eq!(state.window_samples(), 0, "a new window starts from 0");
+    }
+
+    #[test]
+    fn timelines_keep_every_timestamp_in_arrival_order_once_switched_on() {
+        let state = SinkState::new(None, true);
+        state.record(&request("m", &[(1000, 1.0)]));
+        state.record_timelines(true);
+        let stale = f64::from_bits(STALE_NAN_BITS);
+        state.record(&request("m", &[(3000, 1.0), (2000, 2.0)]));
+        state.record(&request("m", &[(3000, 1.0), (4000, stale)]));
+        let all = state.timelines(&Matcher::default());
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].labels.get("__name__").map(String::as_str), Some("m"));
+        assert_eq!(
+            all[0].timeline.samples,
+            vec![3000, 2000, 3000],
+            "arrival order, repeats kept"
+        );
+        assert_eq!(all[0].timeline.stale_markers, vec![4000]);
+        let none = state.timelines(&Matcher::parse("other").unwrap());
+        assert!(none.is_empty());
+        state.record_timelines(false);
+        assert!(
+            state.timelines(&Matcher::default()).is_empty(),
+            "off forgets"
+        );
     }
 }
