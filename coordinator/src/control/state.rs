@@ -343,7 +343,13 @@ impl State {
     /// Load per shard from the load model and the assignment.
     pub fn shard_loads(&self) -> BTreeMap<ShardId, (Load, usize)> {
         let mut out: BTreeMap<ShardId, (Load, usize)> = BTreeMap::new();
-        for (t, s) in &self.assignment {
+        // Targets that left discovery are being removed: the load model
+        // already forgot them (it would count each at the default size).
+        for (t, s) in self
+            .assignment
+            .iter()
+            .filter(|(t, _)| self.registry.contains(**t))
+        {
             let e = out.entry(s.clone()).or_default();
             e.0 = e.0.add(self.loads.load_of(*t).0);
             e.1 += 1;
