@@ -83,27 +83,8 @@ pub fn get_json(port: u16, path: &str) -> Option<serde_json::Value> {
     }
 }
 
-/// Timing knobs of a test cluster.
-#[derive(Clone, Debug)]
-pub struct Timing {
-    pub failure_timeout: Duration,
-    pub grace: Duration,
-    pub plan_interval: Duration,
-    pub handover_lead: Duration,
-    pub report_interval: Duration,
-}
-
-impl Default for Timing {
-    fn default() -> Self {
-        Timing {
-            failure_timeout: Duration::from_secs(4),
-            grace: Duration::from_secs(2),
-            plan_interval: Duration::from_secs(2),
-            handover_lead: Duration::from_secs(2),
-            report_interval: Duration::from_secs(1),
-        }
-    }
-}
+/// Timing knobs of a test cluster: the same as the loadtest scenarios'.
+pub use promshard_loadtest::scenario::world::Timing;
 
 fn secs(d: Duration) -> String {
     format!("{}ms", d.as_millis())
