@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use super::report::Claim;
-use super::scripts::{MAX_SERIES, drain, pick};
+use super::scripts::{drain, max_series, pick};
 use super::world::{World, secs};
 use super::{Scenario, ScenarioConfig, ScenarioError, ScenarioReport};
 
@@ -31,7 +31,7 @@ async fn local(
         "--shards.min=1".to_owned(),
         format!("--shards.max={}", shards + 2),
         format!("--storage.path={}", w.path().join("local").display()),
-        format!("--shard.max-series={MAX_SERIES}"),
+        format!("--shard.max-series={}", max_series(config)),
         "--plan.target-utilization=0.7".to_owned(),
         "--shutdown.grace=10s".to_owned(),
     ];

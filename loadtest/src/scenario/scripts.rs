@@ -12,8 +12,12 @@ use super::report::Claim;
 use super::world::{World, now_ms, secs};
 use super::{Scenario, ScenarioConfig, ScenarioError, ScenarioReport};
 
-/// Capacity (`--shard.max-series`) of every shard.
-pub const MAX_SERIES: u64 = 2000;
+/// Capacity (`--shard.max-series`) of every shard: 20 targets of the
+/// configured size (2000 series at the default 100 per target), so that
+/// every scenario keeps its utilizations when `--series` changes.
+pub fn max_series(config: &ScenarioConfig) -> u64 {
+    20 * config.series_per_target.max(1) as u64
+}
 
 /// Runs `config.scenario`.
 pub async fn run(config: &ScenarioConfig) -> Result<ScenarioReport, ScenarioError> {
@@ -61,10 +65,11 @@ async fn coordinated(
     shards: usize,
 ) -> Result<World, ScenarioError> {
     let mut w = World::start(config, targets, active, base(config.scenario)).await?;
-    w.start_coordinator(&[format!("--shard.max-series={MAX_SERIES}")])
+    let capacity = max_series(config);
+    w.start_coordinator(&[format!("--shard.max-series={capacity}")])
         .await?;
     for i in 1..=shards {
-        w.start_shard(&format!("shard-{i}"), MAX_SERIES).await?;
+        w.start_shard(&format!("shard-{i}"), capacity).await?;
     }
     let secs = w.converge(shards, Duration::from_secs(90)).await?;
     w.event(format!("converged after {secs:.1} s"));
@@ -444,12 +449,13 @@ async fn heavy_target(config: &ScenarioConfig) -> Result<ScenarioReport, Scenari
     let mut w = coordinated(config, n, n, shards).await?;
     tokio::time::sleep(pick(config, 5, 15)).await;
     let heavy = w.instance(0);
-    let grown = (MAX_SERIES as usize) * 13 / 10;
+    let capacity = max_series(config);
+    let grown = (capacity as usize) * 13 / 10;
     if let Err(e) = w.fleet.set_series(0, grown) {
         return Err(w.system_error(e.to_string()));
     }
     w.disturb(format!(
-        "{heavy} grows to {grown} series (a shard holds {MAX_SERIES})"
+        "{heavy} grows to {grown} series (a shard holds {capacity})"
     ));
     let admin = w.admin();
     let started = Instant::now();
