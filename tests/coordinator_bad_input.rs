@@ -398,11 +398,8 @@ fn duplicate_shard_ids_do_not_leave_a_target_scraped_twice() {
 
 /// Target id (hex in the API) -> series the coordinator believes.
 fn believed_series(coord: &Coord) -> Vec<(u64, u64)> {
-    let v = common::cluster::get_json(coord.web, "/api/v1/targets").unwrap_or_default();
-    v.pointer("/data/activeTargets")
-        .and_then(|a| a.as_array())
-        .cloned()
-        .unwrap_or_default()
+    coord
+        .active_targets()
         .iter()
         .filter_map(|t| {
             let id = u64::from_str_radix(t.get("id")?.as_str()?, 16).ok()?;

@@ -104,12 +104,7 @@ fn cluster_converges_survives_coordinator_restart_and_replaces_a_killed_shard() 
     // The coordinator's target list carries each target's last scrape as
     // its shard reported it (shards report every second here).
     let reported_up = wait_until(Duration::from_secs(10), || {
-        let v = common::cluster::get_json(coord.web, "/api/v1/targets").unwrap_or_default();
-        let list = v
-            .pointer("/data/activeTargets")
-            .and_then(|d| d.as_array())
-            .cloned()
-            .unwrap_or_default();
+        let list = coord.active_targets();
         list.len() == fleet.len()
             && list.iter().all(|t| {
                 t.get("health").and_then(|h| h.as_str()) == Some("up")
@@ -121,20 +116,14 @@ fn cluster_converges_survives_coordinator_restart_and_replaces_a_killed_shard() 
     assert!(
         reported_up,
         "targets not all up with a last scrape in /api/v1/targets: {:?}",
-        common::cluster::get_json(coord.web, "/api/v1/targets")
+        coord.active_targets()
     );
 
     // The sink sees every fleet series (fleet + 5 synthetic per target).
     let seen_all = wait_until(Duration::from_secs(10), || {
-        world
-            .sink()
-            .summary()
-            .jobs
-            .get("fleet")
-            .is_some_and(|c| c.series >= fleet_series + 5 * fleet.len() as u64)
+        world.fleet_counts().series >= fleet_series + 5 * fleet.len() as u64
     });
-    let s = world.sink().summary();
-    let job = s.jobs.get("fleet").cloned().unwrap_or_default();
+    let job = world.fleet_counts();
     assert!(
         seen_all,
         "sink has {} series of job fleet, fleet exposes {fleet_series} (+5 per target)",
@@ -190,13 +179,7 @@ fn cluster_converges_survives_coordinator_restart_and_replaces_a_killed_shard() 
         "targets changed after the restart"
     );
     std::thread::sleep(Duration::from_secs(3));
-    let job = world
-        .sink()
-        .summary()
-        .jobs
-        .get("fleet")
-        .cloned()
-        .unwrap_or_default();
+    let job = world.fleet_counts();
     assert_eq!(
         job.gaps, gaps_before,
         "gaps in the sink across the coordinator restart: {job:?}"
@@ -250,13 +233,7 @@ fn cluster_converges_survives_coordinator_restart_and_replaces_a_killed_shard() 
         .filter(|i| world.sink_instance(i).1 <= kill_ms)
         .collect();
     assert!(fresh, "no fresh samples after the kill for {stale:?}");
-    let job = world
-        .sink()
-        .summary()
-        .jobs
-        .get("fleet")
-        .cloned()
-        .unwrap_or_default();
+    let job = world.fleet_counts();
     assert_eq!(
         job.duplicates, 0,
         "duplicates after the shard kill: {job:?}"

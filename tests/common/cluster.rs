@@ -201,15 +201,19 @@ impl Coord {
         (mean > 0.0).then(|| us.iter().cloned().fold(0.0, f64::max) / mean)
     }
 
-    /// `/api/v1/targets` active targets: instance -> (shard, state).
-    pub fn targets(&self) -> BTreeMap<String, (Option<String>, String)> {
+    /// `/api/v1/targets`' active targets as JSON (empty when unreachable).
+    pub fn active_targets(&self) -> Vec<serde_json::Value> {
         let v = get_json(self.web, "/api/v1/targets").unwrap_or_default();
-        let list = v
-            .pointer("/data/activeTargets")
+        v.pointer("/data/activeTargets")
             .and_then(|d| d.as_array())
             .cloned()
-            .unwrap_or_default();
-        list.into_iter()
+            .unwrap_or_default()
+    }
+
+    /// `/api/v1/targets` active targets: instance -> (shard, state).
+    pub fn targets(&self) -> BTreeMap<String, (Option<String>, String)> {
+        self.active_targets()
+            .into_iter()
             .filter_map(|t| {
                 let inst = t.pointer("/labels/instance")?.as_str()?.to_string();
                 let shard = t.get("shard").and_then(|s| s.as_str()).map(String::from);
@@ -437,6 +441,16 @@ remote_write:\n  - url: {}\n    queue_config:\n      batch_send_deadline: 500ms\
         let series = self.sink().series(&m, 1_000_000);
         let oldest = series.iter().map(|s| s.last_timestamp).min().unwrap_or(0);
         (series.len(), oldest)
+    }
+
+    /// The sink's counts for the fleet's job (zero before any sample).
+    pub fn fleet_counts(&self) -> promshard_loadtest::sink::Counts {
+        self.sink()
+            .summary()
+            .jobs
+            .get("fleet")
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Dumps logs of the processes for a failing assertion.
