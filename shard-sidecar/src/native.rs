@@ -340,9 +340,4 @@ impl Backend for NativeBackend {
     }
 }
 
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub(crate) use promshard_collector::scrape::schedule::now_ms;

@@ -35,7 +35,7 @@ pub mod pair;
 pub mod prom;
 
 use std::sync::OnceLock;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 pub use promshard_proto::STALE_NAN_BITS;
 
@@ -53,12 +53,7 @@ pub fn runtime() -> &'static tokio::runtime::Runtime {
 }
 
 /// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub use promshard_collector::scrape::schedule::now_ms;
 
 /// Polls `cond` every 100 ms until it holds or `timeout` passes; returns
 /// whether it held.

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use promshard_collector::pipeline::{JobSettings, RefAllocator, TargetPipeline};
 use promshard_collector::series::AppendBatch;
@@ -126,12 +126,7 @@ pub struct Outcome {
     pub steps: usize,
 }
 
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub use promshard_collector::scrape::schedule::now_ms;
 
 /// Kills the process on drop (by its PID) and reaps it.
 struct ChildGuard(Child);

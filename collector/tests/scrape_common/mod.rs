@@ -43,9 +43,7 @@ pub struct Server {
     pub state: Arc<ServerState>,
 }
 
-pub fn now_ms() -> i64 {
-    promshard_collector::scrape::schedule::now_ms()
-}
+pub use promshard_collector::scrape::schedule::now_ms;
 
 impl Server {
     pub async fn start() -> Server {
