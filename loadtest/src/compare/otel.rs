@@ -15,7 +15,7 @@
 
 use super::ring::{Ring, RingConfig, RingVersion, xxhash64};
 use super::targets::{CompareTarget, SplitMix64};
-use super::{CompareError, Rescale, Strategy, diff_moves};
+use super::{CompareError, Rescale, Strategy};
 
 /// The collector name of ordinal `i`.
 pub fn collector_name(i: usize) -> String {
@@ -219,14 +219,7 @@ impl Strategy for LeastWeighted {
             cols.assign(c, jobs[i]);
             out[i] = c as u32;
         }
-        let (moved_series, moved_targets) = diff_moves(targets, current, &out);
-        Ok(Rescale {
-            assignment: out,
-            moved_series,
-            moved_targets,
-            rounds: 1,
-            converged: true,
-        })
+        Ok(Rescale::one_shot(targets, current, out))
     }
 }
 
