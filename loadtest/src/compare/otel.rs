@@ -119,21 +119,9 @@ impl Collectors {
 
     /// `GetCollectorForTarget` for a target without a collector.
     fn least(&self, job: usize) -> Option<usize> {
-        let mut best: Option<usize> = None;
-        for c in (0..self.names.len()).filter(|&c| self.alive[c]) {
-            best = Some(match best {
-                None => c,
-                Some(b) => {
-                    let key = |x: usize| (self.num_targets[x], self.per_job[x][job]);
-                    if key(c) < key(b) || (key(c) == key(b) && self.names[c] < self.names[b]) {
-                        c
-                    } else {
-                        b
-                    }
-                }
-            });
-        }
-        best
+        (0..self.names.len())
+            .filter(|&c| self.alive[c])
+            .min_by_key(|&c| (self.num_targets[c], self.per_job[c][job], &self.names[c]))
     }
 
     fn assign(&mut self, c: usize, job: usize) {
