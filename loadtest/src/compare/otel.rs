@@ -227,7 +227,7 @@ mod tests {
     }
 
     #[test]
-    fn least_weighted_ties_break_on_job_count_then_name_in_string_order() {
+    fn least_weighted_ties_break_on_name_in_string_order() {
         // 12 empty collectors, four targets of one job: each goes to the
         // least loaded, ties by name as Go compares strings:
         // otel-collector-0, -1, -10, -11 (before -2).
