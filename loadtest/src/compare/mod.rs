@@ -93,7 +93,8 @@ pub trait Strategy {
         _from: usize,
         to: usize,
     ) -> Result<Rescale, CompareError> {
-        Ok(Rescale::one_shot(targets, current, self.place(targets, to)?))
+        let assignment = self.place(targets, to)?;
+        Ok(Rescale::one_shot(targets, current, assignment))
     }
 }
 

@@ -185,7 +185,8 @@ impl Strategy for Promshard {
         let pts = Self::plan_targets(targets);
         let mut map = Self::to_map(targets, current);
         let mut acc = Rounds::default();
-        let drained = to >= from || self.converge(&pts, &self.shards(from, to), &mut map, &mut acc)?;
+        let drained =
+            to >= from || self.converge(&pts, &self.shards(from, to), &mut map, &mut acc)?;
         let settled = self.converge(&pts, &self.shards(to, to), &mut map, &mut acc)?;
         Ok(Rescale {
             assignment: Self::to_vec(targets, &map)?,
