@@ -57,6 +57,21 @@ pub struct Rescale {
     pub converged: bool,
 }
 
+impl Rescale {
+    /// A one-shot change from `current` to `assignment`: one round,
+    /// converged, the moves counted by [`diff_moves`].
+    pub fn one_shot(targets: &[CompareTarget], current: &[u32], assignment: Vec<u32>) -> Self {
+        let (moved_series, moved_targets) = diff_moves(targets, current, &assignment);
+        Rescale {
+            assignment,
+            moved_series,
+            moved_targets,
+            rounds: 1,
+            converged: true,
+        }
+    }
+}
+
 /// A way of placing targets on shards `0..shards`.
 pub trait Strategy {
     fn name(&self) -> &'static str;
@@ -79,14 +94,7 @@ pub trait Strategy {
         to: usize,
     ) -> Result<Rescale, CompareError> {
         let assignment = self.place(targets, to)?;
-        let (moved_series, moved_targets) = diff_moves(targets, current, &assignment);
-        Ok(Rescale {
-            assignment,
-            moved_series,
-            moved_targets,
-            rounds: 1,
-            converged: true,
-        })
+        Ok(Rescale::one_shot(targets, current, assignment))
     }
 }
 

@@ -15,7 +15,7 @@
 
 use super::ring::{Ring, RingConfig, RingVersion, xxhash64};
 use super::targets::{CompareTarget, SplitMix64};
-use super::{CompareError, Rescale, Strategy, diff_moves};
+use super::{CompareError, Rescale, Strategy};
 
 /// The collector name of ordinal `i`.
 pub fn collector_name(i: usize) -> String {
@@ -119,21 +119,9 @@ impl Collectors {
 
     /// `GetCollectorForTarget` for a target without a collector.
     fn least(&self, job: usize) -> Option<usize> {
-        let mut best: Option<usize> = None;
-        for c in (0..self.names.len()).filter(|&c| self.alive[c]) {
-            best = Some(match best {
-                None => c,
-                Some(b) => {
-                    let key = |x: usize| (self.num_targets[x], self.per_job[x][job]);
-                    if key(c) < key(b) || (key(c) == key(b) && self.names[c] < self.names[b]) {
-                        c
-                    } else {
-                        b
-                    }
-                }
-            });
-        }
-        best
+        (0..self.names.len())
+            .filter(|&c| self.alive[c])
+            .min_by_key(|&c| (self.num_targets[c], self.per_job[c][job], &self.names[c]))
     }
 
     fn assign(&mut self, c: usize, job: usize) {
@@ -219,14 +207,7 @@ impl Strategy for LeastWeighted {
             cols.assign(c, jobs[i]);
             out[i] = c as u32;
         }
-        let (moved_series, moved_targets) = diff_moves(targets, current, &out);
-        Ok(Rescale {
-            assignment: out,
-            moved_series,
-            moved_targets,
-            rounds: 1,
-            converged: true,
-        })
+        Ok(Rescale::one_shot(targets, current, out))
     }
 }
 
@@ -246,7 +227,7 @@ mod tests {
     }
 
     #[test]
-    fn least_weighted_ties_break_on_job_count_then_name_in_string_order() {
+    fn least_weighted_ties_break_on_name_in_string_order() {
         // 12 empty collectors, four targets of one job: each goes to the
         // least loaded, ties by name as Go compares strings:
         // otel-collector-0, -1, -10, -11 (before -2).

@@ -24,7 +24,6 @@ pub struct Promshard {
     pub config: PlannerConfig,
     /// Rounds the initial placement took.
     pub initial_rounds: usize,
-    pub initial_converged: bool,
 }
 
 impl Promshard {
@@ -46,7 +45,6 @@ impl Promshard {
         Promshard {
             config,
             initial_rounds: 0,
-            initial_converged: false,
         }
     }
 
@@ -74,14 +72,14 @@ impl Promshard {
             .collect()
     }
 
-    /// Rounds until one moves nothing (or [`MAX_ROUNDS`]).
+    /// Rounds until one moves nothing (true) or [`MAX_ROUNDS`] (false).
     fn converge(
         &self,
         plan_targets: &[PlanTarget],
         shards: &[PlanShard],
         current: &mut BTreeMap<TargetId, ShardId>,
         acc: &mut Rounds,
-    ) -> Result<(), CompareError> {
+    ) -> Result<bool, CompareError> {
         for _ in 0..MAX_ROUNDS {
             let p = plan(&PlanInput {
                 targets: plan_targets,
@@ -96,8 +94,7 @@ impl Promshard {
                 });
             }
             if p.moves.is_empty() {
-                acc.converged = true;
-                return Ok(());
+                return Ok(true);
             }
             acc.rounds += 1;
             for m in p.moves.iter().filter(|m| m.from.is_some()) {
@@ -106,8 +103,7 @@ impl Promshard {
             }
             *current = p.assignment.to_map();
         }
-        acc.converged = false;
-        Ok(())
+        Ok(false)
     }
 
     fn to_vec(
@@ -141,7 +137,6 @@ struct Rounds {
     rounds: usize,
     moved_series: u64,
     moved_targets: u64,
-    converged: bool,
 }
 
 /// `shard-<i>`.
@@ -174,9 +169,9 @@ impl Strategy for Promshard {
         let pts = Self::plan_targets(targets);
         let mut current = BTreeMap::new();
         let mut acc = Rounds::default();
+        // Not converging shows as initial_rounds = MAX_ROUNDS.
         self.converge(&pts, &self.shards(shards, shards), &mut current, &mut acc)?;
         self.initial_rounds = acc.rounds;
-        self.initial_converged = acc.converged;
         Self::to_vec(targets, &current)
     }
 
@@ -190,19 +185,15 @@ impl Strategy for Promshard {
         let pts = Self::plan_targets(targets);
         let mut map = Self::to_map(targets, current);
         let mut acc = Rounds::default();
-        let mut converged = true;
-        if to < from {
-            self.converge(&pts, &self.shards(from, to), &mut map, &mut acc)?;
-            converged &= acc.converged;
-        }
-        self.converge(&pts, &self.shards(to, to), &mut map, &mut acc)?;
-        converged &= acc.converged;
+        let drained =
+            to >= from || self.converge(&pts, &self.shards(from, to), &mut map, &mut acc)?;
+        let settled = self.converge(&pts, &self.shards(to, to), &mut map, &mut acc)?;
         Ok(Rescale {
             assignment: Self::to_vec(targets, &map)?,
             moved_series: acc.moved_series,
             moved_targets: acc.moved_targets,
             rounds: acc.rounds,
-            converged,
+            converged: drained && settled,
         })
     }
 }

@@ -17,6 +17,7 @@
 //!
 //! No global `external_labels` here (1.79 would put them in the key too).
 
+use promshard_promlib::labels::META_PREFIX;
 use xxhash_rust::xxh64::xxh64;
 
 use super::targets::CompareTarget;
@@ -26,7 +27,7 @@ use super::{CompareError, Strategy};
 pub fn scrape_work_key(target: &CompareTarget) -> String {
     let mut key = String::new();
     for l in target.relabeled.iter() {
-        if l.name.starts_with("__meta_") || l.value.is_empty() {
+        if l.name.starts_with(META_PREFIX) || l.value.is_empty() {
             continue;
         }
         key.push_str(&l.name);
