@@ -99,11 +99,16 @@ fn zipf_target(r: usize, scale: f64) -> PlanTarget {
     }
 }
 
+/// The [`zipf_target`] scale of `n` targets with a mean of about 250 series.
+fn zipf_scale(n: usize) -> f64 {
+    let h: f64 = (0..n).map(|r| 1.0 / (r as f64 + 10.0)).sum();
+    250.0 * n as f64 / h
+}
+
 /// `n` Zipf(s = 1, offset 10) targets with a mean of about 250 series, and
 /// `shards + 1` shards sized for about 50% utilization on `shards`.
 fn setup(n: usize, shards: usize) -> Setup {
-    let h: f64 = (0..n).map(|r| 1.0 / (r as f64 + 10.0)).sum();
-    let scale = 250.0 * n as f64 / h;
+    let scale = zipf_scale(n);
     let targets: Vec<PlanTarget> = (0..n).map(|r| zipf_target(r, scale)).collect();
     let total: u64 = targets.iter().map(|t| t.load.series).sum();
     let per_shard = total / shards as u64 * 2;
@@ -156,7 +161,7 @@ fn converge(
         if p.moves.is_empty() {
             return current;
         }
-        current = p.assignment.iter().map(|(t, s)| (*t, s.clone())).collect();
+        current = p.assignment.to_map();
     }
     panic!("no convergence in 30 rounds");
 }
@@ -165,8 +170,7 @@ fn converge(
 /// removed, or given twice the load, in turn.
 fn changed_1pct(targets: &[PlanTarget], scale_rank: usize) -> Vec<PlanTarget> {
     let n = targets.len();
-    let h: f64 = (0..n).map(|r| 1.0 / (r as f64 + 10.0)).sum();
-    let scale = 250.0 * n as f64 / h;
+    let scale = zipf_scale(n);
     let mut out = Vec::with_capacity(n);
     for (r, t) in targets.iter().enumerate() {
         if r % 100 != 37 {

@@ -94,6 +94,13 @@ fn zipf_targets(n: usize, s: f64, q: f64, scale: f64, seed: u64) -> Vec<PlanTarg
         .collect()
 }
 
+/// [`zipf_targets`] with the scale that makes their series come to about
+/// `total` (before rounding).
+fn zipf_targets_totalling(n: usize, s: f64, q: f64, total: f64, seed: u64) -> Vec<PlanTarget> {
+    let h: f64 = (0..n).map(|r| 1.0 / (r as f64 + q).powf(s)).sum();
+    zipf_targets(n, s, q, total / h, seed)
+}
+
 fn utils(p: &Plan, shards: &[PlanShard]) -> Vec<f64> {
     shards
         .iter()
@@ -354,9 +361,7 @@ proptest! {
         let shards: Vec<_> = (0..=n).map(|i| shard(i, CAP)).collect();
         // About 50% utilization on N+1 shards.
         let count = per_shard * n;
-        let h: f64 = (0..count).map(|r| 1.0 / (r as f64 + 10.0).powf(s)).sum();
-        let scale = 0.5 * CAP as f64 * (n + 1) as f64 / h;
-        let targets = zipf_targets(count, s, 10.0, scale, seed);
+        let targets = zipf_targets_totalling(count, s, 10.0, 0.5 * CAP as f64 * (n + 1) as f64, seed);
         let total: u64 = targets.iter().map(|t| t.load.series).sum();
         let (before, _, _) = converge(&targets, &shards[..n], &BTreeMap::new(), &cfg, 30);
         prop_assert!(before.imbalance <= 1.10, "N: {}", before.imbalance);
@@ -384,8 +389,7 @@ proptest! {
         let cfg = config();
         let shards: Vec<_> = (0..n).map(|i| shard(i, CAP)).collect();
         let count = 80 * n;
-        let h: f64 = (0..count).map(|r| 1.0 / (r as f64 + 10.0).powf(s)).sum();
-        let targets = zipf_targets(count, s, 10.0, util * CAP as f64 * n as f64 / h, seed);
+        let targets = zipf_targets_totalling(count, s, 10.0, util * CAP as f64 * n as f64, seed);
         let start: BTreeMap<TargetId, ShardId> = if scatter {
             // Everything on the first shard: a worst case to recover from.
             targets.iter().map(|t| (t.id, shards[0].id.clone())).collect()
@@ -418,8 +422,7 @@ proptest! {
         let shards: Vec<_> = (0..n).map(|i| shard(i, CAP / 2 + (i as u64 % 3) * CAP / 4)).collect();
         let total_cap: u64 = shards.iter().map(|s| s.capacity.max_series).sum();
         let count = 30 * n;
-        let h: f64 = (0..count).map(|r| 1.0 / (r as f64 + 40.0).powf(s)).sum();
-        let targets = zipf_targets(count, s, 40.0, util * total_cap as f64 / h, seed);
+        let targets = zipf_targets_totalling(count, s, 40.0, util * total_cap as f64, seed);
         let f = Feasible { targets, shards, current: BTreeMap::new() };
         let p = run(&f.targets, &f.shards, &f.current, &cfg);
         check_assignment(&f, &p)?;

@@ -1,9 +1,7 @@
 //! Step 4 of the module docs: rebalancing between the balanced shards.
 
-use crate::model::{Capacity, Load};
-
 use super::MoveReason;
-use super::work::{Work, sub};
+use super::work::{Inverse, Work, sub};
 
 const EPS: f64 = 1e-9;
 
@@ -151,39 +149,6 @@ impl Candidate {
     }
 }
 
-/// A shard's capacity as inverses: utilization by multiplication, for the
-/// candidate scans (the same value as [`Capacity::utilization`] up to
-/// rounding).
-#[derive(Clone, Copy)]
-struct Inverse {
-    series: f64,
-    samples: f64,
-}
-
-impl Inverse {
-    fn of(w: &Work<'_>, s: usize) -> Inverse {
-        let c: &Capacity = &w.shards[s].capacity;
-        let inv = |max: f64| if max > 0.0 { 1.0 / max } else { f64::INFINITY };
-        Inverse {
-            series: inv(c.max_series as f64),
-            samples: inv(c.max_samples_per_second),
-        }
-    }
-
-    fn utilization(&self, l: Load) -> f64 {
-        fn ratio(used: f64, inv: f64) -> f64 {
-            if inv.is_finite() {
-                used * inv
-            } else if used > 0.0 {
-                f64::INFINITY
-            } else {
-                0.0
-            }
-        }
-        ratio(l.series as f64, self.series).max(ratio(l.samples_per_second, self.samples))
-    }
-}
-
 /// The target on `donor` whose move to `cold` most reduces the deviation
 /// from the mean `m` (free targets preferred), if any helps.
 #[allow(clippy::too_many_arguments)]
@@ -197,7 +162,8 @@ fn best_move(
     budget: &Budget,
     refused: &mut bool,
 ) -> Option<usize> {
-    let (inv_d, inv_c) = (Inverse::of(w, donor), Inverse::of(w, cold));
+    let inv_d = Inverse::of(&w.shards[donor].capacity);
+    let inv_c = Inverse::of(&w.shards[cold].capacity);
     let (ud, uc) = (w.util[donor], w.util[cold]);
     let (ld, lc) = (w.load[donor], w.load[cold]);
     let over_capacity = ud > 1.0 + EPS;

@@ -36,7 +36,7 @@ pub struct Planner {
     /// `cur[k]`: where `tid[k]` is now, an index into `names`, or NOWHERE.
     cur: Vec<u32>,
     /// Shard names the current assignment uses (interned; names no longer
-    /// used are dropped once they outnumber the shards, see
+    /// used are dropped once there are more than twice the shards plus 64, see
     /// [`Self::compact_names`]).
     names: Vec<ShardId>,
     name_index: HashMap<ShardId, u32>,
@@ -294,7 +294,7 @@ impl Planner {
 
     /// Drops the interned names no target's current shard uses (shard ids
     /// come and go over a long run): O(n), in the rare round that finds
-    /// more names than twice the shards.
+    /// more names than twice the shards plus 64.
     fn compact_names(&mut self) {
         let mut used = vec![false; self.names.len()];
         for &c in self.cur.iter().chain(self.orphans.values()) {

@@ -59,6 +59,24 @@ fn assign(pairs: &[(TargetId, &str)]) -> BTreeMap<TargetId, ShardId> {
     pairs.iter().map(|&(t, s)| (t, ShardId::from(s))).collect()
 }
 
+/// `n` targets of `series` each on every (shard, n), ids 0, 1, ... in
+/// that order: the targets and their current assignment.
+fn on_shards(
+    counts: &[(&str, u64)],
+    series: u64,
+) -> (Vec<PlanTarget>, BTreeMap<TargetId, ShardId>) {
+    let mut targets = Vec::new();
+    let mut cur = BTreeMap::new();
+    for &(s, n) in counts {
+        for _ in 0..n {
+            let id = targets.len() as u64;
+            targets.push(target(id, series));
+            cur.insert(id, ShardId::from(s));
+        }
+    }
+    (targets, cur)
+}
+
 fn util(p: &Plan, s: &str) -> f64 {
     cap(CAP).utilization(p.shard_loads[&ShardId::from(s)])
 }
@@ -199,19 +217,10 @@ fn over_watermark_sheds_with_that_reason_and_ends_under_it() {
     let shards = [shard("a"), shard("b"), shard("c")];
     // a: 9500 (0.95), b and c: 8000 (0.8): mean 0.85, max/mean 1.12;
     // both rules fire, a is above the watermark.
-    let mut targets = Vec::new();
-    let mut cur = Vec::new();
-    for (s, n) in [("a", 19u64), ("b", 16), ("c", 16)] {
-        for k in 0..n {
-            let id = targets.len() as u64;
-            targets.push(target(id, 500));
-            cur.push((id, s));
-            let _ = k;
-        }
-    }
+    let (targets, cur) = on_shards(&[("a", 19), ("b", 16), ("c", 16)], 500);
     let mut config = cfg();
     config.move_budget = 1.0;
-    let p = run(&targets, &shards, &assign(&cur), &config);
+    let p = run(&targets, &shards, &cur, &config);
     assert!(!p.moves.is_empty());
     assert!(
         p.moves
@@ -227,16 +236,8 @@ fn over_watermark_sheds_with_that_reason_and_ends_under_it() {
 fn imbalance_over_threshold_rebalances_to_the_goal_band() {
     let shards = [shard("a"), shard("b")];
     // a: 6000, b: 4000 -> mean 0.5, max/mean 1.2 > 1.1.
-    let mut targets = Vec::new();
-    let mut cur = Vec::new();
-    for (s, n) in [("a", 60u64), ("b", 40)] {
-        for _ in 0..n {
-            let id = targets.len() as u64;
-            targets.push(target(id, 100));
-            cur.push((id, s));
-        }
-    }
-    let p = run(&targets, &shards, &assign(&cur), &cfg());
+    let (targets, cur) = on_shards(&[("a", 60), ("b", 40)], 100);
+    let p = run(&targets, &shards, &cur, &cfg());
     assert!(reasons(&p).iter().all(|&r| r == MoveReason::Rebalance));
     // Goal band: max/mean <= 1.05; fewest series: no more than needed.
     assert!(p.imbalance <= 1.05 + 1e-9, "{}", p.imbalance);
@@ -248,16 +249,8 @@ fn imbalance_over_threshold_rebalances_to_the_goal_band() {
 fn hysteresis_no_moves_just_under_the_threshold() {
     let shards = [shard("a"), shard("b")];
     // a: 5400, b: 4600 -> max/mean 1.08: inside the trigger band.
-    let mut targets = Vec::new();
-    let mut cur = Vec::new();
-    for (s, n) in [("a", 54u64), ("b", 46)] {
-        for _ in 0..n {
-            let id = targets.len() as u64;
-            targets.push(target(id, 100));
-            cur.push((id, s));
-        }
-    }
-    let p = run(&targets, &shards, &assign(&cur), &cfg());
+    let (targets, cur) = on_shards(&[("a", 54), ("b", 46)], 100);
+    let p = run(&targets, &shards, &cur, &cfg());
     assert!(p.moves.is_empty(), "{:?}", p.moves);
     assert!((p.imbalance - 1.08).abs() < 1e-9);
 }
@@ -265,19 +258,14 @@ fn hysteresis_no_moves_just_under_the_threshold() {
 #[test]
 fn move_budget_limits_rebalancing_and_says_so() {
     let shards = [shard("a"), shard("b")];
-    let mut targets = Vec::new();
-    let mut cur = Vec::new();
-    for k in 0..80u64 {
-        targets.push(target(k, 100));
-        cur.push((k, "a"));
-    }
+    let (targets, cur) = on_shards(&[("a", 80)], 100);
     let mut config = cfg();
     config.move_budget = 0.1; // 800 series of 8000
-    let p = run(&targets, &shards, &assign(&cur), &config);
+    let p = run(&targets, &shards, &cur, &config);
     assert_eq!(p.moved_series(), 800);
     assert!(p.budget_exhausted);
     config.move_budget = 1.0;
-    let p = run(&targets, &shards, &assign(&cur), &config);
+    let p = run(&targets, &shards, &cur, &config);
     assert!(!p.budget_exhausted);
     assert!(p.imbalance <= 1.05 + 1e-9);
 }
@@ -285,15 +273,10 @@ fn move_budget_limits_rebalancing_and_says_so() {
 #[test]
 fn moves_to_relieve_a_shard_over_capacity_ignore_the_budget() {
     let shards = [shard("a"), shard("b")];
-    let mut targets = Vec::new();
-    let mut cur = Vec::new();
-    for k in 0..12u64 {
-        targets.push(target(k, 1000)); // a: 12000 = 1.2
-        cur.push((k, "a"));
-    }
+    let (targets, cur) = on_shards(&[("a", 12)], 1000); // a: 12000 = 1.2
     let mut config = cfg();
     config.move_budget = 0.0;
-    let p = run(&targets, &shards, &assign(&cur), &config);
+    let p = run(&targets, &shards, &cur, &config);
     assert!(util(&p, "a") <= 1.0, "{:?}", p.shard_loads);
     assert!(p.moves.iter().all(|m| m.reason == MoveReason::OverCapacity));
 }

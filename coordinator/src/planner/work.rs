@@ -201,6 +201,38 @@ fn radix_sort<T: Copy + Default>(v: &mut Vec<(u64, T)>) {
     *v = buf;
 }
 
+/// A shard's capacity as inverses: utilization by multiplication, for the
+/// scans that check every (target, shard) pair (the same value as
+/// [`Capacity::utilization`] up to rounding).
+#[derive(Clone, Copy)]
+pub(super) struct Inverse {
+    series: f64,
+    samples: f64,
+}
+
+impl Inverse {
+    pub fn of(c: &Capacity) -> Inverse {
+        let inv = |max: f64| if max > 0.0 { 1.0 / max } else { f64::INFINITY };
+        Inverse {
+            series: inv(c.max_series as f64),
+            samples: inv(c.max_samples_per_second),
+        }
+    }
+
+    pub fn utilization(&self, l: Load) -> f64 {
+        fn ratio(used: f64, inv: f64) -> f64 {
+            if inv.is_finite() {
+                used * inv
+            } else if used > 0.0 {
+                f64::INFINITY
+            } else {
+                0.0
+            }
+        }
+        ratio(l.series as f64, self.series).max(ratio(l.samples_per_second, self.samples))
+    }
+}
+
 /// `a - b`, never below zero (float drift on samples/s).
 pub(super) fn sub(a: Load, b: Load) -> Load {
     Load {
@@ -650,13 +682,10 @@ impl<'a> Work<'a> {
         }
         // Inverse capacities per shard: the room check runs for every
         // (target, candidate) pair, multiplications instead of divisions.
-        let inv: Vec<(f64, f64)> = self
+        let inv: Vec<Inverse> = self
             .shards
             .iter()
-            .map(|s| {
-                let c = &s.capacity;
-                (1.0 / c.max_series as f64, 1.0 / c.max_samples_per_second)
-            })
+            .map(|s| Inverse::of(&s.capacity))
             .collect();
         let ring = (cands.len() > hrw::CANDIDATES)
             .then(|| hrw::Ring::new(cands.iter().map(|&s| (self.seed[s], s))));
@@ -702,21 +731,9 @@ impl<'a> Work<'a> {
         }
     }
 
-    /// The utilization of shard `s` with target `i` added.
-    fn util_with(&self, s: usize, t: Load, inv: &[(f64, f64)]) -> f64 {
-        fn ratio(used: f64, inv: f64) -> f64 {
-            if inv.is_finite() {
-                used * inv
-            } else if used > 0.0 {
-                f64::INFINITY
-            } else {
-                0.0
-            }
-        }
-        let l = &self.load[s];
-        let (inv_s, inv_r) = inv[s];
-        ratio((l.series + t.series) as f64, inv_s)
-            .max(ratio(l.samples_per_second + t.samples_per_second, inv_r))
+    /// The utilization of shard `s` with a target of load `t` added.
+    fn util_with(&self, s: usize, t: Load, inv: &[Inverse]) -> f64 {
+        inv[s].utilization(self.load[s].add(t))
     }
 
     /// Weighted rendezvous hashing of target `i` among the `shards` that
@@ -728,7 +745,7 @@ impl<'a> Work<'a> {
         id: TargetId,
         load: Load,
         shards: &[usize],
-        inv: &[(f64, f64)],
+        inv: &[Inverse],
     ) -> Option<usize> {
         let hw = self.cfg.high_watermark - self.cfg.hysteresis;
         let mut best: Option<(f64, usize)> = None;
@@ -751,7 +768,7 @@ impl<'a> Work<'a> {
         id: TargetId,
         load: Load,
         shards: &[usize],
-        inv: &[(f64, f64)],
+        inv: &[Inverse],
     ) -> Option<usize> {
         self.rendezvous(id, load, shards, inv).or_else(|| {
             let mut least: Option<(f64, usize)> = None;
