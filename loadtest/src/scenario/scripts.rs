@@ -8,6 +8,7 @@
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
+use super::analysis::Analysis;
 use super::report::Claim;
 use super::world::{World, now_ms, secs};
 use super::{Scenario, ScenarioConfig, ScenarioError, ScenarioReport};
@@ -224,8 +225,7 @@ async fn shard_kill(config: &ScenarioConfig) -> Result<ScenarioReport, ScenarioE
         .insert("replaced_secs".into(), serde_json::json!(replaced));
     w.figures
         .insert("gap_bound_ms".into(), serde_json::json!(bound_ms));
-    let mut report = finish_with(w, drain(config), move |w, to| {
-        let a = w.analyze(to, interval_ms);
+    finish_with(w, drain(config), move |a| {
         let mut longest = 0u64;
         let mut early = Vec::new();
         let mut split = Vec::new();
@@ -302,20 +302,18 @@ async fn shard_kill(config: &ScenarioConfig) -> Result<ScenarioReport, ScenarioE
             ),
         ]
     })
-    .await?;
-    report.pass = report.claims.iter().all(|c| c.pass);
-    Ok(report)
+    .await
 }
 
-/// [`World::finish`] with claims computed from the drained sink by `judge`
-/// (window end in unix ms) before the report is built.
+/// [`World::finish`] with claims computed by `judge` from the analysis of
+/// the drained sink before the report is built.
 async fn finish_with<F>(
     mut w: World,
     drain: Duration,
     judge: F,
 ) -> Result<ScenarioReport, ScenarioError>
 where
-    F: FnOnce(&World, i64) -> Vec<(String, serde_json::Value, Claim)> + 'static,
+    F: FnOnce(&Analysis) -> Vec<(String, serde_json::Value, Claim)> + 'static,
 {
     w.deferred_judge = Some(Box::new(judge));
     w.finish(drain).await
@@ -364,8 +362,7 @@ async fn storage_outage(config: &ScenarioConfig) -> Result<ScenarioReport, Scena
         serde_json::json!(outage.as_secs_f64()),
     );
     let drain = drain(config) + outage;
-    let mut report = finish_with(w, drain, move |w, to| {
-        let a = w.analyze(to, interval_ms);
+    finish_with(w, drain, move |a| {
         let d = &a.totals;
         vec![(
             "samples_lost".to_owned(),
@@ -380,9 +377,7 @@ async fn storage_outage(config: &ScenarioConfig) -> Result<ScenarioReport, Scena
             ),
         )]
     })
-    .await?;
-    report.pass = report.claims.iter().all(|c| c.pass);
-    Ok(report)
+    .await
 }
 
 async fn churn(config: &ScenarioConfig) -> Result<ScenarioReport, ScenarioError> {
@@ -409,13 +404,11 @@ async fn churn(config: &ScenarioConfig) -> Result<ScenarioReport, ScenarioError>
     }
     tokio::time::sleep(pick(config, 8, 15)).await;
     let joined: Vec<String> = (active..next).map(|i| w.instance(i)).collect();
-    let interval_ms = i64::try_from(config.interval.as_millis()).unwrap_or(1000);
     w.figures
         .insert("targets_joined".into(), serde_json::json!(joined.len()));
     w.figures
         .insert("targets_left".into(), serde_json::json!(joined.len()));
-    let mut report = finish_with(w, drain(config), move |w, to| {
-        let a = w.analyze(to, interval_ms);
+    finish_with(w, drain(config), move |a| {
         let unscraped: Vec<&String> = joined
             .iter()
             .filter(|i| {
@@ -438,9 +431,7 @@ async fn churn(config: &ScenarioConfig) -> Result<ScenarioReport, ScenarioError>
             ),
         )]
     })
-    .await?;
-    report.pass = report.claims.iter().all(|c| c.pass);
-    Ok(report)
+    .await
 }
 
 async fn heavy_target(config: &ScenarioConfig) -> Result<ScenarioReport, ScenarioError> {
@@ -522,9 +513,7 @@ async fn heavy_target(config: &ScenarioConfig) -> Result<ScenarioReport, Scenari
         .filter(|m| m.0 >= from)
         .map(|m| m.1)
         .collect();
-    let interval_ms = i64::try_from(config.interval.as_millis()).unwrap_or(1000);
-    finish_with(w, drain(config), move |w, to| {
-        let a = w.analyze(to, interval_ms);
+    finish_with(w, drain(config), move |a| {
         let lossy: Vec<&String> = moved
             .iter()
             .filter(|i| {

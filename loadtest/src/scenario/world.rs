@@ -234,12 +234,13 @@ pub struct World {
     /// Time to converge as the scenario measured it (else: from the last
     /// disturbance to the last assignment change the monitor saw).
     pub converge_secs: Option<f64>,
-    /// Scenario claims judged on the drained sink (window end in unix ms).
+    /// Scenario claims judged on the drained sink's analysis.
     pub deferred_judge: Option<Judge>,
 }
 
-/// Claims (with a figure each) judged once the window is drained.
-pub type Judge = Box<dyn FnOnce(&World, i64) -> Vec<(String, serde_json::Value, Claim)>>;
+/// Claims (with a figure each) judged once the window is drained, from
+/// the run's analysis.
+pub type Judge = Box<dyn FnOnce(&Analysis) -> Vec<(String, serde_json::Value, Claim)>>;
 
 impl World {
     /// Starts the fleet (`targets` targets, `active` of them in discovery)
@@ -667,7 +668,7 @@ scrape_configs:\n  - job_name: {JOB}\n    file_sd_configs:\n      - files: [{}]\
         let interval_ms = i64::try_from(self.config.interval.as_millis()).unwrap_or(1000);
         let analysis = self.analyze(to, interval_ms);
         if let Some(judge) = self.deferred_judge.take() {
-            for (name, figure, claim) in judge(&self, to) {
+            for (name, figure, claim) in judge(&analysis) {
                 self.figures.insert(name, figure);
                 self.claims.push(claim);
             }
