@@ -128,13 +128,7 @@ async fn coordinator_kill(config: &ScenarioConfig) -> Result<ScenarioReport, Sce
     w.event("coordinator restarted");
     let mut reattached = None;
     while back.elapsed() < Duration::from_secs(30) {
-        let up = admin
-            .shards()
-            .await
-            .unwrap_or_default()
-            .iter()
-            .filter(|s| s.health == "up")
-            .count();
+        let up = admin.shards_up().await.unwrap_or(0);
         if up == shards {
             reattached = Some(back.elapsed().as_secs_f64());
             break;
@@ -214,7 +208,7 @@ async fn shard_kill(config: &ScenarioConfig) -> Result<ScenarioReport, ScenarioE
     }
     w.event(format!("{victim_id} restarted on its storage"));
     tokio::time::sleep(pick(config, 10, 30)).await;
-    let interval_ms = i64::try_from(config.interval.as_millis()).unwrap_or(1000);
+    let interval_ms = config.interval_ms();
     // Judge now (the window closes in finish; this only reads the victims'
     // series as they are, for the scenario's own claims below).
     let bound_ms =
@@ -337,7 +331,7 @@ async fn storage_outage(config: &ScenarioConfig) -> Result<ScenarioReport, Scena
     tokio::time::sleep(outage).await;
     w.sink.clear_fault();
     w.event("sink recovered");
-    let interval_ms = i64::try_from(config.interval.as_millis()).unwrap_or(1000);
+    let interval_ms = config.interval_ms();
     // The backlog is delivered in order per series: caught up once every
     // series has a sample of the last two intervals.
     let settle = pick(config, 10, 20);

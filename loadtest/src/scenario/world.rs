@@ -568,7 +568,7 @@ scrape_configs:\n  - job_name: {JOB}\n    file_sd_configs:\n      - files: [{}]\
         let start = Instant::now();
         let deadline = start + timeout;
         let admin = self.admin();
-        let recent = 3 * i64::try_from(self.config.interval.as_millis()).unwrap_or(1000);
+        let recent = 3 * self.config.interval_ms();
         let mut good = 0;
         let mut why = String::from("not checked");
         while Instant::now() < deadline {
@@ -597,20 +597,12 @@ scrape_configs:\n  - job_name: {JOB}\n    file_sd_configs:\n      - files: [{}]\
     /// Why the system is not converged (`Some("")`: it is).
     async fn unconverged(&self, admin: &Admin, shards: usize, recent: i64) -> Option<String> {
         let targets = admin.targets().await?;
-        let up = admin
-            .shards()
-            .await?
-            .iter()
-            .filter(|s| s.health == "up")
-            .count();
+        let up = admin.shards_up().await?;
         if up != shards {
             return Some(format!("{up} shards up, want {shards}"));
         }
         let want: HashMap<String, usize> = self.series_per_target();
-        let placed = targets
-            .iter()
-            .filter(|t| t.shard.is_some() && (t.state == "assigned" || t.state == "oversized"))
-            .count();
+        let placed = targets.iter().filter(|t| t.settled()).count();
         if targets.len() != self.active.len() || placed != targets.len() {
             return Some(format!(
                 "{} targets known ({} in discovery), {placed} placed and settled",
@@ -638,7 +630,7 @@ scrape_configs:\n  - job_name: {JOB}\n    file_sd_configs:\n      - files: [{}]\
         let admin = self.admin();
         self.moves_at_open = admin.moves().await.unwrap_or_default();
         self.monitor = Some(Monitor::start(admin, Duration::from_secs(1), scale));
-        let interval = i64::try_from(self.config.interval.as_millis()).unwrap_or(1000);
+        let interval = self.config.interval_ms();
         let from = (now_ms() / 1000 + 1) * 1000 + interval;
         self.window_from_ms = from;
         sleep_until_ms(from).await;
@@ -665,7 +657,7 @@ scrape_configs:\n  - job_name: {JOB}\n    file_sd_configs:\n      - files: [{}]\
         };
         self.drain(to, drain).await;
         self.stop_local().await;
-        let interval_ms = i64::try_from(self.config.interval.as_millis()).unwrap_or(1000);
+        let interval_ms = self.config.interval_ms();
         let analysis = self.analyze(to, interval_ms);
         if let Some(judge) = self.deferred_judge.take() {
             for (name, figure, claim) in judge(&analysis) {
@@ -794,7 +786,7 @@ scrape_configs:\n  - job_name: {JOB}\n    file_sd_configs:\n      - files: [{}]\
     /// `drain` passed), and 2 s more.
     async fn drain(&mut self, to: i64, drain: Duration) {
         let deadline = Instant::now() + drain;
-        let interval = i64::try_from(self.config.interval.as_millis()).unwrap_or(1000);
+        let interval = self.config.interval_ms();
         let mut reached_for = 0;
         while Instant::now() < deadline {
             tokio::time::sleep(Duration::from_secs(1)).await;
