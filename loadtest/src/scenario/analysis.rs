@@ -125,7 +125,7 @@ pub struct Window<'a> {
 }
 
 /// True for the series a scraper writes itself.
-fn scraper_made(name: &str) -> bool {
+pub(crate) fn scraper_made(name: &str) -> bool {
     name == "up" || name.starts_with("scrape_")
 }
 

@@ -547,7 +547,7 @@ scrape_configs:\n  - job_name: {JOB}\n    file_sd_configs:\n      - files: [{}]\
         let mut out: HashMap<String, usize> = HashMap::new();
         for s in self.sink.series(&m, usize::MAX) {
             let name = s.labels.get("__name__").map_or("", String::as_str);
-            if name == "up" || name.starts_with("scrape_") || s.last_timestamp < since {
+            if analysis::scraper_made(name) || s.last_timestamp < since {
                 continue;
             }
             if let Some(i) = s.labels.get("instance") {
@@ -790,12 +790,7 @@ scrape_configs:\n  - job_name: {JOB}\n    file_sd_configs:\n      - files: [{}]\
         let mut reached_for = 0;
         while Instant::now() < deadline {
             tokio::time::sleep(Duration::from_secs(1)).await;
-            let behind = now_ms() - to;
-            let fresh = self.fresh_series(behind + interval);
-            let want = self.series_per_target();
-            let reached = want
-                .iter()
-                .all(|(i, n)| fresh.get(i).copied().unwrap_or(0) >= *n);
+            let reached = self.all_fresh(now_ms() - to + interval);
             // Two more seconds for stragglers (a replayed WAL).
             reached_for = if reached { reached_for + 1 } else { 0 };
             if reached_for > 2 {
