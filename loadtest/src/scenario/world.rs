@@ -543,7 +543,7 @@ scrape_configs:\n  - job_name: {JOB}\n    file_sd_configs:\n      - files: [{}]\
     /// `recent_ms`.
     pub fn fresh_series(&self, recent_ms: i64) -> HashMap<String, usize> {
         let since = now_ms() - recent_ms;
-        let m = Matcher::parse(&format!("{{job=\"{JOB}\"}}")).unwrap_or_default();
+        let m = job_matcher();
         let mut out: HashMap<String, usize> = HashMap::new();
         for s in self.sink.series(&m, usize::MAX) {
             let name = s.labels.get("__name__").map_or("", String::as_str);
@@ -644,8 +644,8 @@ scrape_configs:\n  - job_name: {JOB}\n    file_sd_configs:\n      - files: [{}]\
     }
 
     /// Closes the window now, waits (at most `drain`) for its samples, and
-    /// judges the run. `moves_from` are the coordinator's counters to
-    /// subtract (those at the window's start unless it restarted).
+    /// judges the run (coordinator moves counted from `moves_at_open`,
+    /// which a scenario that restarts the coordinator clears).
     pub async fn finish(mut self, drain: Duration) -> Result<ScenarioReport, ScenarioError> {
         let to = now_ms();
         self.event("window closes");
@@ -658,7 +658,7 @@ scrape_configs:\n  - job_name: {JOB}\n    file_sd_configs:\n      - files: [{}]\
         self.drain(to, drain).await;
         self.stop_local().await;
         let interval_ms = self.config.interval_ms();
-        let analysis = self.analyze(to, interval_ms);
+        let analysis = self.analyze(to);
         if let Some(judge) = self.deferred_judge.take() {
             for (name, figure, claim) in judge(&analysis) {
                 self.figures.insert(name, figure);
@@ -766,8 +766,8 @@ scrape_configs:\n  - job_name: {JOB}\n    file_sd_configs:\n      - files: [{}]\
     }
 
     /// Judges the window [open, `to`) against the sink's timelines now.
-    pub fn analyze(&self, to: i64, interval_ms: i64) -> Analysis {
-        let m = Matcher::parse(&format!("{{job=\"{JOB}\"}}")).unwrap_or_default();
+    fn analyze(&self, to: i64) -> Analysis {
+        let m = job_matcher();
         let timelines = self.sink.timelines(&m);
         let per = self.series_per_target();
         analysis::analyze(
@@ -775,7 +775,7 @@ scrape_configs:\n  - job_name: {JOB}\n    file_sd_configs:\n      - files: [{}]\
             &Window {
                 from_ms: self.window_from_ms,
                 to_ms: to,
-                interval_ms,
+                interval_ms: self.config.interval_ms(),
                 presence: &self.presence,
                 series_per_target: &per,
             },
@@ -860,6 +860,11 @@ fn utilization(seen: &Seen, from: i64, to: i64) -> Utilization {
 /// `2.3 s`, or `never` for `None`.
 pub fn secs(s: Option<f64>) -> String {
     s.map_or_else(|| "never".to_owned(), |s| format!("{s:.1} s"))
+}
+
+/// The series of the scenarios' job.
+fn job_matcher() -> Matcher {
+    Matcher::parse(&format!("{{job=\"{JOB}\"}}")).unwrap_or_default()
 }
 
 /// Sleeps until unix ms `t`.
