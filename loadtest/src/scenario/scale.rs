@@ -76,8 +76,7 @@ async fn wait_shards(w: &World, shards: u64, limit: Duration) -> Option<f64> {
         let up = admin.shards_up().await.unwrap_or(0) as u64;
         let current = admin.scale().await.map(|s| s.0);
         let targets = admin.targets().await.unwrap_or_default();
-        let settled = targets.len() == w.active.len()
-            && targets.iter().all(TargetView::settled);
+        let settled = targets.len() == w.active.len() && targets.iter().all(TargetView::settled);
         let on_all = w.placement().await.len() as u64 == shards;
         if up == shards && current == Some(shards) && settled && on_all {
             good += 1;
