@@ -125,7 +125,7 @@ pub struct Window<'a> {
 }
 
 /// True for the series a scraper writes itself.
-fn scraper_made(name: &str) -> bool {
+pub(crate) fn scraper_made(name: &str) -> bool {
     name == "up" || name.starts_with("scrape_")
 }
 
@@ -338,17 +338,25 @@ mod tests {
         }
     }
 
+    /// The window [10 s, 20 s) at a 1 s interval.
+    fn window<'a>(
+        presence: &'a HashMap<String, Presence>,
+        per: &'a HashMap<String, usize>,
+    ) -> Window<'a> {
+        Window {
+            from_ms: 10_000,
+            to_ms: 20_000,
+            interval_ms: 1000,
+            presence,
+            series_per_target: per,
+        }
+    }
+
     #[test]
     fn a_missing_slot_inside_the_window_is_a_gap_and_late_stamps_book_to_their_slot() {
         let presence = HashMap::new();
         let per = HashMap::from([("a".to_owned(), 1)]);
-        let w = Window {
-            from_ms: 10_000,
-            to_ms: 20_000,
-            interval_ms: 1000,
-            presence: &presence,
-            series_per_target: &per,
-        };
+        let w = window(&presence, &per);
         // Phase 300; 14_300 missing, 15_330 late-stamped, 17_300 twice.
         let mut ts: Vec<i64> = (5..20).map(|k| k * 1000 + 300).collect();
         ts.retain(|&t| t != 14_300);
@@ -394,13 +402,7 @@ mod tests {
             ),
         ]);
         let per = HashMap::new();
-        let w = Window {
-            from_ms: 10_000,
-            to_ms: 20_000,
-            interval_ms: 1000,
-            presence: &presence,
-            series_per_target: &per,
-        };
+        let w = window(&presence, &per);
         let gone = series("gone", (5..15).map(|k| k * 1000).collect(), vec![15_000]);
         let new = series("new", (14..20).map(|k| k * 1000 + 1).collect(), vec![]);
         let a = analyze(&[gone, new], &w);
@@ -414,13 +416,7 @@ mod tests {
     fn series_that_never_arrived_count_the_whole_window() {
         let presence = HashMap::new();
         let per = HashMap::from([("a".to_owned(), 3)]);
-        let w = Window {
-            from_ms: 10_000,
-            to_ms: 20_000,
-            interval_ms: 1000,
-            presence: &presence,
-            series_per_target: &per,
-        };
+        let w = window(&presence, &per);
         let a = analyze(
             &[series("a", (5..20).map(|k| k * 1000).collect(), vec![])],
             &w,

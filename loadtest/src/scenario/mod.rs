@@ -109,6 +109,11 @@ impl ScenarioConfig {
             duration: None,
         }
     }
+
+    /// The scrape interval in ms.
+    pub fn interval_ms(&self) -> i64 {
+        i64::try_from(self.interval.as_millis()).unwrap_or(1000)
+    }
 }
 
 /// Why a scenario could not run (a claim that fails is a report, not an

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::report::Claim;
 use super::scripts::{drain, max_series, pick};
+use super::system::TargetView;
 use super::world::{World, secs};
 use super::{Scenario, ScenarioConfig, ScenarioError, ScenarioReport};
 
@@ -72,19 +73,10 @@ async fn wait_shards(w: &World, shards: u64, limit: Duration) -> Option<f64> {
     let started = Instant::now();
     let mut good = 0;
     while started.elapsed() < limit {
-        let up = admin
-            .shards()
-            .await
-            .unwrap_or_default()
-            .iter()
-            .filter(|s| s.health == "up")
-            .count() as u64;
+        let up = admin.shards_up().await.unwrap_or(0) as u64;
         let current = admin.scale().await.map(|s| s.0);
         let targets = admin.targets().await.unwrap_or_default();
-        let settled = targets.len() == w.active.len()
-            && targets
-                .iter()
-                .all(|t| t.shard.is_some() && (t.state == "assigned" || t.state == "oversized"));
+        let settled = targets.len() == w.active.len() && targets.iter().all(TargetView::settled);
         let on_all = w.placement().await.len() as u64 == shards;
         if up == shards && current == Some(shards) && settled && on_all {
             good += 1;

@@ -8,6 +8,7 @@
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
+use super::analysis::Analysis;
 use super::report::Claim;
 use super::world::{World, now_ms, secs};
 use super::{Scenario, ScenarioConfig, ScenarioError, ScenarioReport};
@@ -127,13 +128,7 @@ async fn coordinator_kill(config: &ScenarioConfig) -> Result<ScenarioReport, Sce
     w.event("coordinator restarted");
     let mut reattached = None;
     while back.elapsed() < Duration::from_secs(30) {
-        let up = admin
-            .shards()
-            .await
-            .unwrap_or_default()
-            .iter()
-            .filter(|s| s.health == "up")
-            .count();
+        let up = admin.shards_up().await.unwrap_or(0);
         if up == shards {
             reattached = Some(back.elapsed().as_secs_f64());
             break;
@@ -213,7 +208,7 @@ async fn shard_kill(config: &ScenarioConfig) -> Result<ScenarioReport, ScenarioE
     }
     w.event(format!("{victim_id} restarted on its storage"));
     tokio::time::sleep(pick(config, 10, 30)).await;
-    let interval_ms = i64::try_from(config.interval.as_millis()).unwrap_or(1000);
+    let interval_ms = config.interval_ms();
     // Judge now (the window closes in finish; this only reads the victims'
     // series as they are, for the scenario's own claims below).
     let bound_ms =
@@ -224,8 +219,7 @@ async fn shard_kill(config: &ScenarioConfig) -> Result<ScenarioReport, ScenarioE
         .insert("replaced_secs".into(), serde_json::json!(replaced));
     w.figures
         .insert("gap_bound_ms".into(), serde_json::json!(bound_ms));
-    let mut report = finish_with(w, drain(config), move |w, to| {
-        let a = w.analyze(to, interval_ms);
+    finish_with(w, drain(config), move |a| {
         let mut longest = 0u64;
         let mut early = Vec::new();
         let mut split = Vec::new();
@@ -302,20 +296,18 @@ async fn shard_kill(config: &ScenarioConfig) -> Result<ScenarioReport, ScenarioE
             ),
         ]
     })
-    .await?;
-    report.pass = report.claims.iter().all(|c| c.pass);
-    Ok(report)
+    .await
 }
 
-/// [`World::finish`] with claims computed from the drained sink by `judge`
-/// (window end in unix ms) before the report is built.
+/// [`World::finish`] with claims computed by `judge` from the analysis of
+/// the drained sink before the report is built.
 async fn finish_with<F>(
     mut w: World,
     drain: Duration,
     judge: F,
 ) -> Result<ScenarioReport, ScenarioError>
 where
-    F: FnOnce(&World, i64) -> Vec<(String, serde_json::Value, Claim)> + 'static,
+    F: FnOnce(&Analysis) -> Vec<(String, serde_json::Value, Claim)> + 'static,
 {
     w.deferred_judge = Some(Box::new(judge));
     w.finish(drain).await
@@ -339,7 +331,7 @@ async fn storage_outage(config: &ScenarioConfig) -> Result<ScenarioReport, Scena
     tokio::time::sleep(outage).await;
     w.sink.clear_fault();
     w.event("sink recovered");
-    let interval_ms = i64::try_from(config.interval.as_millis()).unwrap_or(1000);
+    let interval_ms = config.interval_ms();
     // The backlog is delivered in order per series: caught up once every
     // series has a sample of the last two intervals.
     let settle = pick(config, 10, 20);
@@ -364,8 +356,7 @@ async fn storage_outage(config: &ScenarioConfig) -> Result<ScenarioReport, Scena
         serde_json::json!(outage.as_secs_f64()),
     );
     let drain = drain(config) + outage;
-    let mut report = finish_with(w, drain, move |w, to| {
-        let a = w.analyze(to, interval_ms);
+    finish_with(w, drain, move |a| {
         let d = &a.totals;
         vec![(
             "samples_lost".to_owned(),
@@ -380,9 +371,7 @@ async fn storage_outage(config: &ScenarioConfig) -> Result<ScenarioReport, Scena
             ),
         )]
     })
-    .await?;
-    report.pass = report.claims.iter().all(|c| c.pass);
-    Ok(report)
+    .await
 }
 
 async fn churn(config: &ScenarioConfig) -> Result<ScenarioReport, ScenarioError> {
@@ -409,13 +398,11 @@ async fn churn(config: &ScenarioConfig) -> Result<ScenarioReport, ScenarioError>
     }
     tokio::time::sleep(pick(config, 8, 15)).await;
     let joined: Vec<String> = (active..next).map(|i| w.instance(i)).collect();
-    let interval_ms = i64::try_from(config.interval.as_millis()).unwrap_or(1000);
     w.figures
         .insert("targets_joined".into(), serde_json::json!(joined.len()));
     w.figures
         .insert("targets_left".into(), serde_json::json!(joined.len()));
-    let mut report = finish_with(w, drain(config), move |w, to| {
-        let a = w.analyze(to, interval_ms);
+    finish_with(w, drain(config), move |a| {
         let unscraped: Vec<&String> = joined
             .iter()
             .filter(|i| {
@@ -438,9 +425,7 @@ async fn churn(config: &ScenarioConfig) -> Result<ScenarioReport, ScenarioError>
             ),
         )]
     })
-    .await?;
-    report.pass = report.claims.iter().all(|c| c.pass);
-    Ok(report)
+    .await
 }
 
 async fn heavy_target(config: &ScenarioConfig) -> Result<ScenarioReport, ScenarioError> {
@@ -522,9 +507,7 @@ async fn heavy_target(config: &ScenarioConfig) -> Result<ScenarioReport, Scenari
         .filter(|m| m.0 >= from)
         .map(|m| m.1)
         .collect();
-    let interval_ms = i64::try_from(config.interval.as_millis()).unwrap_or(1000);
-    finish_with(w, drain(config), move |w, to| {
-        let a = w.analyze(to, interval_ms);
+    finish_with(w, drain(config), move |a| {
         let lossy: Vec<&String> = moved
             .iter()
             .filter(|i| {

@@ -190,6 +190,14 @@ pub struct TargetView {
     pub series: u64,
 }
 
+impl TargetView {
+    /// On a shard and not moving (assigned, or oversized on a shard of
+    /// its own).
+    pub fn settled(&self) -> bool {
+        self.shard.is_some() && (self.state == "assigned" || self.state == "oversized")
+    }
+}
+
 /// One shard as `/api/v1/shards` lists it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ShardView {
@@ -273,6 +281,17 @@ impl Admin {
                     })
                 })
                 .collect(),
+        )
+    }
+
+    /// Shards whose health is up, or `None` when the API does not answer.
+    pub async fn shards_up(&self) -> Option<usize> {
+        Some(
+            self.shards()
+                .await?
+                .iter()
+                .filter(|s| s.health == "up")
+                .count(),
         )
     }
 

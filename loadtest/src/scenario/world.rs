@@ -234,12 +234,13 @@ pub struct World {
     /// Time to converge as the scenario measured it (else: from the last
     /// disturbance to the last assignment change the monitor saw).
     pub converge_secs: Option<f64>,
-    /// Scenario claims judged on the drained sink (window end in unix ms).
+    /// Scenario claims judged on the drained sink's analysis.
     pub deferred_judge: Option<Judge>,
 }
 
-/// Claims (with a figure each) judged once the window is drained.
-pub type Judge = Box<dyn FnOnce(&World, i64) -> Vec<(String, serde_json::Value, Claim)>>;
+/// Claims (with a figure each) judged once the window is drained, from
+/// the run's analysis.
+pub type Judge = Box<dyn FnOnce(&Analysis) -> Vec<(String, serde_json::Value, Claim)>>;
 
 impl World {
     /// Starts the fleet (`targets` targets, `active` of them in discovery)
@@ -542,11 +543,11 @@ scrape_configs:\n  - job_name: {JOB}\n    file_sd_configs:\n      - files: [{}]\
     /// `recent_ms`.
     pub fn fresh_series(&self, recent_ms: i64) -> HashMap<String, usize> {
         let since = now_ms() - recent_ms;
-        let m = Matcher::parse(&format!("{{job=\"{JOB}\"}}")).unwrap_or_default();
+        let m = job_matcher();
         let mut out: HashMap<String, usize> = HashMap::new();
         for s in self.sink.series(&m, usize::MAX) {
             let name = s.labels.get("__name__").map_or("", String::as_str);
-            if name == "up" || name.starts_with("scrape_") || s.last_timestamp < since {
+            if analysis::scraper_made(name) || s.last_timestamp < since {
                 continue;
             }
             if let Some(i) = s.labels.get("instance") {
@@ -567,7 +568,7 @@ scrape_configs:\n  - job_name: {JOB}\n    file_sd_configs:\n      - files: [{}]\
         let start = Instant::now();
         let deadline = start + timeout;
         let admin = self.admin();
-        let recent = 3 * i64::try_from(self.config.interval.as_millis()).unwrap_or(1000);
+        let recent = 3 * self.config.interval_ms();
         let mut good = 0;
         let mut why = String::from("not checked");
         while Instant::now() < deadline {
@@ -596,20 +597,12 @@ scrape_configs:\n  - job_name: {JOB}\n    file_sd_configs:\n      - files: [{}]\
     /// Why the system is not converged (`Some("")`: it is).
     async fn unconverged(&self, admin: &Admin, shards: usize, recent: i64) -> Option<String> {
         let targets = admin.targets().await?;
-        let up = admin
-            .shards()
-            .await?
-            .iter()
-            .filter(|s| s.health == "up")
-            .count();
+        let up = admin.shards_up().await?;
         if up != shards {
             return Some(format!("{up} shards up, want {shards}"));
         }
         let want: HashMap<String, usize> = self.series_per_target();
-        let placed = targets
-            .iter()
-            .filter(|t| t.shard.is_some() && (t.state == "assigned" || t.state == "oversized"))
-            .count();
+        let placed = targets.iter().filter(|t| t.settled()).count();
         if targets.len() != self.active.len() || placed != targets.len() {
             return Some(format!(
                 "{} targets known ({} in discovery), {placed} placed and settled",
@@ -637,7 +630,7 @@ scrape_configs:\n  - job_name: {JOB}\n    file_sd_configs:\n      - files: [{}]\
         let admin = self.admin();
         self.moves_at_open = admin.moves().await.unwrap_or_default();
         self.monitor = Some(Monitor::start(admin, Duration::from_secs(1), scale));
-        let interval = i64::try_from(self.config.interval.as_millis()).unwrap_or(1000);
+        let interval = self.config.interval_ms();
         let from = (now_ms() / 1000 + 1) * 1000 + interval;
         self.window_from_ms = from;
         sleep_until_ms(from).await;
@@ -651,8 +644,8 @@ scrape_configs:\n  - job_name: {JOB}\n    file_sd_configs:\n      - files: [{}]\
     }
 
     /// Closes the window now, waits (at most `drain`) for its samples, and
-    /// judges the run. `moves_from` are the coordinator's counters to
-    /// subtract (those at the window's start unless it restarted).
+    /// judges the run (coordinator moves counted from `moves_at_open`,
+    /// which a scenario that restarts the coordinator clears).
     pub async fn finish(mut self, drain: Duration) -> Result<ScenarioReport, ScenarioError> {
         let to = now_ms();
         self.event("window closes");
@@ -664,10 +657,10 @@ scrape_configs:\n  - job_name: {JOB}\n    file_sd_configs:\n      - files: [{}]\
         };
         self.drain(to, drain).await;
         self.stop_local().await;
-        let interval_ms = i64::try_from(self.config.interval.as_millis()).unwrap_or(1000);
-        let analysis = self.analyze(to, interval_ms);
+        let interval_ms = self.config.interval_ms();
+        let analysis = self.analyze(to);
         if let Some(judge) = self.deferred_judge.take() {
-            for (name, figure, claim) in judge(&self, to) {
+            for (name, figure, claim) in judge(&analysis) {
                 self.figures.insert(name, figure);
                 self.claims.push(claim);
             }
@@ -773,8 +766,8 @@ scrape_configs:\n  - job_name: {JOB}\n    file_sd_configs:\n      - files: [{}]\
     }
 
     /// Judges the window [open, `to`) against the sink's timelines now.
-    pub fn analyze(&self, to: i64, interval_ms: i64) -> Analysis {
-        let m = Matcher::parse(&format!("{{job=\"{JOB}\"}}")).unwrap_or_default();
+    fn analyze(&self, to: i64) -> Analysis {
+        let m = job_matcher();
         let timelines = self.sink.timelines(&m);
         let per = self.series_per_target();
         analysis::analyze(
@@ -782,7 +775,7 @@ scrape_configs:\n  - job_name: {JOB}\n    file_sd_configs:\n      - files: [{}]\
             &Window {
                 from_ms: self.window_from_ms,
                 to_ms: to,
-                interval_ms,
+                interval_ms: self.config.interval_ms(),
                 presence: &self.presence,
                 series_per_target: &per,
             },
@@ -793,16 +786,11 @@ scrape_configs:\n  - job_name: {JOB}\n    file_sd_configs:\n      - files: [{}]\
     /// `drain` passed), and 2 s more.
     async fn drain(&mut self, to: i64, drain: Duration) {
         let deadline = Instant::now() + drain;
-        let interval = i64::try_from(self.config.interval.as_millis()).unwrap_or(1000);
+        let interval = self.config.interval_ms();
         let mut reached_for = 0;
         while Instant::now() < deadline {
             tokio::time::sleep(Duration::from_secs(1)).await;
-            let behind = now_ms() - to;
-            let fresh = self.fresh_series(behind + interval);
-            let want = self.series_per_target();
-            let reached = want
-                .iter()
-                .all(|(i, n)| fresh.get(i).copied().unwrap_or(0) >= *n);
+            let reached = self.all_fresh(now_ms() - to + interval);
             // Two more seconds for stragglers (a replayed WAL).
             reached_for = if reached { reached_for + 1 } else { 0 };
             if reached_for > 2 {
@@ -872,6 +860,11 @@ fn utilization(seen: &Seen, from: i64, to: i64) -> Utilization {
 /// `2.3 s`, or `never` for `None`.
 pub fn secs(s: Option<f64>) -> String {
     s.map_or_else(|| "never".to_owned(), |s| format!("{s:.1} s"))
+}
+
+/// The series of the scenarios' job.
+fn job_matcher() -> Matcher {
+    Matcher::parse(&format!("{{job=\"{JOB}\"}}")).unwrap_or_default()
 }
 
 /// Sleeps until unix ms `t`.
