@@ -66,7 +66,9 @@ const SERIES: usize = 1000;
 
 /// Only one test in this binary, so nothing else allocates concurrently.
 /// Before the compact table and arena cache: 792.8 bytes and 17.1
-/// allocations per series; after: 348.9 and 1.1.
+/// allocations per series; after: 348.9 and 1.1; with the raw cache keyed
+/// by 128-bit hashes, labels as pair ids and 32-bit iterations: 130.8 and
+/// 0.14.
 #[test]
 fn pipeline_heap_per_series_is_small() {
     let bodies: Vec<Vec<u8>> = (0..4).map(|scrape| node_body(SERIES, scrape)).collect();
@@ -96,7 +98,7 @@ fn pipeline_heap_per_series_is_small() {
     );
     assert_eq!(p.known_series().len(), SERIES + 5);
     assert!(
-        per_series < 500.0,
+        per_series < 200.0,
         "pipeline holds {per_series:.1} bytes per series"
     );
     drop(p);

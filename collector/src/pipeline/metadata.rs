@@ -10,14 +10,14 @@ use crate::series::Metadata;
 
 /// Families absent for this many scrapes are forgotten (as Prometheus'
 /// scrape cache keeps metadata for 10 scrapes).
-const KEEP_ITERATIONS: u64 = 10;
+const KEEP_ITERATIONS: u32 = 10;
 
 #[derive(Debug)]
 struct Family {
     kind: MetricType,
     help: String,
     unit: String,
-    last_iter: u64,
+    last_iter: u32,
 }
 
 #[derive(Debug)]
@@ -40,11 +40,11 @@ impl MetadataCache {
         self.pending.clear();
     }
 
-    pub(crate) fn observe_type(&mut self, name: &str, kind: MetricType, iter: u64) {
+    pub(crate) fn observe_type(&mut self, name: &str, kind: MetricType, iter: u32) {
         self.observe(name, iter, |f| f.kind == kind, || Change::Kind(kind));
     }
 
-    pub(crate) fn observe_help(&mut self, name: &str, help: &str, iter: u64) {
+    pub(crate) fn observe_help(&mut self, name: &str, help: &str, iter: u32) {
         self.observe(
             name,
             iter,
@@ -53,7 +53,7 @@ impl MetadataCache {
         );
     }
 
-    pub(crate) fn observe_unit(&mut self, name: &str, unit: &str, iter: u64) {
+    pub(crate) fn observe_unit(&mut self, name: &str, unit: &str, iter: u32) {
         self.observe(
             name,
             iter,
@@ -67,7 +67,7 @@ impl MetadataCache {
     fn observe(
         &mut self,
         name: &str,
-        iter: u64,
+        iter: u32,
         same: impl FnOnce(&Family) -> bool,
         change: impl FnOnce() -> Change,
     ) {
@@ -79,7 +79,7 @@ impl MetadataCache {
 
     /// The scrape succeeded: apply its changes, push the changed families
     /// to `out` (each once), forget families unseen for long.
-    pub(crate) fn commit(&mut self, iter: u64, out: &mut Vec<Metadata>) {
+    pub(crate) fn commit(&mut self, iter: u32, out: &mut Vec<Metadata>) {
         let mut changed: Vec<String> = Vec::new();
         for (name, change) in self.pending.drain(..) {
             let f = self.families.entry(name.clone()).or_insert(Family {
@@ -109,7 +109,7 @@ impl MetadataCache {
             }
         }
         self.families
-            .retain(|_, f| f.last_iter + KEEP_ITERATIONS >= iter);
+            .retain(|_, f| f.last_iter.saturating_add(KEEP_ITERATIONS) >= iter);
     }
 
     pub(crate) fn clear_pending(&mut self) {

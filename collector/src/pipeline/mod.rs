@@ -23,6 +23,7 @@
 //!   one series through relabeling.
 
 mod error;
+mod label_pool;
 mod labels;
 mod limits;
 mod metadata;
@@ -140,7 +141,7 @@ pub struct ScrapeReport {
 const MAX_AHEAD_MS: i64 = 10 * 60 * 1000;
 /// Table entries unseen for this many scrapes are forgotten (one more than
 /// needed to write their stale marker, so `define_all` still finds them).
-const TABLE_KEEP_ITERATIONS: u64 = 2;
+const TABLE_KEEP_ITERATIONS: u32 = 2;
 
 /// A sample accepted while parsing, written only if the scrape succeeds.
 #[derive(Clone, Copy, Debug)]
@@ -174,8 +175,9 @@ pub struct TargetPipeline {
     table: SeriesTable,
     metadata: MetadataCache,
     report: Option<ReportSeries>,
-    /// Incremented by every scrape, failed or not.
-    iter: u64,
+    /// Incremented by every scrape, failed or not (from 1; 32 bits keep
+    /// the per-series iterations small, and wrap after 2^32 scrapes).
+    iter: u32,
     /// Samples the last scrape took (the next one's capacity hint).
     last_pending_len: usize,
 }
@@ -234,7 +236,7 @@ impl TargetPipeline {
         duration: Duration,
         out: &mut AppendBatch,
     ) -> ScrapeReport {
-        self.iter += 1;
+        self.iter = self.iter.wrapping_add(1).max(1);
         let iter = self.iter;
         self.metadata.begin();
         let mut pending = Vec::with_capacity(self.last_pending_len);
@@ -243,7 +245,8 @@ impl TargetPipeline {
         let report = match failure {
             Some(failure) => {
                 self.metadata.clear_pending();
-                let stale_markers = staleness::mark_stale(&mut self.table, iter - 1, ts_ms, out);
+                let stale_markers =
+                    staleness::mark_stale(&mut self.table, iter.wrapping_sub(1), ts_ms, out);
                 self.finish_iteration(false);
                 ScrapeReport {
                     error: Some(failure.to_string()),
@@ -261,7 +264,8 @@ impl TargetPipeline {
                 report.series_added = counts.series_added;
                 report.out_of_order += counts.out_of_order;
                 report.out_of_bounds = counts.out_of_bounds;
-                report.stale_markers = staleness::mark_stale(&mut self.table, iter - 1, ts_ms, out);
+                report.stale_markers =
+                    staleness::mark_stale(&mut self.table, iter.wrapping_sub(1), ts_ms, out);
                 self.metadata.commit(iter, &mut out.metadata);
                 // An empty body does not flush the cache (as Prometheus).
                 self.finish_iteration(!body.is_empty());
@@ -368,7 +372,7 @@ impl TargetPipeline {
             // its sample was taken, a cached one only when it was; never
             // with an explicit timestamp.
             if explicit.is_none() && (accepted || !cache_hit) {
-                e.tracked = Some(iter);
+                e.tracked = std::num::NonZeroU32::new(iter);
             }
             if !accepted {
                 continue;
@@ -441,7 +445,7 @@ impl TargetPipeline {
         let iter = self.iter;
         let mut report = ScrapeReport::default();
         for p in pending {
-            let Some(e) = self.table.slot_mut(p.slot) else {
+            let Some((e, definer)) = self.table.slot_with_definer(p.slot) else {
                 continue;
             };
             if e.committed_iter != iter {
@@ -456,7 +460,7 @@ impl TargetPipeline {
                 report.duplicates += 1;
             }
             if !e.defined {
-                out.series.push(e.def());
+                out.series.push(definer.def(e));
                 e.defined = true;
             }
             out.samples.push(Sample {
@@ -515,9 +519,10 @@ impl TargetPipeline {
         duration: Duration,
         out: &mut AppendBatch,
     ) -> ScrapeReport {
-        self.iter += 1;
+        self.iter = self.iter.wrapping_add(1).max(1);
         self.metadata.begin();
-        let stale_markers = staleness::mark_stale(&mut self.table, self.iter - 1, ts_ms, out);
+        let stale_markers =
+            staleness::mark_stale(&mut self.table, self.iter.wrapping_sub(1), ts_ms, out);
         self.finish_iteration(false);
         let report = ScrapeReport {
             error: Some(error.to_string()),
@@ -569,7 +574,7 @@ impl TargetPipeline {
             let map =
                 by_ref.get_or_insert_with(|| self.table.iter().map(|e| (e.series, e)).collect());
             if let Some(e) = map.get(&s.series) {
-                add.push(e.def());
+                add.push(self.table.definer().def(e));
             }
         }
         // Definitions must precede samples; `series` is appended before
@@ -581,7 +586,8 @@ impl TargetPipeline {
     /// and the API), by ref: the scraped ones still in its table and the
     /// synthetic ones once reported.
     pub fn known_series(&self) -> Vec<SeriesDef> {
-        let mut defs: Vec<SeriesDef> = self.table.iter().map(|e| e.def()).collect();
+        let definer = self.table.definer();
+        let mut defs: Vec<SeriesDef> = self.table.iter().map(|e| definer.def(e)).collect();
         if let Some(r) = &self.report {
             defs.extend(r.defs().iter().cloned());
         }

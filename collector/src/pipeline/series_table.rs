@@ -3,49 +3,66 @@
 //! stale, the last timestamp written (to skip duplicates and out-of-order
 //! samples) and the scrape that last reported them (for staleness).
 //!
-//! Memory: a series' labels are kept as one allocation, their canonical
-//! bytes (`name 0xff value 0xff ...`), and indexed by the xxh3 of those
-//! bytes (collisions resolved by comparing the bytes). A [`Labels`] is only
-//! built when a definition is emitted.
+//! Memory: a series' labels are kept as the ids of their pairs in the
+//! target's [`LabelPool`] (varints in one arena, compacted when more than
+//! half of it is dead), indexed by the xxh3 of those id bytes (ids are
+//! unique while in use, so equal bytes are equal label sets). A [`Labels`]
+//! is only built when a definition is emitted.
 
 use hashbrown::HashTable;
 use promshard_promlib::labels::Labels;
 
 use super::RefAllocator;
+use super::label_pool::LabelPool;
 use crate::series::{SeriesDef, SeriesRef};
+
+/// The id arena is compacted only above this many dead bytes.
+const MIN_COMPACT_BYTES: usize = 16 * 1024;
 
 #[derive(Debug)]
 pub(crate) struct SeriesEntry {
     pub(crate) series: SeriesRef,
-    /// Canonical bytes of the final labels (target labels, metric
-    /// relabeling and external labels applied).
-    labels: Box<[u8]>,
-    /// xxh3 of `labels`.
+    /// The final labels' pair ids (target labels, metric relabeling and
+    /// external labels applied): `ids[off..off + len]` of the table.
+    off: u32,
+    len: u32,
+    /// xxh3 of the id bytes.
     hash: u64,
     /// Timestamp of the last sample (or stale marker) written.
     pub(crate) last_ts: i64,
     /// Iteration of the last scrape that wrote a sample without an explicit
     /// timestamp (the series takes part in staleness).
-    pub(crate) tracked: Option<u64>,
+    pub(crate) tracked: Option<std::num::NonZeroU32>,
     /// Iteration of the last scrape that mentioned it.
-    pub(crate) last_seen: u64,
+    pub(crate) last_seen: u32,
     /// Iteration of the last successful scrape that had it (0: none).
-    pub(crate) committed_iter: u64,
+    pub(crate) committed_iter: u32,
     /// A definition was emitted and the series has not gone stale since.
     pub(crate) defined: bool,
 }
 
 impl SeriesEntry {
-    pub(crate) fn labels(&self) -> Labels {
-        // The bytes were written by `Labels::write_canonical`, so they
-        // always decode; an empty set would only hide a bug.
-        Labels::from_canonical_bytes(&self.labels).unwrap_or_default()
+    fn range(&self) -> std::ops::Range<usize> {
+        self.off as usize..self.off as usize + self.len as usize
+    }
+}
+
+/// Builds definitions of entries (borrowed apart from the entries).
+pub(crate) struct Definer<'a> {
+    pool: &'a LabelPool,
+    ids: &'a [u8],
+}
+
+impl Definer<'_> {
+    pub(crate) fn labels(&self, e: &SeriesEntry) -> Labels {
+        self.pool
+            .decode(self.ids.get(e.range()).unwrap_or_default())
     }
 
-    pub(crate) fn def(&self) -> SeriesDef {
+    pub(crate) fn def(&self, e: &SeriesEntry) -> SeriesDef {
         SeriesDef {
-            series: self.series,
-            labels: self.labels(),
+            series: e.series,
+            labels: self.labels(e),
         }
     }
 }
@@ -59,9 +76,13 @@ fn hash_bytes(bytes: &[u8]) -> u64 {
 pub(crate) struct SeriesTable {
     slots: Vec<Option<SeriesEntry>>,
     free: Vec<u32>,
-    /// Slots by the hash of their labels.
+    /// Slots by the hash of their id bytes.
     index: HashTable<u32>,
-    /// Reused buffer for the canonical bytes of a looked-up label set.
+    pool: LabelPool,
+    /// The entries' pair ids, back to back.
+    ids: Vec<u8>,
+    dead_bytes: usize,
+    /// Reused buffer for the ids of a looked-up label set.
     scratch: Vec<u8>,
 }
 
@@ -70,24 +91,28 @@ impl SeriesTable {
     pub(crate) fn get_or_insert(
         &mut self,
         labels: &Labels,
-        iter: u64,
+        iter: u32,
         refs: &RefAllocator,
     ) -> (u32, SeriesRef) {
         self.scratch.clear();
-        labels.write_canonical(&mut self.scratch);
-        let hash = hash_bytes(&self.scratch);
-        let slots = &self.slots;
-        let bytes = &self.scratch;
-        if let Some(&slot) = self.index.find(hash, |&s| {
-            matches!(slots.get(s as usize), Some(Some(e)) if e.hash == hash && *e.labels == **bytes)
-        }) && let Some(Some(e)) = self.slots.get(slot as usize)
-        {
-            return (slot, e.series);
+        if self.pool.encode_known(labels, &mut self.scratch) {
+            let hash = hash_bytes(&self.scratch);
+            let (slots, ids, bytes) = (&self.slots, &self.ids, &self.scratch);
+            if let Some(&slot) = self.index.find(hash, |&s| {
+                matches!(slots.get(s as usize), Some(Some(e)) if e.hash == hash && ids.get(e.range()) == Some(bytes.as_slice()))
+            }) && let Some(Some(e)) = self.slots.get(slot as usize)
+            {
+                return (slot, e.series);
+            }
         }
+        self.scratch.clear();
+        self.pool.encode_and_hold(labels, &mut self.scratch);
+        let hash = hash_bytes(&self.scratch);
         let series = refs.next();
         let entry = SeriesEntry {
             series,
-            labels: self.scratch.as_slice().into(),
+            off: self.ids.len() as u32,
+            len: self.scratch.len() as u32,
             hash,
             defined: false,
             last_ts: i64::MIN,
@@ -95,6 +120,7 @@ impl SeriesTable {
             last_seen: iter,
             committed_iter: 0,
         };
+        self.ids.extend_from_slice(&self.scratch);
         let slot = match self.free.pop() {
             Some(slot) => {
                 self.slots[slot as usize] = Some(entry);
@@ -125,12 +151,44 @@ impl SeriesTable {
         self.slots.get_mut(slot as usize).and_then(Option::as_mut)
     }
 
+    /// The entry in `slot` and a [`Definer`] for it.
+    #[inline]
+    pub(crate) fn slot_with_definer(
+        &mut self,
+        slot: u32,
+    ) -> Option<(&mut SeriesEntry, Definer<'_>)> {
+        let e = self.slots.get_mut(slot as usize).and_then(Option::as_mut)?;
+        Some((
+            e,
+            Definer {
+                pool: &self.pool,
+                ids: &self.ids,
+            },
+        ))
+    }
+
     pub(crate) fn iter(&self) -> impl Iterator<Item = &SeriesEntry> {
         self.slots.iter().flatten()
     }
 
-    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = &mut SeriesEntry> {
-        self.slots.iter_mut().flatten()
+    pub(crate) fn definer(&self) -> Definer<'_> {
+        Definer {
+            pool: &self.pool,
+            ids: &self.ids,
+        }
+    }
+
+    /// Every entry, mutable, and a [`Definer`].
+    pub(crate) fn iter_mut_with_definer(
+        &mut self,
+    ) -> (impl Iterator<Item = &mut SeriesEntry>, Definer<'_>) {
+        (
+            self.slots.iter_mut().flatten(),
+            Definer {
+                pool: &self.pool,
+                ids: &self.ids,
+            },
+        )
     }
 
     /// Drops entries for which `dead` is true.
@@ -142,14 +200,33 @@ impl SeriesTable {
             if !dead(e) {
                 continue;
             }
-            let hash = e.hash;
+            let (hash, range) = (e.hash, e.range());
             let slot = i as u32;
             if let Ok(found) = self.index.find_entry(hash, |&s| s == slot) {
                 found.remove();
             }
+            self.pool
+                .release(self.ids.get(range.clone()).unwrap_or_default());
+            self.dead_bytes += range.len();
             self.slots[i] = None;
             self.free.push(slot);
         }
+        let live = self.ids.len() - self.dead_bytes;
+        if self.dead_bytes > live && self.dead_bytes > MIN_COMPACT_BYTES {
+            self.compact(live);
+        }
+    }
+
+    /// Copies the live id bytes to a new arena.
+    fn compact(&mut self, live: usize) {
+        let mut ids = Vec::with_capacity(live);
+        for e in self.slots.iter_mut().flatten() {
+            let off = ids.len();
+            ids.extend_from_slice(&self.ids[e.range()]);
+            e.off = off as u32;
+        }
+        self.ids = ids;
+        self.dead_bytes = 0;
     }
 
     #[cfg(test)]
@@ -183,7 +260,8 @@ mod tests {
         let (s2, r2) = t.get_or_insert(&labels("b"), 1, &refs);
         assert_ne!(r1, r2);
         assert_eq!(t.get_or_insert(&labels("a"), 2, &refs), (s1, r1));
-        assert_eq!(t.slot_mut(s2).map(|e| e.def().labels), Some(labels("b")));
+        let def = t.slots[s2 as usize].as_ref().map(|e| t.definer().def(e));
+        assert_eq!(def.map(|d| d.labels), Some(labels("b")));
         assert_eq!(t.len(), 2);
     }
 
@@ -210,10 +288,14 @@ mod tests {
         // Force a second entry with the same hash as the first one.
         let hash = t.slots[0].as_ref().map(|e| e.hash).unwrap_or(0);
         let other = labels("b");
-        let bytes = other.canonical_bytes();
+        let mut bytes = Vec::new();
+        t.pool.encode_and_hold(&other, &mut bytes);
+        let off = t.ids.len() as u32;
+        t.ids.extend_from_slice(&bytes);
         t.slots.push(Some(SeriesEntry {
             series: refs.next(),
-            labels: bytes.into(),
+            off,
+            len: bytes.len() as u32,
             hash,
             last_ts: i64::MIN,
             tracked: None,

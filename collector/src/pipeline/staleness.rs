@@ -17,13 +17,14 @@ use crate::series::{AppendBatch, Sample, stale_marker};
 /// markers were written.
 pub(crate) fn mark_stale(
     table: &mut SeriesTable,
-    prev: u64,
+    prev: u32,
     ts_ms: i64,
     out: &mut AppendBatch,
 ) -> u64 {
     let mut n = 0;
-    for e in table.iter_mut() {
-        if e.tracked != Some(prev) {
+    let (entries, definer) = table.iter_mut_with_definer();
+    for e in entries {
+        if e.tracked.map(std::num::NonZeroU32::get) != Some(prev) {
             continue;
         }
         e.tracked = None;
@@ -31,7 +32,7 @@ pub(crate) fn mark_stale(
         // the same timestamp is written).
         if ts_ms >= e.last_ts {
             if !e.defined {
-                out.series.push(e.def());
+                out.series.push(definer.def(e));
             }
             out.samples.push(Sample {
                 series: e.series,
