@@ -588,3 +588,62 @@ async fn bad_settings_are_refused_at_start() {
     let err = RemoteWriteQueue::start(&cfg, dir.path(), opts()).unwrap_err();
     assert!(err.to_string().contains("min_shards"), "{err}");
 }
+
+/// Queue position of `offset` in WAL segment `segment`.
+fn wal_position(segment: u64, offset: u64) -> u64 {
+    segment << promshard_collector::ship::OFFSET_BITS | offset
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn series_not_redefined_for_two_segments_are_forgotten() {
+    let r = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = remote_config(&r.url(), "", "");
+    let mut q = RemoteWriteQueue::start(&cfg, dir.path(), opts()).unwrap();
+    // Segment 0 defines a live series (1) and one that churns away (2).
+    let defs = vec![
+        def(1, &[("__name__", "live")]),
+        def(2, &[("__name__", "gone")]),
+    ];
+    let samples = vec![sample(1, T0, 1.0), sample(2, T0, 1.0)];
+    q.push(wal_position(0, 10), batch(defs, samples))
+        .await
+        .unwrap();
+    // Segments 1 and 2 redefine only the live series, as the WAL does.
+    for seg in 1..=2 {
+        let ts = T0 + seg as i64;
+        let b = batch(
+            vec![def(1, &[("__name__", "live")])],
+            vec![sample(1, ts, 1.0)],
+        );
+        q.push(wal_position(seg, 10), b).await.unwrap();
+    }
+    // A sample of series 2 in segment 2 (a WAL would refuse it): by then
+    // its labels are forgotten, so it is dropped as an unknown series.
+    q.push(
+        wal_position(2, 20),
+        batch(vec![], vec![sample(1, T0 + 3, 1.0), sample(2, T0 + 3, 1.0)]),
+    )
+    .await
+    .unwrap();
+    wait_delivered(&q, wal_position(2, 20)).await;
+    let got: Vec<(String, i64)> = accepted_samples(&r)
+        .into_iter()
+        .map(|(name, ts, _)| (name, ts))
+        .collect();
+    let want: Vec<(String, i64)> = [
+        ("gone", T0),
+        ("live", T0),
+        ("live", T0 + 1),
+        ("live", T0 + 2),
+        ("live", T0 + 3),
+    ]
+    .iter()
+    .map(|(n, t)| (format!("__name__={n}"), *t))
+    .collect();
+    let mut got_sorted = got.clone();
+    got_sorted.sort();
+    assert_eq!(got_sorted, want, "received {got:?}");
+    assert_eq!(q.stats().dropped_unknown_series.load(Relaxed), 1);
+    q.shutdown(Duration::from_secs(2)).await;
+}

@@ -22,6 +22,7 @@ use super::shard::{self, ShardContext};
 use super::stats::{DropReason, RemoteStats};
 use super::tracker::Tracker;
 use crate::series::{AppendBatch, Metadata, SeriesRef};
+use crate::ship::OFFSET_BITS;
 
 /// How often the shard count is reconsidered by default.
 pub const DEFAULT_RESHARD_INTERVAL: Duration = Duration::from_secs(10);
@@ -162,6 +163,7 @@ impl RemoteWriteQueue {
             ctx,
             rules: cfg.write_relabel_configs.clone(),
             refs: RefTable::default(),
+            segment: 0,
             scratch: Vec::new(),
             metadata,
             shards: Vec::new(),
@@ -314,11 +316,19 @@ struct ShardHandle {
 }
 
 /// Routes input to the shards; owns the ref -> labels map (labels after
-/// write relabeling, protobuf-encoded once per definition).
+/// write relabeling, protobuf-encoded once per definition), each entry
+/// tagged with the WAL segment of its last definition.
+///
+/// Every WAL segment defines the series its samples use, so when input
+/// reaches segment S, refs last defined before S - 1 are forgotten (their
+/// queued samples keep their own labels): the map holds the series of
+/// about two segments, however many series churned before.
 struct Dispatcher {
     ctx: Arc<ShardContext>,
     rules: Vec<RelabelConfig>,
-    refs: RefTable<Result<EncodedLabels, DropReason>>,
+    refs: RefTable<(u32, Result<EncodedLabels, DropReason>)>,
+    /// The WAL segment of the latest input.
+    segment: u32,
     /// Reused to encode labels.
     scratch: Vec<u8>,
     metadata: Arc<Mutex<BTreeMap<String, Metadata>>>,
@@ -462,17 +472,26 @@ impl Dispatcher {
         batch: AppendBatch,
         encoded: EncodedSeries,
     ) -> bool {
+        let segment = u32::try_from(position >> OFFSET_BITS).unwrap_or(u32::MAX);
+        if segment > self.segment {
+            let floor = segment - 1;
+            self.refs.retain(|(s, _)| *s >= floor);
+            self.segment = segment;
+        }
         for def in &batch.series {
             let labels = match relabel(&self.rules, &def.labels, &mut self.scratch) {
                 Err(reason) => Err(reason),
-                Ok(()) => match self.refs.get(def.series) {
+                Ok(()) => match self.refs.get_mut(def.series) {
                     // A definition repeated (as each WAL segment repeats
                     // them) keeps the buffer its queued samples share.
-                    Some(Ok(old)) if old[..] == self.scratch[..] => continue,
+                    Some((s, Ok(old))) if old[..] == self.scratch[..] => {
+                        *s = segment;
+                        continue;
+                    }
                     _ => Ok(EncodedLabels::from(self.scratch.as_slice())),
                 },
             };
-            self.refs.insert(def.series, labels);
+            self.refs.insert(def.series, (segment, labels));
         }
         for (series, wire) in encoded.iter() {
             let labels = match wire {
@@ -485,12 +504,15 @@ impl Dispatcher {
                         None => Err(DropReason::NoMetricName),
                     }
                 }
-                Some(wire) => match self.refs.get(series) {
-                    Some(Ok(old)) if old[..] == *wire => continue,
+                Some(wire) => match self.refs.get_mut(series) {
+                    Some((s, Ok(old))) if old[..] == *wire => {
+                        *s = segment;
+                        continue;
+                    }
                     _ => Ok(EncodedLabels::from(wire)),
                 },
             };
-            self.refs.insert(series, labels);
+            self.refs.insert(series, (segment, labels));
         }
         if !batch.metadata.is_empty() {
             let mut m = self.metadata.lock().unwrap_or_else(|p| p.into_inner());
@@ -501,7 +523,7 @@ impl Dispatcher {
         let stats = self.ctx.stats.clone();
         let mut routed = Vec::with_capacity(batch.samples.len());
         for s in &batch.samples {
-            match self.refs.get(s.series) {
+            match self.refs.get(s.series).map(|(_, l)| l) {
                 Some(Ok(labels)) => routed.push(QueuedSample {
                     position,
                     series: s.series,

@@ -64,6 +64,48 @@ impl<V> RefTable<V> {
     }
 }
 
+impl<V> RefTable<V> {
+    pub(crate) fn get_mut(&mut self, r: SeriesRef) -> Option<&mut V> {
+        match self.slot(r) {
+            Some(i) if i < self.dense.len() => self.dense[i].as_mut(),
+            _ => self.sparse.get_mut(&r),
+        }
+    }
+
+    /// Keeps the entries for which `keep` is true. When fewer than half of
+    /// the dense part's slots hold an entry, its lower half moves to the
+    /// sparse part, so refs that died do not keep slots forever.
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&V) -> bool) {
+        self.sparse.retain(|_, v| keep(v));
+        let mut live = 0;
+        for slot in &mut self.dense {
+            if slot.as_ref().is_some_and(|v| !keep(v)) {
+                *slot = None;
+            }
+            live += usize::from(slot.is_some());
+        }
+        while !self.dense.is_empty() && live < self.dense.len() / 2 {
+            let half = self.dense.len() / 2;
+            let base = self.base;
+            for (i, v) in self.dense.drain(..half).enumerate() {
+                if let Some(v) = v {
+                    self.sparse.insert(SeriesRef(base + i as u64), v);
+                    live -= 1;
+                }
+            }
+            self.base += half as u64;
+        }
+        if self.dense.capacity() > 2 * self.dense.len() + 1024 {
+            self.dense.shrink_to_fit();
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.dense.iter().flatten().count() + self.sparse.len()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,6 +136,30 @@ mod tests {
         t.insert(later, "dense");
         assert!(!t.sparse.contains_key(&later));
         assert_eq!(t.get(later), Some(&"dense"));
+    }
+
+    #[test]
+    fn retain_forgets_and_dead_refs_give_their_slots_back() {
+        let mut t = RefTable::default();
+        // A long-lived ref, then churn: 10 generations of 1000 refs, each
+        // generation dropped when the next one arrives.
+        t.insert(SeriesRef(1), 0u32);
+        for generation in 1..=10u32 {
+            let first = 2 + u64::from(generation) * 1000;
+            for r in first..first + 1000 {
+                t.insert(SeriesRef(r), generation);
+            }
+            t.retain(|&g| g == 0 || g == generation);
+            assert_eq!(t.len(), 1001);
+        }
+        assert_eq!(t.get(SeriesRef(1)), Some(&0));
+        assert_eq!(t.get(SeriesRef(2 + 10 * 1000)), Some(&10));
+        assert_eq!(t.get(SeriesRef(2 + 9 * 1000)), None);
+        assert!(t.dense.len() <= 2100, "dense part {} slots", t.dense.len());
+        if let Some(v) = t.get_mut(SeriesRef(1)) {
+            *v = 7;
+        }
+        assert_eq!(t.get(SeriesRef(1)), Some(&7));
     }
 
     #[test]
