@@ -647,3 +647,42 @@ async fn series_not_redefined_for_two_segments_are_forgotten() {
     assert_eq!(q.stats().dropped_unknown_series.load(Relaxed), 1);
     q.shutdown(Duration::from_secs(2)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn churning_label_values_keep_their_labels_through_pair_renewals() {
+    let r = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = remote_config(&r.url(), "", "");
+    let mut q = RemoteWriteQueue::start(&cfg, dir.path(), opts()).unwrap();
+    // Each segment: the live series and 3000 new ones with unique values
+    // (more pairs than the interner keeps before renewing), sampled once.
+    let mut want = Vec::new();
+    let mut next_ref = 2;
+    let mut last = 0;
+    for seg in 0..6u64 {
+        let ts = T0 + seg as i64;
+        let pods: Vec<String> = (0..3000).map(|i| format!("pod-{seg}-{i}")).collect();
+        let mut defs = vec![def(1, &[("__name__", "live"), ("job", "j")])];
+        let mut samples = vec![sample(1, ts, 1.0)];
+        want.push(("__name__=live,job=j".to_string(), ts));
+        for p in &pods {
+            defs.push(def(next_ref, &[("__name__", "churn"), ("pod", p)]));
+            samples.push(sample(next_ref, ts, 2.0));
+            want.push((format!("__name__=churn,pod={p}"), ts));
+            next_ref += 1;
+        }
+        last = wal_position(seg, 10);
+        q.push(last, batch(defs, samples)).await.unwrap();
+    }
+    wait_delivered(&q, last).await;
+    let mut got: Vec<(String, i64)> = accepted_samples(&r)
+        .into_iter()
+        .map(|(name, ts, _)| (name, ts))
+        .collect();
+    got.sort();
+    want.sort();
+    assert_eq!(got.len(), want.len());
+    assert!(got == want, "labels changed on the way");
+    assert_eq!(q.stats().dropped_unknown_series.load(Relaxed), 0);
+    q.shutdown(Duration::from_secs(2)).await;
+}

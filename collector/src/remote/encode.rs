@@ -19,10 +19,7 @@ use prost::Message;
 use super::refmap::RefMap;
 use crate::series::{Metadata, SeriesRef};
 
-/// The labels of one series as the protobuf encoding of a `TimeSeries`'
-/// `labels` field (repeated field 1 of `Label { name = 1, value = 2 }`),
-/// shared by every queued sample of the series.
-pub type EncodedLabels = Arc<[u8]>;
+pub use super::pairs::EncodedLabels;
 
 /// One sample waiting in a shard: where it came from (for the delivered
 /// position) and the encoded labels of its series after write relabeling.
@@ -165,7 +162,7 @@ impl EncodedSeries {
 /// have no (non-empty) `__name__`.
 pub fn encode_labels(labels: &Labels, scratch: &mut Vec<u8>) -> Option<EncodedLabels> {
     scratch.clear();
-    encode_labels_into(labels, scratch).then(|| Arc::from(scratch.as_slice()))
+    encode_labels_into(labels, scratch).then(|| EncodedLabels::from_bytes(scratch))
 }
 
 /// The encoded length of one `Sample` message (without its tag and
@@ -254,7 +251,7 @@ impl RequestEncoder {
             }
             self.raw.push(TAG_1_LEN);
             put_uvarint(&mut self.raw, len as u64);
-            self.raw.extend_from_slice(labels);
+            labels.write_to(&mut self.raw);
             for &i in members {
                 let s = &samples[i as usize];
                 put_sample(&mut self.raw, s.timestamp_ms, s.value);
@@ -444,7 +441,7 @@ mod tests {
         assert!(encode_labels(&nameless, &mut scratch).is_none());
         let l = Labels::from_pairs([("__name__", "m"), ("e", ""), ("x", "1")]);
         let enc = encode_labels(&l, &mut scratch).expect("named");
-        let ts = pb::TimeSeries::decode(&enc[..]).expect("labels field");
+        let ts = pb::TimeSeries::decode(&enc.to_vec()[..]).expect("labels field");
         let names: Vec<&str> = ts.labels.iter().map(|l| l.name.as_str()).collect();
         assert_eq!(names, ["__name__", "x"]);
     }

@@ -15,6 +15,7 @@
 
 pub mod encode;
 mod error;
+mod pairs;
 mod queue;
 mod refmap;
 mod send;

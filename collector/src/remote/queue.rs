@@ -16,6 +16,7 @@ use tokio::time::Instant;
 
 use super::encode::{self, EncodedLabels, EncodedSeries, QueuedSample};
 use super::error::RemoteError;
+use super::pairs::PairInterner;
 use super::refmap::RefTable;
 use super::send::{Backoff, Endpoint, Outcome, cancelled, send_with_retry};
 use super::shard::{self, ShardContext};
@@ -164,6 +165,9 @@ impl RemoteWriteQueue {
             rules: cfg.write_relabel_configs.clone(),
             refs: RefTable::default(),
             segment: 0,
+            pairs: PairInterner::default(),
+            pairs_renewed: 0,
+            held: Vec::new(),
             scratch: Vec::new(),
             metadata,
             shards: Vec::new(),
@@ -329,6 +333,12 @@ struct Dispatcher {
     refs: RefTable<(u32, Result<EncodedLabels, DropReason>)>,
     /// The WAL segment of the latest input.
     segment: u32,
+    /// The labels' interned pairs.
+    pairs: PairInterner,
+    /// Pairs interned right after the last renewal.
+    pairs_renewed: usize,
+    /// Reused to compare a repeated definition with the one held.
+    held: Vec<u8>,
     /// Reused to encode labels.
     scratch: Vec<u8>,
     metadata: Arc<Mutex<BTreeMap<String, Metadata>>>,
@@ -477,18 +487,19 @@ impl Dispatcher {
             let floor = segment - 1;
             self.refs.retain(|(s, _)| *s >= floor);
             self.segment = segment;
+            self.maybe_renew_pairs();
         }
         for def in &batch.series {
             let labels = match relabel(&self.rules, &def.labels, &mut self.scratch) {
                 Err(reason) => Err(reason),
                 Ok(()) => match self.refs.get_mut(def.series) {
                     // A definition repeated (as each WAL segment repeats
-                    // them) keeps the buffer its queued samples share.
-                    Some((s, Ok(old))) if old[..] == self.scratch[..] => {
+                    // them) keeps the labels its queued samples share.
+                    Some((s, Ok(old))) if same(old, &self.scratch, &mut self.held) => {
                         *s = segment;
                         continue;
                     }
-                    _ => Ok(EncodedLabels::from(self.scratch.as_slice())),
+                    _ => intern(&mut self.pairs, &self.scratch),
                 },
             };
             self.refs.insert(def.series, (segment, labels));
@@ -499,17 +510,17 @@ impl Dispatcher {
                 Some(wire) if !self.rules.is_empty() => {
                     match decode_labels(wire) {
                         Some(labels) => relabel(&self.rules, &labels, &mut self.scratch)
-                            .map(|()| EncodedLabels::from(self.scratch.as_slice())),
+                            .and_then(|()| intern(&mut self.pairs, &self.scratch)),
                         // Cannot happen: the bytes are our own encoding.
                         None => Err(DropReason::NoMetricName),
                     }
                 }
                 Some(wire) => match self.refs.get_mut(series) {
-                    Some((s, Ok(old))) if old[..] == *wire => {
+                    Some((s, Ok(old))) if same(old, wire, &mut self.held) => {
                         *s = segment;
                         continue;
                     }
-                    _ => Ok(EncodedLabels::from(wire)),
+                    _ => intern(&mut self.pairs, wire),
                 },
             };
             self.refs.insert(series, (segment, labels));
@@ -547,6 +558,30 @@ impl Dispatcher {
             .unwrap_or_else(|p| p.into_inner())
             .register(position, routed.len());
         self.route(routed).await
+    }
+
+    /// Starts a new set of interned pairs when most of the current one is
+    /// no longer used (label values that churned): at most twice the pairs
+    /// of the last renewal, and at least 4096, are kept.
+    fn maybe_renew_pairs(&mut self) {
+        const MIN_PAIRS: usize = 4096;
+        let pairs = self.pairs.len();
+        if pairs <= MIN_PAIRS || pairs <= 2 * self.pairs_renewed {
+            return;
+        }
+        self.pairs.renew();
+        let (interner, held) = (&mut self.pairs, &mut self.held);
+        self.refs.for_each_mut(|(_, labels)| {
+            if let Ok(old) = labels {
+                held.clear();
+                old.write_to(held);
+                if let Ok(new) = intern(interner, held) {
+                    *old = new;
+                }
+            }
+        });
+        self.pairs_renewed = self.pairs.len();
+        tracing::debug!(remote = %self.name, before = pairs, after = self.pairs_renewed, "renewed interned label pairs");
     }
 
     /// Sends samples to their shards (in chunks, in order per shard),
@@ -591,6 +626,21 @@ impl Dispatcher {
 }
 
 /// Labels back from their remote write encoding.
+/// Interns `wire` (our own encoding, so it always parses).
+fn intern(pairs: &mut PairInterner, wire: &[u8]) -> Result<EncodedLabels, DropReason> {
+    pairs.intern(wire).ok_or(DropReason::NoMetricName)
+}
+
+/// Whether `held` encodes as `wire` (`buf` is scratch).
+fn same(held: &EncodedLabels, wire: &[u8], buf: &mut Vec<u8>) -> bool {
+    if held.len() != wire.len() {
+        return false;
+    }
+    buf.clear();
+    held.write_to(buf);
+    buf[..] == *wire
+}
+
 fn decode_labels(wire: &[u8]) -> Option<Labels> {
     use prost::Message;
     let ts = promshard_proto::prometheus::TimeSeries::decode(wire).ok()?;

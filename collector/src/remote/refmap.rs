@@ -100,6 +100,11 @@ impl<V> RefTable<V> {
         }
     }
 
+    pub(crate) fn for_each_mut(&mut self, mut f: impl FnMut(&mut V)) {
+        self.dense.iter_mut().flatten().for_each(&mut f);
+        self.sparse.values_mut().for_each(f);
+    }
+
     #[cfg(test)]
     fn len(&self) -> usize {
         self.dense.iter().flatten().count() + self.sparse.len()

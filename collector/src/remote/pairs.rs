@@ -1,0 +1,334 @@
+//! A series' remote write labels held as ids of interned `Label` messages.
+//!
+//! Every `Label { name, value }` message a queue sends (with its
+//! `TimeSeries.labels` tag and length) is stored once in a [`PairBytes`]
+//! shared by the queue's shards; a series keeps the varint ids of its
+//! labels (a dozen bytes, inline) instead of ~150 bytes of encoding, and a
+//! request is written by copying the labels' messages back to back.
+//!
+//! Pairs are never removed from a [`PairBytes`]: when most of its pairs
+//! are no longer used (label values that churned), the owner starts a new
+//! one and re-interns its live series ([`PairInterner::renew`]); samples
+//! still queued keep the old one alive until they are sent.
+
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+
+use hashbrown::HashTable;
+
+/// Interned `Label` messages, back to back.
+#[derive(Debug, Default)]
+pub(crate) struct PairBytes {
+    /// Start of each pair in `bytes` (a pair ends where the next starts).
+    starts: Vec<u32>,
+    bytes: Vec<u8>,
+}
+
+impl PairBytes {
+    fn get(&self, id: u32) -> &[u8] {
+        let i = id as usize;
+        let (Some(&start), end) = (self.starts.get(i), self.starts.get(i + 1)) else {
+            return &[];
+        };
+        let end = end.map_or(self.bytes.len(), |&e| e as usize);
+        self.bytes.get(start as usize..end).unwrap_or_default()
+    }
+
+    fn push(&mut self, frame: &[u8]) -> u32 {
+        self.starts.push(self.bytes.len() as u32);
+        self.bytes.extend_from_slice(frame);
+        (self.starts.len() - 1) as u32
+    }
+
+    fn len(&self) -> usize {
+        self.starts.len()
+    }
+}
+
+type SharedPairs = Arc<RwLock<PairBytes>>;
+
+fn read(pairs: &SharedPairs) -> RwLockReadGuard<'_, PairBytes> {
+    pairs.read().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Ids up to this many bytes are kept inline (no allocation).
+const INLINE: usize = 22;
+
+#[derive(Debug)]
+enum Ids {
+    Inline { len: u8, bytes: [u8; INLINE] },
+    Heap(Box<[u8]>),
+}
+
+impl Ids {
+    fn new(ids: &[u8]) -> Ids {
+        if ids.len() <= INLINE {
+            let mut bytes = [0; INLINE];
+            bytes[..ids.len()].copy_from_slice(ids);
+            Ids::Inline {
+                len: ids.len() as u8,
+                bytes,
+            }
+        } else {
+            Ids::Heap(ids.into())
+        }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Ids::Inline { len, bytes } => &bytes[..*len as usize],
+            Ids::Heap(b) => b,
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Repr {
+    /// The encoding itself (labels made outside a queue: tests, benches).
+    Bytes(Box<[u8]>),
+    Pooled {
+        pairs: SharedPairs,
+        /// Encoded length.
+        len: u32,
+        ids: Ids,
+    },
+}
+
+/// The labels of one series as the protobuf encoding of a `TimeSeries`'
+/// `labels` field (repeated field 1 of `Label { name = 1, value = 2 }`),
+/// shared by every queued sample of the series.
+#[derive(Clone, Debug)]
+pub struct EncodedLabels(Arc<Repr>);
+
+impl EncodedLabels {
+    /// Labels from their encoding.
+    pub fn from_bytes(bytes: &[u8]) -> EncodedLabels {
+        EncodedLabels(Arc::new(Repr::Bytes(bytes.into())))
+    }
+
+    /// Bytes of the encoding.
+    pub fn len(&self) -> usize {
+        match &*self.0 {
+            Repr::Bytes(b) => b.len(),
+            Repr::Pooled { len, .. } => *len as usize,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Appends the encoding to `out`.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        match &*self.0 {
+            Repr::Bytes(b) => out.extend_from_slice(b),
+            Repr::Pooled { pairs, ids, .. } => {
+                let pairs = read(pairs);
+                for id in Varints(ids.as_slice()) {
+                    out.extend_from_slice(pairs.get(id));
+                }
+            }
+        }
+    }
+
+    /// The encoding.
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.len());
+        self.write_to(&mut out);
+        out
+    }
+}
+
+impl PartialEq for EncodedLabels {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.to_vec() == other.to_vec()
+    }
+}
+
+/// The `Label` messages of an encoded `labels` field, or None when the
+/// bytes are not a sequence of field-1 length-delimited messages.
+fn frames(mut wire: &[u8]) -> Option<Vec<&[u8]>> {
+    let mut out = Vec::with_capacity(8);
+    while !wire.is_empty() {
+        if wire[0] != (1 << 3 | 2) {
+            return None;
+        }
+        let (len, n) = uvarint(&wire[1..])?;
+        let end = 1usize
+            .checked_add(n)?
+            .checked_add(usize::try_from(len).ok()?)?;
+        if end > wire.len() {
+            return None;
+        }
+        out.push(&wire[..end]);
+        wire = &wire[end..];
+    }
+    Some(out)
+}
+
+fn uvarint(b: &[u8]) -> Option<(u64, usize)> {
+    let mut v = 0u64;
+    for (i, &byte) in b.iter().enumerate().take(10) {
+        v |= u64::from(byte & 0x7f) << (7 * i);
+        if byte < 0x80 {
+            return Some((v, i + 1));
+        }
+    }
+    None
+}
+
+fn put_uvarint(out: &mut Vec<u8>, mut v: u32) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+struct Varints<'a>(&'a [u8]);
+
+impl Iterator for Varints<'_> {
+    type Item = u32;
+
+    fn next(&mut self) -> Option<u32> {
+        let (v, n) = uvarint(self.0)?;
+        self.0 = &self.0[n..];
+        Some(v as u32)
+    }
+}
+
+fn frame_hash(frame: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(frame)
+}
+
+/// The owner side of one queue's interned pairs (the dispatcher's).
+#[derive(Default)]
+pub(crate) struct PairInterner {
+    pairs: SharedPairs,
+    /// (hash, id) of every pair.
+    index: HashTable<(u64, u32)>,
+    ids: Vec<u8>,
+}
+
+impl PairInterner {
+    /// Pairs interned.
+    pub(crate) fn len(&self) -> usize {
+        read(&self.pairs).len()
+    }
+
+    fn find(&self, pairs: &PairBytes, hash: u64, frame: &[u8]) -> Option<u32> {
+        self.index
+            .find(hash, |&(h, id)| h == hash && pairs.get(id) == frame)
+            .map(|&(_, id)| id)
+    }
+
+    /// The labels encoded as `wire` (as `encode_labels_into` writes them),
+    /// interning their pairs. None when `wire` is not such an encoding.
+    pub(crate) fn intern(&mut self, wire: &[u8]) -> Option<EncodedLabels> {
+        let frames = frames(wire)?;
+        self.ids.clear();
+        let mut missing = false;
+        {
+            let pairs = read(&self.pairs);
+            for f in &frames {
+                match self.find(&pairs, frame_hash(f), f) {
+                    Some(id) => put_uvarint(&mut self.ids, id),
+                    None => {
+                        missing = true;
+                        break;
+                    }
+                }
+            }
+        }
+        if missing {
+            self.ids.clear();
+            let mut pairs = self.pairs.write().unwrap_or_else(|p| p.into_inner());
+            for f in &frames {
+                let hash = frame_hash(f);
+                let id = match self.find(&pairs, hash, f) {
+                    Some(id) => id,
+                    None => {
+                        let id = pairs.push(f);
+                        self.index.insert_unique(hash, (hash, id), |&(h, _)| h);
+                        id
+                    }
+                };
+                put_uvarint(&mut self.ids, id);
+            }
+        }
+        Some(EncodedLabels(Arc::new(Repr::Pooled {
+            pairs: Arc::clone(&self.pairs),
+            len: wire.len() as u32,
+            ids: Ids::new(&self.ids),
+        })))
+    }
+
+    /// A new, empty set of pairs (labels interned before keep the old one).
+    pub(crate) fn renew(&mut self) {
+        *self = PairInterner::default();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::remote::encode::encode_labels_into;
+    use promshard_promlib::labels::Labels;
+
+    fn wire(pairs: &[(&str, &str)]) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode_labels_into(&Labels::from_pairs(pairs.iter().copied()), &mut out);
+        out
+    }
+
+    #[test]
+    fn interned_labels_write_their_encoding_and_share_pairs() {
+        let mut i = PairInterner::default();
+        let a = wire(&[("__name__", "m"), ("instance", "h:1"), ("job", "j")]);
+        let b = wire(&[("__name__", "m"), ("instance", "h:2"), ("job", "j")]);
+        let la = i.intern(&a).expect("valid");
+        let lb = i.intern(&b).expect("valid");
+        assert_eq!(la.to_vec(), a);
+        assert_eq!(lb.to_vec(), b);
+        assert_eq!((la.len(), lb.len()), (a.len(), b.len()));
+        assert_eq!(i.len(), 4, "name and job are shared");
+        assert_eq!(la, EncodedLabels::from_bytes(&a));
+        assert_ne!(la, lb);
+    }
+
+    #[test]
+    fn many_labels_and_large_ids_round_trip() {
+        let mut i = PairInterner::default();
+        for n in 0..300 {
+            i.intern(&wire(&[("__name__", &format!("m{n}"))]));
+        }
+        let names: Vec<String> = (0..20).map(|n| format!("l{n:02}")).collect();
+        let pairs: Vec<(&str, &str)> = std::iter::once(("__name__", "big"))
+            .chain(names.iter().map(|n| (n.as_str(), "v")))
+            .collect();
+        let w = wire(&pairs);
+        let l = i.intern(&w).expect("valid");
+        assert_eq!(l.to_vec(), w, "ids past the inline size");
+    }
+
+    #[test]
+    fn renewing_keeps_earlier_labels_intact() {
+        let mut i = PairInterner::default();
+        let a = wire(&[("__name__", "m"), ("pod", "p-1")]);
+        let la = i.intern(&a).expect("valid");
+        i.renew();
+        assert_eq!(i.len(), 0);
+        let b = wire(&[("__name__", "m"), ("pod", "p-2")]);
+        let lb = i.intern(&b).expect("valid");
+        assert_eq!(la.to_vec(), a);
+        assert_eq!(lb.to_vec(), b);
+    }
+
+    #[test]
+    fn malformed_encodings_are_refused() {
+        let mut i = PairInterner::default();
+        assert!(i.intern(&[0x12, 0x01, 0x00]).is_none(), "wrong tag");
+        assert!(i.intern(&[0x0a, 0x05, 0x00]).is_none(), "short");
+        assert!(i.intern(&[0x0a, 0xff]).is_none(), "cut varint");
+        assert!(i.intern(&[]).is_some_and(|l| l.is_empty()));
+    }
+}
