@@ -5,8 +5,8 @@
 
 use std::io::Write as _;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -35,6 +35,8 @@ struct Server {
     addr: SocketAddr,
     accepted: Arc<AtomicUsize>,
     requests: Arc<AtomicUsize>,
+    /// Every request head as received.
+    heads: Arc<Mutex<Vec<String>>>,
 }
 
 impl Server {
@@ -57,17 +59,18 @@ async fn serve(plan: impl Fn(usize, usize) -> Action + Send + Sync + 'static) ->
     let accepted = Arc::new(AtomicUsize::new(0));
     let requests = Arc::new(AtomicUsize::new(0));
     let plan: Arc<Plan> = Arc::new(plan);
-    let (acc, reqs) = (accepted.clone(), requests.clone());
+    let heads: Arc<Mutex<Vec<String>>> = Arc::default();
+    let (acc, reqs, hs) = (accepted.clone(), requests.clone(), heads.clone());
     tokio::spawn(async move {
         for _ in 0..50 {
             let Ok((conn, _)) = listener.accept().await else {
                 return;
             };
             acc.fetch_add(1, Ordering::SeqCst);
-            let (plan, reqs) = (plan.clone(), reqs.clone());
+            let (plan, reqs, hs) = (plan.clone(), reqs.clone(), hs.clone());
             tokio::spawn(tokio::time::timeout(
                 Duration::from_secs(20),
-                serve_conn(conn, plan, reqs),
+                serve_conn(conn, plan, reqs, hs),
             ));
         }
     });
@@ -75,10 +78,16 @@ async fn serve(plan: impl Fn(usize, usize) -> Action + Send + Sync + 'static) ->
         addr,
         accepted,
         requests,
+        heads,
     }
 }
 
-async fn serve_conn(mut conn: TcpStream, plan: Arc<Plan>, reqs: Arc<AtomicUsize>) {
+async fn serve_conn(
+    mut conn: TcpStream,
+    plan: Arc<Plan>,
+    reqs: Arc<AtomicUsize>,
+    heads: Arc<Mutex<Vec<String>>>,
+) {
     let mut data = Vec::new();
     let mut b = [0u8; 4096];
     for on_conn in 0..100 {
@@ -92,7 +101,11 @@ async fn serve_conn(mut conn: TcpStream, plan: Arc<Plan>, reqs: Arc<AtomicUsize>
                 Ok(n) => data.extend_from_slice(&b[..n]),
             }
         };
-        data.drain(..end);
+        let head = data.drain(..end).collect::<Vec<u8>>();
+        heads
+            .lock()
+            .unwrap()
+            .push(String::from_utf8_lossy(&head).to_string());
         let n = reqs.fetch_add(1, Ordering::SeqCst);
         match plan(n, on_conn) {
             Action::Respond(bytes) => {
@@ -170,6 +183,37 @@ async fn second_scrape_reuses_the_connection() {
     let c2 = c.clone();
     c2.scrape(&server.url(), T).await.unwrap();
     assert_eq!(server.accepted(), 1);
+}
+
+#[tokio::test]
+async fn request_line_and_host_header_on_the_fast_path() {
+    let server = serve(|_, _| Action::Respond(ok(b"a 1\n", &[]))).await;
+    let url = format!("http://{}/metrics?x=1&y=%20#frag", server.addr);
+    client(0).scrape(&url, T).await.unwrap();
+    let head = server.heads.lock().unwrap()[0].clone();
+    let mut lines = head.split("\r\n");
+    assert_eq!(lines.next(), Some("GET /metrics?x=1&y=%20 HTTP/1.1"));
+    let names: Vec<&str> = lines
+        .filter_map(|l| l.split_once(": "))
+        .map(|(k, v)| {
+            if k == "Host" {
+                assert_eq!(v, server.addr.to_string());
+            }
+            k
+        })
+        .collect();
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(
+        sorted,
+        [
+            "Accept",
+            "Accept-Encoding",
+            "Host",
+            "User-Agent",
+            "X-Prometheus-Scrape-Timeout-Seconds"
+        ]
+    );
 }
 
 #[tokio::test]

@@ -28,14 +28,18 @@ use hyper::body::{Body as _, Incoming};
 use hyper::client::conn::http1;
 use hyper::header::{
     ACCEPT, ACCEPT_ENCODING, AUTHORIZATION, CONNECTION, CONTENT_ENCODING, CONTENT_TYPE, HOST,
-    HeaderValue, LOCATION, USER_AGENT,
+    HeaderName, HeaderValue, LOCATION, USER_AGENT,
 };
 use hyper::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use super::error::{ScrapeError, error_chain};
-use super::headers::{ACCEPT_ENCODING_HEADER, ACCEPT_HEADER, TIMEOUT_HEADER};
+use super::headers::{ACCEPT_ENCODING_HEADER, ACCEPT_HEADER};
+
+/// [`TIMEOUT_HEADER`](super::headers::TIMEOUT_HEADER), parsed once (sent title-cased on the wire).
+static TIMEOUT_HEADER_NAME: HeaderName =
+    HeaderName::from_static("x-prometheus-scrape-timeout-seconds");
 
 /// hyper's smallest allowed read buffer: what an idle connection keeps.
 const MAX_BUF_SIZE: usize = 8192;
@@ -361,7 +365,7 @@ fn build_request(target: &PlainTarget, h: &ScrapeHeaders<'_>) -> Request<Empty<B
         ACCEPT_ENCODING,
         HeaderValue::from_static(ACCEPT_ENCODING_HEADER),
     );
-    map.insert(TIMEOUT_HEADER, h.timeout_seconds.clone());
+    map.insert(TIMEOUT_HEADER_NAME.clone(), h.timeout_seconds.clone());
     if let Some(auth) = &h.authorization {
         map.insert(AUTHORIZATION, auth.clone());
     }
@@ -558,6 +562,12 @@ mod tests {
         assert_eq!(t.host_header, "[::1]:9090");
         assert_eq!(t.path, "/");
         assert!(matches!(t.addr, HostAddr::Ip(IpAddr::V6(_))));
+    }
+
+    #[test]
+    fn timeout_header_name_is_the_shared_one() {
+        let shared = crate::scrape::TIMEOUT_HEADER;
+        assert!(TIMEOUT_HEADER_NAME.as_str().eq_ignore_ascii_case(shared));
     }
 
     #[test]
