@@ -1,6 +1,7 @@
 //! [`ScrapeClient`]: one job's HTTP client and the scrape of one URL.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -15,6 +16,7 @@ use super::error::{ClientError, ScrapeError, error_chain, redact_url};
 use super::headers::{
     ACCEPT_ENCODING_HEADER, ACCEPT_HEADER, TIMEOUT_HEADER, format_timeout_seconds, user_agent,
 };
+use super::plain::{PlainOutcome, PlainPool, PlainTarget, ScrapeHeaders, ScrapeRules};
 use super::tls;
 
 /// Redirects Go's `http.Client` follows before giving up.
@@ -32,6 +34,12 @@ pub struct ScrapeClient {
     /// 0 = no limit.
     body_size_limit: u64,
     user_agent: String,
+    /// `user_agent` as a header value (the fast path sends it as is).
+    user_agent_header: HeaderValue,
+    follow_redirects: bool,
+    /// The fast path for plain `http://` URLs; `None` with a proxy, which
+    /// only reqwest speaks to.
+    plain: Option<Arc<PlainPool>>,
 }
 
 /// A successful scrape.
@@ -62,10 +70,17 @@ impl ScrapeClient {
         base_dir: &Path,
         body_size_limit: u64,
     ) -> Result<Self, ClientError> {
+        let ua = user_agent();
+        let user_agent_header = HeaderValue::try_from(ua.as_str())
+            .map_err(|e| ClientError::Build(format!("user agent {ua:?}: {e}")))?;
+        let has_proxy = http.proxy_url.as_deref().is_some_and(|p| !p.is_empty());
         Ok(ScrapeClient {
             http: HttpClient::new(http, base_dir)?,
             body_size_limit,
-            user_agent: user_agent(),
+            user_agent: ua,
+            user_agent_header,
+            follow_redirects: http.follow_redirects,
+            plain: (!has_proxy).then(|| Arc::new(PlainPool::new())),
         })
     }
 
@@ -189,8 +204,45 @@ impl ScrapeClient {
     }
 
     /// Sends the request and reads the body into `buf`; returns the
-    /// Content-Type.
+    /// Content-Type. Plain `http://` URLs take the fast path unless it
+    /// meets a redirect to follow; everything else goes through reqwest.
     async fn fetch(
+        &self,
+        url: &str,
+        shown: &str,
+        timeout: Duration,
+        buf: &mut BytesMut,
+    ) -> Result<String, ScrapeError> {
+        if let Some(pool) = &self.plain
+            && let Some(target) = PlainTarget::parse(url)
+        {
+            let timeout_seconds =
+                HeaderValue::try_from(format_timeout_seconds(timeout)).map_err(|e| {
+                    ScrapeError::InvalidUrl {
+                        url: shown.to_string(),
+                        reason: format!("scrape timeout header: {e}"),
+                    }
+                })?;
+            let headers = ScrapeHeaders {
+                user_agent: &self.user_agent_header,
+                timeout_seconds,
+                authorization: self.http.authorization(shown).await?,
+            };
+            let rules = ScrapeRules {
+                shown,
+                body_size_limit: self.body_size_limit,
+                follow_redirects: self.follow_redirects,
+            };
+            match pool.fetch(&target, &headers, &rules, buf).await? {
+                PlainOutcome::Done(content_type) => return Ok(content_type),
+                PlainOutcome::Redirect => buf.clear(),
+            }
+        }
+        self.fetch_reqwest(url, shown, timeout, buf).await
+    }
+
+    /// The reqwest path: https, proxies, redirects, userinfo.
+    async fn fetch_reqwest(
         &self,
         url: &str,
         shown: &str,

@@ -12,6 +12,7 @@ mod client;
 mod error;
 mod headers;
 mod oauth2;
+mod plain;
 mod tls;
 
 pub use client::{HttpClient, ScrapeClient, ScrapeResponse};
