@@ -64,9 +64,23 @@ fn compressed_limit(limit: u64) -> u64 {
 }
 
 type Sender = http1::SendRequest<Empty<Bytes>>;
+type Driver = http1::Connection<TokioIo<TcpStream>, Empty<Bytes>>;
+
+/// A connection: its request handle and its driver, which the scrape
+/// polls in its own task while it waits for the response and reads the
+/// body (no second task, so no hand-over of every body chunk between
+/// tasks and threads). An idle connection is polled by nobody; a server
+/// that closed it is noticed at its next use.
+struct Conn {
+    sender: Sender,
+    driver: Driver,
+    /// The driver returned (the connection is closed): never pooled, never
+    /// polled again.
+    ended: bool,
+}
 
 struct Idle {
-    sender: Sender,
+    conn: Conn,
     since: Instant,
 }
 
@@ -192,7 +206,7 @@ impl PlainPool {
 
     /// The most recently returned idle connection to `authority` that is
     /// neither closed nor expired.
-    fn take(&self, authority: &str) -> Option<Sender> {
+    fn take(&self, authority: &str) -> Option<Conn> {
         let now = Instant::now();
         let mut dropped = Vec::new();
         let mut state = self.lock();
@@ -200,11 +214,11 @@ impl PlainPool {
         let list = state.idle.get_mut(authority)?;
         let mut found = None;
         while let Some(idle) = list.pop() {
-            if idle.sender.is_closed() || now.duration_since(idle.since) > self.idle_timeout {
+            if now.duration_since(idle.since) > self.idle_timeout {
                 dropped.push(idle);
                 continue;
             }
-            found = Some(idle.sender);
+            found = Some(idle.conn);
             break;
         }
         if list.is_empty() {
@@ -216,10 +230,7 @@ impl PlainPool {
     }
 
     /// Returns a connection whose last response was read completely.
-    fn put(&self, authority: &str, sender: Sender) {
-        if sender.is_closed() {
-            return;
-        }
+    fn put(&self, authority: &str, conn: Conn) {
         let now = Instant::now();
         let mut dropped = Vec::new();
         let mut state = self.lock();
@@ -231,7 +242,7 @@ impl PlainPool {
         if list.len() >= MAX_IDLE_PER_AUTHORITY {
             dropped.push(list.remove(0));
         }
-        list.push(Idle { sender, since: now });
+        list.push(Idle { conn, since: now });
         drop(state);
         drop(dropped);
     }
@@ -251,7 +262,7 @@ impl PlainPool {
         state.idle.retain(|_, list| {
             let (keep, gone): (Vec<Idle>, Vec<Idle>) = std::mem::take(list)
                 .into_iter()
-                .partition(|i| !i.sender.is_closed() && now.duration_since(i.since) <= timeout);
+                .partition(|i| now.duration_since(i.since) <= timeout);
             dropped.extend(gone);
             *list = keep;
             !list.is_empty()
@@ -266,7 +277,7 @@ impl PlainPool {
         rules: &ScrapeRules<'_>,
         buf: &mut BytesMut,
     ) -> Result<PlainOutcome, ScrapeError> {
-        let (sender, resp) = self.send(target, headers, rules.shown).await?;
+        let (mut conn, resp) = self.send(target, headers, rules.shown).await?;
         let status = resp.status();
         if status != StatusCode::OK {
             // The connection is dropped with the unread body.
@@ -299,13 +310,19 @@ impl PlainPool {
             .get(CONTENT_ENCODING)
             .is_some_and(|v| v.as_bytes() == b"gzip");
         let mut body = resp.into_body();
-        if gzip {
-            read_gzip(&mut body, rules, buf).await?;
-        } else {
-            read_plain(&mut body, rules, buf).await?;
+        let read = async {
+            if gzip {
+                read_gzip(&mut body, rules, buf).await
+            } else {
+                read_plain(&mut body, rules, buf).await
+            }
+        };
+        match drive(&mut conn.driver, &mut conn.ended, read).await {
+            Ok(r) => r?,
+            Err(e) => return Err(request_error(rules.shown, &e)),
         }
-        if keep_alive {
-            self.put(&target.authority, sender);
+        if keep_alive && !conn.ended {
+            self.put(&target.authority, conn);
         }
         Ok(PlainOutcome::Done(content_type))
     }
@@ -317,16 +334,22 @@ impl PlainPool {
         target: &PlainTarget,
         headers: &ScrapeHeaders<'_>,
         shown: &str,
-    ) -> Result<(Sender, Response<Incoming>), ScrapeError> {
-        while let Some(mut sender) = self.take(&target.authority) {
-            // Waits for the connection's driver to want the next request;
-            // an error means it closed meanwhile (nothing was sent).
-            if sender.ready().await.is_err() {
-                continue;
-            }
-            match sender.send_request(build_request(target, headers)).await {
-                Ok(resp) => return Ok((sender, resp)),
-                Err(e) => {
+    ) -> Result<(Conn, Response<Incoming>), ScrapeError> {
+        while let Some(mut conn) = self.take(&target.authority) {
+            let Conn {
+                sender,
+                driver,
+                ended,
+            } = &mut conn;
+            let exchange = async {
+                // Waits for the driver to want the next request; an error
+                // means it closed meanwhile (nothing was sent).
+                sender.ready().await?;
+                sender.send_request(build_request(target, headers)).await
+            };
+            match drive(driver, ended, exchange).await {
+                Ok(Ok(resp)) => return Ok((conn, resp)),
+                Ok(Err(e)) => {
                     tracing::debug!(
                         url = shown,
                         error = %error_chain(&e),
@@ -334,15 +357,25 @@ impl PlainPool {
                     );
                     break;
                 }
+                // The server closed the idle connection.
+                Err(_) => continue,
             }
         }
-        let mut sender = connect(target, shown).await?;
-        sender.ready().await.map_err(|e| request_error(shown, &e))?;
-        let resp = sender
-            .send_request(build_request(target, headers))
-            .await
-            .map_err(|e| request_error(shown, &e))?;
-        Ok((sender, resp))
+        let mut conn = connect(target, shown).await?;
+        let Conn {
+            sender,
+            driver,
+            ended,
+        } = &mut conn;
+        let exchange = async {
+            sender.ready().await?;
+            sender.send_request(build_request(target, headers)).await
+        };
+        let resp = match drive(driver, ended, exchange).await {
+            Ok(r) => r.map_err(|e| request_error(shown, &e))?,
+            Err(e) => return Err(request_error(shown, &e)),
+        };
+        Ok((conn, resp))
     }
 }
 
@@ -372,8 +405,51 @@ fn build_request(target: &PlainTarget, h: &ScrapeHeaders<'_>) -> Request<Empty<B
     req
 }
 
-/// A new connection to `target`, its driver spawned.
-async fn connect(target: &PlainTarget, shown: &str) -> Result<Sender, ScrapeError> {
+/// Why a connection's driver stopped while a request was under way.
+#[derive(Debug, thiserror::Error)]
+enum DriverEnded {
+    #[error("connection closed")]
+    Closed,
+    #[error(transparent)]
+    Failed(#[from] hyper::Error),
+}
+
+/// Runs `work` while polling `driver` in the same task; an error when the
+/// connection ends before `work` does.
+async fn drive<F: Future>(
+    driver: &mut Driver,
+    driver_ended: &mut bool,
+    work: F,
+) -> Result<F::Output, DriverEnded> {
+    let mut work = std::pin::pin!(work);
+    std::future::poll_fn(|cx| {
+        // The driver first: what it reads is what the work waits for.
+        let ended = if *driver_ended {
+            None
+        } else {
+            match std::pin::Pin::new(&mut *driver).poll(cx) {
+                std::task::Poll::Ready(r) => {
+                    *driver_ended = true;
+                    Some(r)
+                }
+                std::task::Poll::Pending => None,
+            }
+        };
+        if let std::task::Poll::Ready(out) = work.as_mut().poll(cx) {
+            return std::task::Poll::Ready(Ok(out));
+        }
+        match ended {
+            Some(Ok(())) => std::task::Poll::Ready(Err(DriverEnded::Closed)),
+            Some(Err(e)) => std::task::Poll::Ready(Err(DriverEnded::Failed(e))),
+            None if *driver_ended => std::task::Poll::Ready(Err(DriverEnded::Closed)),
+            None => std::task::Poll::Pending,
+        }
+    })
+    .await
+}
+
+/// A new connection to `target` (its driver is polled by the scrapes).
+async fn connect(target: &PlainTarget, shown: &str) -> Result<Conn, ScrapeError> {
     let tcp = match &target.addr {
         HostAddr::Ip(ip) => TcpStream::connect(SocketAddr::new(*ip, target.port)).await,
         HostAddr::Name(name) => TcpStream::connect((name.as_str(), target.port)).await,
@@ -384,7 +460,7 @@ async fn connect(target: &PlainTarget, shown: &str) -> Result<Sender, ScrapeErro
     })?;
     // Nagle only delays the one-packet request.
     let _ = tcp.set_nodelay(true);
-    let (sender, conn) = http1::Builder::new()
+    let (sender, driver) = http1::Builder::new()
         .max_buf_size(MAX_BUF_SIZE)
         // Go writes canonical header names; some exporters compare names
         // case-sensitively.
@@ -392,14 +468,11 @@ async fn connect(target: &PlainTarget, shown: &str) -> Result<Sender, ScrapeErro
         .handshake::<_, Empty<Bytes>>(TokioIo::new(tcp))
         .await
         .map_err(|e| request_error(shown, &e))?;
-    tokio::spawn(async move {
-        // Ends when the connection closes: its sender dropped (scrape
-        // failed or cut, or the pool let it go) or the server closed it.
-        if let Err(e) = conn.await {
-            tracing::trace!(error = %error_chain(&e), "scrape connection ended");
-        }
-    });
-    Ok(sender)
+    Ok(Conn {
+        sender,
+        driver,
+        ended: false,
+    })
 }
 
 /// Whether the connection may carry the next request after this response.
