@@ -12,4 +12,5 @@ pub mod run;
 pub mod scrape;
 pub mod series;
 pub mod ship;
+mod varint;
 pub mod wal;

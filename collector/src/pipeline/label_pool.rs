@@ -7,6 +7,8 @@
 use hashbrown::HashTable;
 use promshard_promlib::labels::{Label, Labels};
 
+use crate::varint::{Ids, put_uvarint};
+
 /// Pair bytes are compacted only above this many dead bytes.
 const MIN_COMPACT_BYTES: usize = 16 * 1024;
 
@@ -76,7 +78,7 @@ impl LabelPool {
     pub(crate) fn encode_known(&self, labels: &Labels, out: &mut Vec<u8>) -> bool {
         for l in labels {
             match self.find(&l.name, &l.value) {
-                Some(id) => put_uvarint(out, id),
+                Some(id) => put_uvarint(out, u64::from(id)),
                 None => return false,
             }
         }
@@ -94,7 +96,7 @@ impl LabelPool {
             if let Some(p) = self.pairs.get_mut(id as usize) {
                 p.refs += 1;
             }
-            put_uvarint(out, id);
+            put_uvarint(out, u64::from(id));
         }
     }
 
@@ -181,35 +183,6 @@ impl LabelPool {
     #[cfg(test)]
     pub(crate) fn pairs_in_use(&self) -> usize {
         self.pairs.iter().filter(|p| p.refs > 0).count()
-    }
-}
-
-fn put_uvarint(out: &mut Vec<u8>, mut v: u32) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-/// The ids of an encoded label set.
-struct Ids<'a>(&'a [u8]);
-
-impl Iterator for Ids<'_> {
-    type Item = u32;
-
-    fn next(&mut self) -> Option<u32> {
-        let mut v = 0u32;
-        let mut shift = 0;
-        while let Some((&b, rest)) = self.0.split_first() {
-            self.0 = rest;
-            v |= u32::from(b & 0x7f) << shift;
-            if b < 0x80 {
-                return Some(v);
-            }
-            shift += 7;
-        }
-        None
     }
 }
 

@@ -42,13 +42,7 @@ const TAG_SAMPLE_VALUE: u8 = 1 << 3 | 1;
 /// `Sample.timestamp`: field 2, varint.
 const TAG_SAMPLE_TIMESTAMP: u8 = 2 << 3;
 
-fn put_uvarint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
+use crate::varint::put_uvarint;
 
 fn uvarint_len(v: u64) -> usize {
     // 1 byte per started group of 7 bits; 0 takes one byte.

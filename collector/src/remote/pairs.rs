@@ -15,6 +15,8 @@ use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use hashbrown::HashTable;
 
+use crate::varint::{self, put_uvarint, read_uvarint};
+
 /// Interned `Label` messages, back to back.
 #[derive(Debug, Default)]
 pub(crate) struct PairBytes {
@@ -123,7 +125,7 @@ impl EncodedLabels {
             Repr::Bytes(b) => out.extend_from_slice(b),
             Repr::Pooled { pairs, ids, .. } => {
                 let pairs = read(pairs);
-                for id in Varints(ids.as_slice()) {
+                for id in varint::Ids(ids.as_slice()) {
                     out.extend_from_slice(pairs.get(id));
                 }
             }
@@ -152,7 +154,7 @@ fn frames(mut wire: &[u8]) -> Option<Vec<&[u8]>> {
         if wire[0] != (1 << 3 | 2) {
             return None;
         }
-        let (len, n) = uvarint(&wire[1..])?;
+        let (len, n) = read_uvarint(&wire[1..])?;
         let end = 1usize
             .checked_add(n)?
             .checked_add(usize::try_from(len).ok()?)?;
@@ -163,37 +165,6 @@ fn frames(mut wire: &[u8]) -> Option<Vec<&[u8]>> {
         wire = &wire[end..];
     }
     Some(out)
-}
-
-fn uvarint(b: &[u8]) -> Option<(u64, usize)> {
-    let mut v = 0u64;
-    for (i, &byte) in b.iter().enumerate().take(10) {
-        v |= u64::from(byte & 0x7f) << (7 * i);
-        if byte < 0x80 {
-            return Some((v, i + 1));
-        }
-    }
-    None
-}
-
-fn put_uvarint(out: &mut Vec<u8>, mut v: u32) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-struct Varints<'a>(&'a [u8]);
-
-impl Iterator for Varints<'_> {
-    type Item = u32;
-
-    fn next(&mut self) -> Option<u32> {
-        let (v, n) = uvarint(self.0)?;
-        self.0 = &self.0[n..];
-        Some(v as u32)
-    }
 }
 
 fn frame_hash(frame: &[u8]) -> u64 {
@@ -231,7 +202,7 @@ impl PairInterner {
             let pairs = read(&self.pairs);
             for f in &frames {
                 match self.find(&pairs, frame_hash(f), f) {
-                    Some(id) => put_uvarint(&mut self.ids, id),
+                    Some(id) => put_uvarint(&mut self.ids, u64::from(id)),
                     None => {
                         missing = true;
                         break;
@@ -252,7 +223,7 @@ impl PairInterner {
                         id
                     }
                 };
-                put_uvarint(&mut self.ids, id);
+                put_uvarint(&mut self.ids, u64::from(id));
             }
         }
         Some(EncodedLabels(Arc::new(Repr::Pooled {

@@ -5,16 +5,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use reqwest::header::{
-    ACCEPT, ACCEPT_ENCODING, AUTHORIZATION, CONTENT_TYPE, HeaderValue, USER_AGENT,
-};
+use reqwest::header::{ACCEPT, ACCEPT_ENCODING, AUTHORIZATION, HeaderValue, USER_AGENT};
 
 use crate::config::{HttpClientConfig, ScrapeConfig};
 
 use super::auth::AuthSource;
 use super::error::{ClientError, ScrapeError, error_chain, redact_url};
 use super::headers::{
-    ACCEPT_ENCODING_HEADER, ACCEPT_HEADER, TIMEOUT_HEADER, format_timeout_seconds, user_agent,
+    ACCEPT_ENCODING_HEADER, ACCEPT_HEADER, TIMEOUT_HEADER, content_type, format_timeout_seconds,
+    user_agent,
 };
 use super::plain::{PlainOutcome, PlainPool, PlainTarget, ScrapeHeaders, ScrapeRules};
 use super::tls;
@@ -268,22 +267,9 @@ impl ScrapeClient {
 
         let status = resp.status();
         if status != reqwest::StatusCode::OK {
-            let text = match status.canonical_reason() {
-                Some(reason) => format!("{} {reason}", status.as_str()),
-                None => status.as_str().to_string(),
-            };
-            return Err(ScrapeError::Status {
-                url: shown.to_string(),
-                code: status.as_u16(),
-                status: text,
-            });
+            return Err(ScrapeError::status(shown, status));
         }
-        let content_type = resp
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string();
+        let content_type = content_type(resp.headers());
 
         let limit = self.body_size_limit;
         // A Content-Length hint (absent for gzip, which reqwest decodes),

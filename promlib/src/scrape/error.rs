@@ -67,6 +67,20 @@ pub enum ScrapeError {
 }
 
 impl ScrapeError {
+    /// A response with `status` (not 200) from `url` (already redacted),
+    /// worded as Prometheus does (`500 Internal Server Error`).
+    pub fn status(url: &str, status: reqwest::StatusCode) -> ScrapeError {
+        let text = match status.canonical_reason() {
+            Some(reason) => format!("{} {reason}", status.as_str()),
+            None => status.as_str().to_string(),
+        };
+        ScrapeError::Status {
+            url: url.to_string(),
+            code: status.as_u16(),
+            status: text,
+        }
+    }
+
     /// The scraped URL, password redacted.
     pub fn url(&self) -> &str {
         match self {

@@ -21,6 +21,16 @@ pub fn format_timeout_seconds(timeout: std::time::Duration) -> String {
     format!("{}", timeout.as_secs_f64())
 }
 
+/// The response's `Content-Type` ("" when absent or not text), for
+/// `exposition::Format::from_content_type`.
+pub(super) fn content_type(headers: &reqwest::header::HeaderMap) -> String {
+    headers
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

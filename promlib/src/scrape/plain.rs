@@ -27,15 +27,15 @@ use http_body_util::{BodyExt as _, Empty};
 use hyper::body::{Body as _, Incoming};
 use hyper::client::conn::http1;
 use hyper::header::{
-    ACCEPT, ACCEPT_ENCODING, AUTHORIZATION, CONNECTION, CONTENT_ENCODING, CONTENT_TYPE, HOST,
-    HeaderName, HeaderValue, LOCATION, USER_AGENT,
+    ACCEPT, ACCEPT_ENCODING, AUTHORIZATION, CONNECTION, CONTENT_ENCODING, HOST, HeaderName,
+    HeaderValue, LOCATION, USER_AGENT,
 };
 use hyper::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use super::error::{ScrapeError, error_chain};
-use super::headers::{ACCEPT_ENCODING_HEADER, ACCEPT_HEADER};
+use super::headers::{ACCEPT_ENCODING_HEADER, ACCEPT_HEADER, content_type};
 
 /// [`TIMEOUT_HEADER`](super::headers::TIMEOUT_HEADER), parsed once (sent title-cased on the wire).
 static TIMEOUT_HEADER_NAME: HeaderName =
@@ -77,6 +77,30 @@ struct Conn {
     /// The driver returned (the connection is closed): never pooled, never
     /// polled again.
     ended: bool,
+}
+
+impl Conn {
+    /// Sends the request and waits for the response head, driving the
+    /// connection meanwhile. The outer error: the connection ended first
+    /// (an idle one the server closed); the inner one: hyper's.
+    async fn exchange(
+        &mut self,
+        target: &PlainTarget,
+        headers: &ScrapeHeaders<'_>,
+    ) -> Result<Result<Response<Incoming>, hyper::Error>, DriverEnded> {
+        let Conn {
+            sender,
+            driver,
+            ended,
+        } = self;
+        let exchange = async {
+            // Waits for the driver to want the next request; an error
+            // means it closed meanwhile (nothing was sent).
+            sender.ready().await?;
+            sender.send_request(build_request(target, headers)).await
+        };
+        drive(driver, ended, exchange).await
+    }
 }
 
 struct Idle {
@@ -287,22 +311,9 @@ impl PlainPool {
             {
                 return Ok(PlainOutcome::Redirect);
             }
-            let text = match status.canonical_reason() {
-                Some(reason) => format!("{} {reason}", status.as_str()),
-                None => status.as_str().to_string(),
-            };
-            return Err(ScrapeError::Status {
-                url: rules.shown.to_string(),
-                code: status.as_u16(),
-                status: text,
-            });
+            return Err(ScrapeError::status(rules.shown, status));
         }
-        let content_type = resp
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string();
+        let content_type = content_type(resp.headers());
         let keep_alive = allows_keep_alive(&resp);
         // As reqwest: only a first Content-Encoding of exactly `gzip`.
         let gzip = resp
@@ -336,18 +347,7 @@ impl PlainPool {
         shown: &str,
     ) -> Result<(Conn, Response<Incoming>), ScrapeError> {
         while let Some(mut conn) = self.take(&target.authority) {
-            let Conn {
-                sender,
-                driver,
-                ended,
-            } = &mut conn;
-            let exchange = async {
-                // Waits for the driver to want the next request; an error
-                // means it closed meanwhile (nothing was sent).
-                sender.ready().await?;
-                sender.send_request(build_request(target, headers)).await
-            };
-            match drive(driver, ended, exchange).await {
+            match conn.exchange(target, headers).await {
                 Ok(Ok(resp)) => return Ok((conn, resp)),
                 Ok(Err(e)) => {
                     tracing::debug!(
@@ -362,16 +362,7 @@ impl PlainPool {
             }
         }
         let mut conn = connect(target, shown).await?;
-        let Conn {
-            sender,
-            driver,
-            ended,
-        } = &mut conn;
-        let exchange = async {
-            sender.ready().await?;
-            sender.send_request(build_request(target, headers)).await
-        };
-        let resp = match drive(driver, ended, exchange).await {
+        let resp = match conn.exchange(target, headers).await {
             Ok(r) => r.map_err(|e| request_error(shown, &e))?,
             Err(e) => return Err(request_error(shown, &e)),
         };
