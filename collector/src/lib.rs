@@ -7,6 +7,7 @@
 pub mod api;
 pub mod discovery_feed;
 pub mod pipeline;
+mod refmap;
 pub mod remote;
 pub mod run;
 pub mod scrape;

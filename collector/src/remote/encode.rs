@@ -16,7 +16,7 @@ use promshard_promlib::labels::{self, Labels};
 use promshard_proto::prometheus::{self as pb, metric_metadata::MetricType};
 use prost::Message;
 
-use super::refmap::RefMap;
+use crate::refmap::RefMap;
 use crate::series::{Metadata, SeriesRef};
 
 pub use super::pairs::EncodedLabels;

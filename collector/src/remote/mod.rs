@@ -17,7 +17,6 @@ pub mod encode;
 mod error;
 mod pairs;
 mod queue;
-mod refmap;
 mod send;
 mod shard;
 mod stats;

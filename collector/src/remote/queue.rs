@@ -17,11 +17,11 @@ use tokio::time::Instant;
 use super::encode::{self, EncodedLabels, EncodedSeries, QueuedSample};
 use super::error::RemoteError;
 use super::pairs::PairInterner;
-use super::refmap::RefTable;
 use super::send::{Backoff, Endpoint, Outcome, cancelled, send_with_retry};
 use super::shard::{self, ShardContext};
 use super::stats::{DropReason, RemoteStats};
 use super::tracker::Tracker;
+use crate::refmap::RefTable;
 use crate::series::{AppendBatch, Metadata, SeriesRef};
 use crate::ship::OFFSET_BITS;
 

@@ -1,6 +1,6 @@
 //! The WAL handle: open/recovery, appends, consumers, deletion and bounds.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -19,9 +19,8 @@ use super::position::WalPosition;
 use super::reader::WalReader;
 use super::segment::{self, SEGMENT_HEADER_LEN};
 use super::stats::{ConsumerStats, Counters, WalStats};
-use crate::series::{AppendBatch, RefBuildHasher};
-
-type RefSet = HashSet<u64, RefBuildHasher>;
+use crate::refmap::RefSet;
+use crate::series::{AppendBatch, SeriesRef};
 
 struct Writer {
     segment: u64,
@@ -391,19 +390,19 @@ impl Inner {
             // batch or an earlier one), so that a reader starting here
             // resolves every ref. The writer keeps no labels: the caller
             // repeats the definitions (after a rollover, a restart).
-            let new: Vec<u64> = batch
+            let new: Vec<SeriesRef> = batch
                 .series
                 .iter()
-                .map(|d| d.series.0)
+                .map(|d| d.series)
                 .filter(|&r| w.series.insert(r))
                 .collect();
             let undefined = batch
                 .samples
                 .iter()
-                .map(|s| s.series.0)
-                .find(|r| !w.series.contains(r));
+                .map(|s| s.series)
+                .find(|&r| !w.series.contains(r));
             let written = match undefined {
-                Some(r) => Err(WalError::UnknownSeries(r)),
+                Some(r) => Err(WalError::UnknownSeries(r.0)),
                 None => (&*w.file).write_all(&buf).map_err(|e| {
                     // Cut off whatever part was written so the file stays valid.
                     let _ = w.file.set_len(w.offset);
@@ -415,7 +414,7 @@ impl Inner {
                 }),
             };
             if let Err(e) = written {
-                for r in &new {
+                for &r in &new {
                     w.series.remove(r);
                 }
                 return Err(e);

@@ -1,5 +1,6 @@
-//! Maps keyed by [`SeriesRef`] with a cheap hash (see
-//! [`crate::series::RefHasher`]).
+//! Maps and sets keyed by [`SeriesRef`]: a cheap hash (see
+//! [`crate::series::RefHasher`]), and a table that keeps the dense, mostly
+//! increasing refs of a counter in a vector.
 
 use crate::series::{RefBuildHasher, SeriesRef};
 use std::collections::HashMap;
@@ -100,6 +101,13 @@ impl<V> RefTable<V> {
         }
     }
 
+    pub(crate) fn remove(&mut self, r: SeriesRef) -> Option<V> {
+        match self.slot(r) {
+            Some(i) if i < self.dense.len() => self.dense[i].take(),
+            _ => self.sparse.remove(&r),
+        }
+    }
+
     pub(crate) fn for_each_mut(&mut self, mut f: impl FnMut(&mut V)) {
         self.dense.iter_mut().flatten().for_each(&mut f);
         self.sparse.values_mut().for_each(f);
@@ -108,6 +116,30 @@ impl<V> RefTable<V> {
     #[cfg(test)]
     fn len(&self) -> usize {
         self.dense.iter().flatten().count() + self.sparse.len()
+    }
+}
+
+/// A set of series refs: one byte per ref in the dense range (a hash set
+/// takes ~16 and scatters lookups of consecutive refs over memory).
+#[derive(Debug, Default)]
+pub(crate) struct RefSet(RefTable<()>);
+
+impl RefSet {
+    /// Adds `r`; whether it was not there.
+    pub(crate) fn insert(&mut self, r: SeriesRef) -> bool {
+        if self.contains(r) {
+            return false;
+        }
+        self.0.insert(r, ());
+        true
+    }
+
+    pub(crate) fn contains(&self, r: SeriesRef) -> bool {
+        self.0.get(r).is_some()
+    }
+
+    pub(crate) fn remove(&mut self, r: SeriesRef) -> bool {
+        self.0.remove(r).is_some()
     }
 }
 
@@ -165,6 +197,22 @@ mod tests {
             *v = 7;
         }
         assert_eq!(t.get(SeriesRef(1)), Some(&7));
+    }
+
+    #[test]
+    fn ref_set_inserts_once_and_removes() {
+        let mut s = RefSet::default();
+        assert!(s.insert(SeriesRef(10)));
+        assert!(!s.insert(SeriesRef(10)));
+        assert!(s.insert(SeriesRef(3)), "below the first ref");
+        assert!(s.insert(SeriesRef(10 + 4 * MAX_GROW)), "far out");
+        assert!(s.contains(SeriesRef(3)) && s.contains(SeriesRef(10 + 4 * MAX_GROW)));
+        assert!(!s.contains(SeriesRef(11)));
+        assert!(s.remove(SeriesRef(10)));
+        assert!(!s.remove(SeriesRef(10)));
+        assert!(!s.contains(SeriesRef(10)));
+        assert!(s.remove(SeriesRef(3)));
+        assert!(!s.contains(SeriesRef(3)));
     }
 
     #[test]
