@@ -208,6 +208,12 @@ impl TargetPipeline {
         }
     }
 
+    /// Starts the next scrape iteration (never 0, which a series' `tracked` cannot hold).
+    fn next_iteration(&mut self) -> u32 {
+        self.iter = self.iter.wrapping_add(1).max(1);
+        self.iter
+    }
+
     /// A reload changed the job's settings (not the target): keep the
     /// series seen (so staleness keeps working across the reload), but
     /// forget cached relabeling results.
@@ -236,8 +242,7 @@ impl TargetPipeline {
         duration: Duration,
         out: &mut AppendBatch,
     ) -> ScrapeReport {
-        self.iter = self.iter.wrapping_add(1).max(1);
-        let iter = self.iter;
+        let iter = self.next_iteration();
         self.metadata.begin();
         let mut pending = Vec::with_capacity(self.last_pending_len);
         let (counts, failure) = self.parse_body(body, format, ts_ms, &mut pending);
@@ -519,10 +524,10 @@ impl TargetPipeline {
         duration: Duration,
         out: &mut AppendBatch,
     ) -> ScrapeReport {
-        self.iter = self.iter.wrapping_add(1).max(1);
+        let iter = self.next_iteration();
         self.metadata.begin();
         let stale_markers =
-            staleness::mark_stale(&mut self.table, self.iter.wrapping_sub(1), ts_ms, out);
+            staleness::mark_stale(&mut self.table, iter.wrapping_sub(1), ts_ms, out);
         self.finish_iteration(false);
         let report = ScrapeReport {
             error: Some(error.to_string()),

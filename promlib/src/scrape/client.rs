@@ -272,20 +272,10 @@ impl ScrapeClient {
         let content_type = content_type(resp.headers());
 
         let limit = self.body_size_limit;
-        // A Content-Length hint (absent for gzip, which reqwest decodes),
-        // never trusted past the limit or MAX_PREALLOCATION.
-        if let Some(hint) = resp.content_length() {
-            let mut hint = hint.min(MAX_PREALLOCATION);
-            if limit > 0 {
-                hint = hint.min(limit);
-            }
-            buf.reserve(usize::try_from(hint).unwrap_or(0));
-        }
+        // Content-Length is absent for gzip, which reqwest decodes.
+        reserve_for_body(buf, resp.content_length(), limit);
         while let Some(chunk) = resp.chunk().await.map_err(|e| request_error(shown, e))? {
-            let total = buf.len() as u64 + chunk.len() as u64;
-            // Prometheus reads at most `limit` bytes and fails when it got
-            // them all, so a body of exactly `limit` bytes fails too.
-            if limit > 0 && total >= limit {
+            if reaches_limit(limit, buf.len() as u64 + chunk.len() as u64) {
                 return Err(ScrapeError::BodySizeLimit {
                     url: shown.to_string(),
                     limit,
@@ -295,6 +285,25 @@ impl ScrapeClient {
         }
         Ok(content_type)
     }
+}
+
+/// Reserves room in `buf` for a body announced as `hint` bytes
+/// (Content-Length), never trusted past the limit or MAX_PREALLOCATION.
+pub(super) fn reserve_for_body(buf: &mut BytesMut, hint: Option<u64>, limit: u64) {
+    if let Some(hint) = hint {
+        let mut hint = hint.min(MAX_PREALLOCATION);
+        if limit > 0 {
+            hint = hint.min(limit);
+        }
+        buf.reserve(usize::try_from(hint).unwrap_or(0));
+    }
+}
+
+/// Whether a body of `total` bytes fails `limit` (0: none). Prometheus
+/// reads at most `limit` bytes and fails when it got them all, so a body
+/// of exactly `limit` bytes fails too.
+pub(super) fn reaches_limit(limit: u64, total: u64) -> bool {
+    limit > 0 && total >= limit
 }
 
 fn request_error(shown: &str, e: reqwest::Error) -> ScrapeError {

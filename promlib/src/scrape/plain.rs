@@ -34,6 +34,7 @@ use hyper::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
+use super::client::{reaches_limit, reserve_for_body};
 use super::error::{ScrapeError, error_chain};
 use super::headers::{ACCEPT_ENCODING_HEADER, ACCEPT_HEADER, content_type};
 
@@ -53,9 +54,6 @@ pub(super) const IDLE_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 
 /// How often the whole pool is swept for expired and closed connections.
 const SWEEP_EVERY: Duration = Duration::from_secs(30);
-
-/// The most memory reserved up front from a `Content-Length` hint.
-const MAX_PREALLOCATION: u64 = 16 << 20;
 
 /// Compressed bytes read past the body size limit before giving up: gzip
 /// of incompressible data is slightly larger than the data.
@@ -501,20 +499,9 @@ async fn read_plain(
     buf: &mut BytesMut,
 ) -> Result<(), ScrapeError> {
     let limit = rules.body_size_limit;
-    // A Content-Length hint, never trusted past the limit or
-    // MAX_PREALLOCATION.
-    if let Some(hint) = body.size_hint().exact() {
-        let mut hint = hint.min(MAX_PREALLOCATION);
-        if limit > 0 {
-            hint = hint.min(limit);
-        }
-        buf.reserve(usize::try_from(hint).unwrap_or(0));
-    }
+    reserve_for_body(buf, body.size_hint().exact(), limit);
     while let Some(chunk) = next_data(body, rules.shown).await? {
-        let total = buf.len() as u64 + chunk.len() as u64;
-        // Prometheus reads at most `limit` bytes and fails when it got them
-        // all, so a body of exactly `limit` bytes fails too.
-        if limit > 0 && total >= limit {
+        if reaches_limit(limit, buf.len() as u64 + chunk.len() as u64) {
             return Err(limit_error(rules));
         }
         buf.extend_from_slice(&chunk);
@@ -532,8 +519,7 @@ struct LimitedSink<'a> {
 
 impl std::io::Write for LimitedSink<'_> {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        let total = self.buf.len() as u64 + data.len() as u64;
-        if self.limit > 0 && total >= self.limit {
+        if reaches_limit(self.limit, self.buf.len() as u64 + data.len() as u64) {
             self.exceeded = true;
             return Err(std::io::Error::other("body size limit exceeded"));
         }
