@@ -3,13 +3,16 @@
 //! Every `Label { name, value }` message a queue sends (with its
 //! `TimeSeries.labels` tag and length) is stored once in a [`PairBytes`]
 //! shared by the queue's shards; a series keeps the varint ids of its
-//! labels (a dozen bytes, inline) instead of ~150 bytes of encoding, and a
-//! request is written by copying the labels' messages back to back.
+//! labels (a dozen bytes, inline: [`PooledIds`], no allocation of its own)
+//! instead of ~150 bytes of encoding, and a request is written by copying
+//! the labels' messages back to back. A queued sample carries its series'
+//! ids and a reference to the pairs they index ([`EncodedLabels`]).
 //!
 //! Pairs are never removed from a [`PairBytes`]: when most of its pairs
 //! are no longer used (label values that churned), the owner starts a new
-//! one and re-interns its live series ([`PairInterner::renew`]); samples
-//! still queued keep the old one alive until they are sent.
+//! one ([`PairInterner::renew`]) and re-interns its live series
+//! ([`PairInterner::reintern`]); samples still queued keep the old one
+//! alive until they are sent.
 
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
@@ -55,10 +58,10 @@ fn read(pairs: &SharedPairs) -> RwLockReadGuard<'_, PairBytes> {
 /// Ids up to this many bytes are kept inline (no allocation).
 const INLINE: usize = 22;
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 enum Ids {
     Inline { len: u8, bytes: [u8; INLINE] },
-    Heap(Box<[u8]>),
+    Heap(Arc<[u8]>),
 }
 
 impl Ids {
@@ -83,35 +86,51 @@ impl Ids {
     }
 }
 
-#[derive(Debug)]
+/// A series' labels as ids of pairs in the [`PairInterner`] that interned
+/// them (valid until its next [`renew`](PairInterner::renew)).
+#[derive(Clone, Debug)]
+pub(crate) struct PooledIds {
+    /// Encoded length.
+    len: u32,
+    ids: Ids,
+}
+
+impl PooledIds {
+    fn write_to(&self, pairs: &PairBytes, out: &mut Vec<u8>) {
+        for id in varint::Ids(self.ids.as_slice()) {
+            out.extend_from_slice(pairs.get(id));
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
 enum Repr {
     /// The encoding itself (labels made outside a queue: tests, benches).
-    Bytes(Box<[u8]>),
+    Bytes(Arc<[u8]>),
     Pooled {
         pairs: SharedPairs,
-        /// Encoded length.
-        len: u32,
-        ids: Ids,
+        ids: PooledIds,
     },
 }
 
 /// The labels of one series as the protobuf encoding of a `TimeSeries`'
 /// `labels` field (repeated field 1 of `Label { name = 1, value = 2 }`),
-/// shared by every queued sample of the series.
+/// as a queued sample carries them (cloning shares, never copies, the
+/// pairs).
 #[derive(Clone, Debug)]
-pub struct EncodedLabels(Arc<Repr>);
+pub struct EncodedLabels(Repr);
 
 impl EncodedLabels {
     /// Labels from their encoding.
     pub fn from_bytes(bytes: &[u8]) -> EncodedLabels {
-        EncodedLabels(Arc::new(Repr::Bytes(bytes.into())))
+        EncodedLabels(Repr::Bytes(bytes.into()))
     }
 
     /// Bytes of the encoding.
     pub fn len(&self) -> usize {
-        match &*self.0 {
+        match &self.0 {
             Repr::Bytes(b) => b.len(),
-            Repr::Pooled { len, .. } => *len as usize,
+            Repr::Pooled { ids, .. } => ids.len as usize,
         }
     }
 
@@ -121,14 +140,9 @@ impl EncodedLabels {
 
     /// Appends the encoding to `out`.
     pub fn write_to(&self, out: &mut Vec<u8>) {
-        match &*self.0 {
+        match &self.0 {
             Repr::Bytes(b) => out.extend_from_slice(b),
-            Repr::Pooled { pairs, ids, .. } => {
-                let pairs = read(pairs);
-                for id in varint::Ids(ids.as_slice()) {
-                    out.extend_from_slice(pairs.get(id));
-                }
-            }
+            Repr::Pooled { pairs, ids } => ids.write_to(&read(pairs), out),
         }
     }
 
@@ -165,6 +179,9 @@ fn frame_hash(frame: &[u8]) -> u64 {
     xxhash_rust::xxh3::xxh3_64(frame)
 }
 
+/// The pairs a [`PairInterner`] had before it was renewed.
+pub(crate) struct Renewed(SharedPairs);
+
 /// The owner side of one queue's interned pairs (the dispatcher's).
 #[derive(Default)]
 pub(crate) struct PairInterner {
@@ -188,7 +205,7 @@ impl PairInterner {
 
     /// The labels encoded as `wire` (as `encode_labels_into` writes them),
     /// interning their pairs. None when `wire` is not such an encoding.
-    pub(crate) fn intern(&mut self, wire: &[u8]) -> Option<EncodedLabels> {
+    pub(crate) fn intern(&mut self, wire: &[u8]) -> Option<PooledIds> {
         let frames = frames(wire)?;
         self.ids.clear();
         let mut missing = false;
@@ -220,16 +237,46 @@ impl PairInterner {
                 put_uvarint(&mut self.ids, u64::from(id));
             }
         }
-        Some(EncodedLabels(Arc::new(Repr::Pooled {
-            pairs: Arc::clone(&self.pairs),
+        Some(PooledIds {
             len: wire.len() as u32,
             ids: Ids::new(&self.ids),
-        })))
+        })
     }
 
-    /// A new, empty set of pairs (labels interned before keep the old one).
-    pub(crate) fn renew(&mut self) {
-        *self = PairInterner::default();
+    /// `ids` (interned here) as a queued sample carries them.
+    pub(crate) fn labels(&self, ids: &PooledIds) -> EncodedLabels {
+        EncodedLabels(Repr::Pooled {
+            pairs: Arc::clone(&self.pairs),
+            ids: ids.clone(),
+        })
+    }
+
+    /// Whether `ids` (interned here) encode as `wire` (`buf` is scratch).
+    pub(crate) fn encodes_as(&self, ids: &PooledIds, wire: &[u8], buf: &mut Vec<u8>) -> bool {
+        if ids.len as usize != wire.len() {
+            return false;
+        }
+        buf.clear();
+        ids.write_to(&read(&self.pairs), buf);
+        buf[..] == *wire
+    }
+
+    /// Starts a new, empty set of pairs and returns the old one: ids
+    /// interned before are only valid with it (see
+    /// [`reintern`](Self::reintern)); labels made before keep it alive.
+    pub(crate) fn renew(&mut self) -> Renewed {
+        Renewed(std::mem::take(self).pairs)
+    }
+
+    /// Interns again here `ids` that were interned before the renewal
+    /// `old` (`buf` is scratch); they stay as they were if that fails
+    /// (it cannot: the bytes are our own encoding).
+    pub(crate) fn reintern(&mut self, old: &Renewed, ids: &mut PooledIds, buf: &mut Vec<u8>) {
+        buf.clear();
+        ids.write_to(&read(&old.0), buf);
+        if let Some(new) = self.intern(buf) {
+            *ids = new;
+        }
     }
 }
 
@@ -250,8 +297,14 @@ mod tests {
         let mut i = PairInterner::default();
         let a = wire(&[("__name__", "m"), ("instance", "h:1"), ("job", "j")]);
         let b = wire(&[("__name__", "m"), ("instance", "h:2"), ("job", "j")]);
-        let la = i.intern(&a).expect("valid");
-        let lb = i.intern(&b).expect("valid");
+        let la = {
+            let ids = i.intern(&a).expect("valid");
+            i.labels(&ids)
+        };
+        let lb = {
+            let ids = i.intern(&b).expect("valid");
+            i.labels(&ids)
+        };
         assert_eq!(la.to_vec(), a);
         assert_eq!(lb.to_vec(), b);
         assert_eq!((la.len(), lb.len()), (a.len(), b.len()));
@@ -271,21 +324,50 @@ mod tests {
             .chain(names.iter().map(|n| (n.as_str(), "v")))
             .collect();
         let w = wire(&pairs);
-        let l = i.intern(&w).expect("valid");
+        let l = {
+            let ids = i.intern(&w).expect("valid");
+            i.labels(&ids)
+        };
         assert_eq!(l.to_vec(), w, "ids past the inline size");
+        let mut buf = Vec::new();
+        let again = i.intern(&w).expect("valid");
+        assert!(i.encodes_as(&again, &w, &mut buf));
     }
 
     #[test]
     fn renewing_keeps_earlier_labels_intact() {
         let mut i = PairInterner::default();
         let a = wire(&[("__name__", "m"), ("pod", "p-1")]);
-        let la = i.intern(&a).expect("valid");
-        i.renew();
+        let mut ids_a = i.intern(&a).expect("valid");
+        let la = i.labels(&ids_a);
+        let old = i.renew();
         assert_eq!(i.len(), 0);
         let b = wire(&[("__name__", "m"), ("pod", "p-2")]);
-        let lb = i.intern(&b).expect("valid");
-        assert_eq!(la.to_vec(), a);
+        let lb = {
+            let ids = i.intern(&b).expect("valid");
+            i.labels(&ids)
+        };
+        assert_eq!(la.to_vec(), a, "queued labels keep the old pairs");
         assert_eq!(lb.to_vec(), b);
+        let mut buf = Vec::new();
+        i.reintern(&old, &mut ids_a, &mut buf);
+        assert_eq!(i.labels(&ids_a).to_vec(), a, "re-interned in the new pairs");
+        assert!(i.encodes_as(&ids_a, &a, &mut buf));
+        assert!(!i.encodes_as(&ids_a, &b, &mut buf));
+        assert_eq!(i.len(), 3, "m, p-2 and p-1");
+    }
+
+    #[test]
+    fn a_held_series_costs_no_allocation_and_a_few_words() {
+        // What a queue keeps per live series (with its WAL segment and
+        // drop reason): the ids inline, no heap block of its own.
+        type Held = Option<(u32, Result<PooledIds, crate::remote::stats::DropReason>)>;
+        assert!(std::mem::size_of::<Held>() <= 40);
+        let mut i = PairInterner::default();
+        let ids = i
+            .intern(&wire(&[("__name__", "m"), ("job", "j")]))
+            .expect("valid");
+        assert!(matches!(ids.ids, Ids::Inline { .. }));
     }
 
     #[test]
@@ -294,6 +376,7 @@ mod tests {
         assert!(i.intern(&[0x12, 0x01, 0x00]).is_none(), "wrong tag");
         assert!(i.intern(&[0x0a, 0x05, 0x00]).is_none(), "short");
         assert!(i.intern(&[0x0a, 0xff]).is_none(), "cut varint");
-        assert!(i.intern(&[]).is_some_and(|l| l.is_empty()));
+        let empty = i.intern(&[]).expect("empty labels are valid");
+        assert!(i.labels(&empty).is_empty());
     }
 }

@@ -14,9 +14,9 @@ use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::encode::{self, EncodedLabels, EncodedSeries, QueuedSample};
+use super::encode::{self, EncodedSeries, QueuedSample};
 use super::error::RemoteError;
-use super::pairs::PairInterner;
+use super::pairs::{PairInterner, PooledIds};
 use super::send::{Backoff, Endpoint, Outcome, cancelled, send_with_retry};
 use super::shard::{self, ShardContext};
 use super::stats::{DropReason, RemoteStats};
@@ -330,7 +330,7 @@ struct ShardHandle {
 struct Dispatcher {
     ctx: Arc<ShardContext>,
     rules: Vec<RelabelConfig>,
-    refs: RefTable<(u32, Result<EncodedLabels, DropReason>)>,
+    refs: RefTable<(u32, Result<PooledIds, DropReason>)>,
     /// The WAL segment of the latest input.
     segment: u32,
     /// The labels' interned pairs.
@@ -495,7 +495,9 @@ impl Dispatcher {
                 Ok(()) => match self.refs.get_mut(def.series) {
                     // A definition repeated (as each WAL segment repeats
                     // them) keeps the labels its queued samples share.
-                    Some((s, Ok(old))) if same(old, &self.scratch, &mut self.held) => {
+                    Some((s, Ok(old)))
+                        if self.pairs.encodes_as(old, &self.scratch, &mut self.held) =>
+                    {
                         *s = segment;
                         continue;
                     }
@@ -516,7 +518,7 @@ impl Dispatcher {
                     }
                 }
                 Some(wire) => match self.refs.get_mut(series) {
-                    Some((s, Ok(old))) if same(old, wire, &mut self.held) => {
+                    Some((s, Ok(old))) if self.pairs.encodes_as(old, wire, &mut self.held) => {
                         *s = segment;
                         continue;
                     }
@@ -535,10 +537,10 @@ impl Dispatcher {
         let mut routed = Vec::with_capacity(batch.samples.len());
         for s in &batch.samples {
             match self.refs.get(s.series).map(|(_, l)| l) {
-                Some(Ok(labels)) => routed.push(QueuedSample {
+                Some(Ok(ids)) => routed.push(QueuedSample {
                     position,
                     series: s.series,
-                    labels: labels.clone(),
+                    labels: self.pairs.labels(ids),
                     timestamp_ms: s.timestamp_ms,
                     value: s.value,
                 }),
@@ -569,15 +571,11 @@ impl Dispatcher {
         if pairs <= MIN_PAIRS || pairs <= 2 * self.pairs_renewed {
             return;
         }
-        self.pairs.renew();
+        let old = self.pairs.renew();
         let (interner, held) = (&mut self.pairs, &mut self.held);
         self.refs.for_each_mut(|(_, labels)| {
-            if let Ok(old) = labels {
-                held.clear();
-                old.write_to(held);
-                if let Ok(new) = intern(interner, held) {
-                    *old = new;
-                }
+            if let Ok(ids) = labels {
+                interner.reintern(&old, ids, held);
             }
         });
         self.pairs_renewed = self.pairs.len();
@@ -627,18 +625,8 @@ impl Dispatcher {
 
 /// Labels back from their remote write encoding.
 /// Interns `wire` (our own encoding, so it always parses).
-fn intern(pairs: &mut PairInterner, wire: &[u8]) -> Result<EncodedLabels, DropReason> {
+fn intern(pairs: &mut PairInterner, wire: &[u8]) -> Result<PooledIds, DropReason> {
     pairs.intern(wire).ok_or(DropReason::NoMetricName)
-}
-
-/// Whether `held` encodes as `wire` (`buf` is scratch).
-fn same(held: &EncodedLabels, wire: &[u8], buf: &mut Vec<u8>) -> bool {
-    if held.len() != wire.len() {
-        return false;
-    }
-    buf.clear();
-    held.write_to(buf);
-    buf[..] == *wire
 }
 
 fn decode_labels(wire: &[u8]) -> Option<Labels> {
