@@ -49,6 +49,7 @@ use crate::series::{AppendBatch, Sample, SeriesDef, SeriesRef};
 use labels::external::apply_external;
 use labels::target_labels::apply_target_labels;
 use limits::{LabelLimits, over_sample_limit};
+pub use metadata::FamilyInterner;
 use metadata::MetadataCache;
 use raw_cache::{RawCache, Resolved};
 use report::{ReportSeries, ReportValues};
@@ -84,6 +85,8 @@ pub struct JobSettings {
     pub label_value_length_limit: u64,
     /// `global.external_labels`: added to every series that lacks the name.
     pub external_labels: Labels,
+    /// The metric family metadata of the job's targets, held once.
+    pub families: Arc<FamilyInterner>,
 }
 
 impl JobSettings {
@@ -100,6 +103,7 @@ impl JobSettings {
             label_name_length_limit: cfg.label_name_length_limit.unwrap_or(0),
             label_value_length_limit: cfg.label_value_length_limit.unwrap_or(0),
             external_labels: external_labels.clone(),
+            families: Arc::default(),
         }
     }
 }
@@ -196,12 +200,12 @@ impl TargetPipeline {
     pub fn new(settings: Arc<JobSettings>, target_labels: Labels, refs: Arc<RefAllocator>) -> Self {
         TargetPipeline {
             limits: label_limits(&settings),
+            metadata: MetadataCache::new(Arc::clone(&settings.families)),
             settings,
             target_labels: target_labels.public().without_empty(),
             refs,
             cache: RawCache::default(),
             table: SeriesTable::default(),
-            metadata: MetadataCache::default(),
             report: None,
             iter: 0,
             last_pending_len: 0,

@@ -26,8 +26,6 @@ pub(crate) struct SeriesEntry {
     /// external labels applied): `ids[off..off + len]` of the table.
     off: u32,
     len: u32,
-    /// xxh3 of the id bytes.
-    hash: u64,
     /// Timestamp of the last sample (or stale marker) written.
     pub(crate) last_ts: i64,
     /// Iteration of the last scrape that wrote a sample without an explicit
@@ -99,7 +97,7 @@ impl SeriesTable {
             let hash = hash_bytes(&self.scratch);
             let (slots, ids, bytes) = (&self.slots, &self.ids, &self.scratch);
             if let Some(&slot) = self.index.find(hash, |&s| {
-                matches!(slots.get(s as usize), Some(Some(e)) if e.hash == hash && ids.get(e.range()) == Some(bytes.as_slice()))
+                matches!(slots.get(s as usize), Some(Some(e)) if ids.get(e.range()) == Some(bytes.as_slice()))
             }) && let Some(Some(e)) = self.slots.get(slot as usize)
             {
                 return (slot, e.series);
@@ -113,7 +111,6 @@ impl SeriesTable {
             series,
             off: self.ids.len() as u32,
             len: self.scratch.len() as u32,
-            hash,
             defined: false,
             last_ts: i64::MIN,
             tracked: None,
@@ -131,9 +128,9 @@ impl SeriesTable {
                 (self.slots.len() - 1) as u32
             }
         };
-        let slots = &self.slots;
+        let (slots, ids) = (&self.slots, &self.ids);
         self.index
-            .insert_unique(hash, slot, |&s| slot_hash(slots, s));
+            .insert_unique(hash, slot, |&s| slot_hash(slots, ids, s));
         (slot, series)
     }
 
@@ -200,7 +197,8 @@ impl SeriesTable {
             if !dead(e) {
                 continue;
             }
-            let (hash, range) = (e.hash, e.range());
+            let range = e.range();
+            let hash = hash_bytes(self.ids.get(range.clone()).unwrap_or_default());
             let slot = i as u32;
             if let Ok(found) = self.index.find_entry(hash, |&s| s == slot) {
                 found.remove();
@@ -237,9 +235,9 @@ impl SeriesTable {
 
 /// The hash of the entry in slot `s` (for the index's rehashing; every
 /// indexed slot holds an entry).
-fn slot_hash(slots: &[Option<SeriesEntry>], s: u32) -> u64 {
+fn slot_hash(slots: &[Option<SeriesEntry>], ids: &[u8], s: u32) -> u64 {
     match slots.get(s as usize) {
-        Some(Some(e)) => e.hash,
+        Some(Some(e)) => hash_bytes(ids.get(e.range()).unwrap_or_default()),
         _ => 0,
     }
 }
@@ -281,12 +279,18 @@ mod tests {
     }
 
     #[test]
+    fn a_slot_takes_five_words() {
+        // A million series of one collector: 40 MB of slots.
+        assert!(std::mem::size_of::<Option<SeriesEntry>>() <= 40);
+    }
+
+    #[test]
     fn hash_collisions_are_told_apart_by_bytes() {
         let refs = RefAllocator::new(1);
         let mut t = SeriesTable::default();
         let (_, r1) = t.get_or_insert(&labels("a"), 1, &refs);
-        // Force a second entry with the same hash as the first one.
-        let hash = t.slots[0].as_ref().map(|e| e.hash).unwrap_or(0);
+        // Force a second entry under the same hash as the first one.
+        let hash = slot_hash(&t.slots, &t.ids, 0);
         let other = labels("b");
         let mut bytes = Vec::new();
         t.pool.encode_and_hold(&other, &mut bytes);
@@ -296,15 +300,15 @@ mod tests {
             series: refs.next(),
             off,
             len: bytes.len() as u32,
-            hash,
             last_ts: i64::MIN,
             tracked: None,
             last_seen: 1,
             committed_iter: 0,
             defined: false,
         }));
-        let slots = &t.slots;
-        t.index.insert_unique(hash, 1, |&s| slot_hash(slots, s));
+        let (slots, ids) = (&t.slots, &t.ids);
+        t.index
+            .insert_unique(hash, 1, |&s| slot_hash(slots, ids, s));
         assert_eq!(t.get_or_insert(&labels("a"), 1, &refs).1, r1);
         // Pruning one of the colliding entries keeps the other findable.
         t.prune(|e| e.series == r1);

@@ -28,6 +28,7 @@ pub fn settings() -> JobSettings {
         label_name_length_limit: 0,
         label_value_length_limit: 0,
         external_labels: Labels::new(),
+        families: Arc::default(),
     }
 }
 
