@@ -168,6 +168,12 @@ impl LabelPool {
         self.dead_bytes = 0;
     }
 
+    /// Gives back the slack growth left in the pairs and their bytes.
+    pub(crate) fn trim(&mut self) {
+        super::trim(&mut self.pairs);
+        super::trim(&mut self.bytes);
+    }
+
     /// The label set written as `ids`.
     pub(crate) fn decode(&self, ids: &[u8]) -> Labels {
         let labels = Ids(ids)

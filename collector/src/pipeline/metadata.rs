@@ -201,12 +201,14 @@ impl MetadataCache {
         }
         self.families
             .retain(|s| s.last_iter.saturating_add(KEEP_ITERATIONS) >= iter);
-        pending.clear();
-        self.pending = pending;
+        // `pending` is dropped, not kept: changes are rare after the first
+        // scrape, and a thousand targets each keeping room for all their
+        // families' first sighting would hold megabytes for nothing.
+        drop(pending);
     }
 
     pub(crate) fn clear_pending(&mut self) {
-        self.pending.clear();
+        self.pending = Vec::new();
     }
 }
 

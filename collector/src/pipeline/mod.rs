@@ -70,6 +70,16 @@ impl RefAllocator {
     }
 }
 
+/// Gives back most of what a vector grew past its contents (growth
+/// doubles capacity; a target's series set is mostly stable, so the slack
+/// of its first scrapes would be held for good).
+pub(crate) fn trim<T>(v: &mut Vec<T>) {
+    let len = v.len();
+    if v.capacity() > len + len / 4 + 16 {
+        v.shrink_to(len + len / 8);
+    }
+}
+
 /// What the pipeline needs from a job's scrape_config and the global
 /// section, computed once per config version.
 #[derive(Clone, Debug)]
@@ -489,6 +499,9 @@ impl TargetPipeline {
         self.table.prune(|e| {
             e.tracked.is_none() && e.last_seen.saturating_add(TABLE_KEEP_ITERATIONS) <= iter
         });
+        if flush_cache {
+            self.table.trim();
+        }
     }
 
     fn write_report(

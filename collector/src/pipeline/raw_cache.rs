@@ -10,6 +10,7 @@
 
 use hashbrown::HashTable;
 
+use super::trim;
 use crate::series::SeriesRef;
 
 /// What a raw series resolved to the last time it was seen.
@@ -187,15 +188,6 @@ impl RawCache {
 
     pub(crate) fn len(&self) -> usize {
         self.entries.len()
-    }
-}
-
-/// Shrinks `v` to its length plus 1/8 when more than a quarter of its
-/// capacity is unused.
-fn trim<T>(v: &mut Vec<T>) {
-    let len = v.len();
-    if v.capacity() > len + len / 4 + 16 {
-        v.shrink_to(len + len / 8);
     }
 }
 

@@ -215,6 +215,13 @@ impl SeriesTable {
         }
     }
 
+    /// Gives back the slack growth left in the slots and the id arena.
+    pub(crate) fn trim(&mut self) {
+        super::trim(&mut self.slots);
+        super::trim(&mut self.ids);
+        self.pool.trim();
+    }
+
     /// Copies the live id bytes to a new arena.
     fn compact(&mut self, live: usize) {
         let mut ids = Vec::with_capacity(live);
