@@ -59,6 +59,14 @@ pub trait BatchSink: Send + Sync + 'static {
     /// Appends one batch. `Err` with [`AppendError::UnknownSeries`] makes
     /// the loop define every series of the batch and retry once.
     fn append(&self, batch: &AppendBatch) -> Result<(), AppendError>;
+
+    /// Whether an append may wait for the disk (an fsync) rather than
+    /// only copy into the page cache. The loop runs such appends under
+    /// `block_in_place`; handing the worker to another thread costs two
+    /// thread wake-ups, which a page-cache write does not need.
+    fn may_block(&self) -> bool {
+        true
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +84,10 @@ impl BatchSink for crate::wal::Wal {
             Err(crate::wal::WalError::UnknownSeries(r)) => Err(AppendError::UnknownSeries(r)),
             Err(e) => Err(AppendError::Other(e.to_string())),
         }
+    }
+
+    fn may_block(&self) -> bool {
+        self.fsyncs_on_append()
     }
 }
 

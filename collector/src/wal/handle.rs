@@ -218,6 +218,14 @@ impl Wal {
         self.inner.append(batch)
     }
 
+    /// Whether [`Wal::append`] waits for an fsync ([`FsyncPolicy::Always`]).
+    /// Under the other policies an append is one `write` into the page
+    /// cache (a segment rollover creates a file, and deletes delivered
+    /// segments), and fsyncs happen on the background thread.
+    pub fn fsyncs_on_append(&self) -> bool {
+        self.inner.opts.fsync == FsyncPolicy::Always
+    }
+
     /// A reader for the consumer `name` (one per remote-write queue),
     /// starting at its checkpoint. A consumer seen for the first time is
     /// registered at the start of the oldest segment, so it gets everything
