@@ -269,6 +269,7 @@ async fn status_429_waits_for_retry_after() {
         status: 429,
         retry_after: Some("2".to_string()),
         delay: Duration::ZERO,
+        location: None,
     }]);
     let dir = tempfile::tempdir().unwrap();
     let cfg = remote_config(&r.url(), "", "");
@@ -288,6 +289,36 @@ async fn status_429_waits_for_retry_after() {
         "retried after {gap:?}, not Retry-After: 2"
     );
     assert!(gap < Duration::from_secs(5), "waited {gap:?}");
+    q.shutdown(Duration::from_secs(2)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_is_followed_with_the_same_body() {
+    // The plain-HTTP fast path hands a redirect to the general client,
+    // which follows it (follow_redirects defaults to true).
+    let r = Receiver::start().await;
+    let moved = Reply {
+        location: Some(format!("{}?moved=1", r.url())),
+        ..Reply::status(307)
+    };
+    r.script([moved.clone(), moved]);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = remote_config(&r.url(), "", "");
+    let mut q = RemoteWriteQueue::start(&cfg, dir.path(), opts()).unwrap();
+    q.push(
+        1,
+        batch(vec![def(1, &[("__name__", "m")])], vec![sample(1, T0, 1.0)]),
+    )
+    .await
+    .unwrap();
+    wait_delivered(&q, 1).await;
+    let all = r.received();
+    let statuses: Vec<u16> = all.iter().map(|x| x.status).collect();
+    assert_eq!(statuses, [307, 307, 204]);
+    assert!(all.iter().all(|x| x.request == all[0].request));
+    let stats = q.stats();
+    assert_eq!(stats.failed_requests.load(Relaxed), 0);
+    assert_eq!(stats.samples_sent.load(Relaxed), 1);
     q.shutdown(Duration::from_secs(2)).await;
 }
 

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use promshard_promlib::config::RemoteWriteConfig;
-use promshard_promlib::scrape::{HttpClient, error_chain, redact_url, user_agent};
+use promshard_promlib::scrape::{HttpClient, PlainPoster, error_chain, redact_url, user_agent};
 use reqwest::StatusCode;
 use reqwest::header::{
     AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER,
@@ -48,6 +48,9 @@ pub(crate) struct Endpoint {
     pub shown: String,
     headers: HeaderMap,
     timeout: Duration,
+    /// The fast path for a plain `http://` URL without a proxy.
+    plain: Option<PlainPoster>,
+    follow_redirects: bool,
 }
 
 impl Endpoint {
@@ -90,27 +93,29 @@ impl Endpoint {
             reason: e.to_string(),
         })?;
         headers.insert(USER_AGENT, ua);
+        let has_proxy = cfg.http.proxy_url.as_deref().is_some_and(|p| !p.is_empty());
+        let plain = if has_proxy {
+            None
+        } else {
+            PlainPoster::new(&cfg.url, &shown)
+        };
         Ok(Endpoint {
             client,
             url,
             shown,
             headers,
             timeout: Duration::from_millis(cfg.remote_timeout.as_millis()),
+            plain,
+            follow_redirects: cfg.http.follow_redirects,
         })
     }
 
-    /// One POST of `body`, bounded by `remote_timeout`.
+    /// One POST of `body`, bounded by `remote_timeout`: on the fast path
+    /// when the URL allows it, through reqwest otherwise and to follow a
+    /// redirect.
     pub(crate) async fn post(&self, body: bytes::Bytes) -> Attempt {
-        let mut req = self
-            .client
-            .client()
-            .post(self.url.clone())
-            .headers(self.headers.clone())
-            .timeout(self.timeout)
-            .body(body);
-        match self.client.authorization(&self.shown).await {
-            Ok(Some(auth)) => req = req.header(AUTHORIZATION, auth),
-            Ok(None) => {}
+        let auth = match self.client.authorization(&self.shown).await {
+            Ok(auth) => auth,
             // An unreadable credentials file may be fixed: retry.
             Err(e) => {
                 return Attempt::Retry {
@@ -118,6 +123,50 @@ impl Endpoint {
                     reason: e.to_string(),
                 };
             }
+        };
+        if let Some(plain) = &self.plain {
+            let mut headers = self.headers.clone();
+            if let Some(a) = &auth {
+                headers.insert(AUTHORIZATION, a.clone());
+            }
+            let resp = match tokio::time::timeout(self.timeout, plain.post(&headers, body.clone()))
+                .await
+            {
+                Err(_) => {
+                    return Attempt::Retry {
+                        after: None,
+                        reason: format!("timeout after {:?}", self.timeout),
+                    };
+                }
+                Ok(Err(e)) => {
+                    return Attempt::Retry {
+                        after: None,
+                        reason: e.to_string(),
+                    };
+                }
+                Ok(Ok(r)) => r,
+            };
+            let redirect = self.follow_redirects
+                && resp.status.is_redirection()
+                && resp.headers.contains_key(reqwest::header::LOCATION);
+            if !redirect {
+                let text = String::from_utf8_lossy(&resp.body);
+                return answer(resp.status, &resp.headers, &text);
+            }
+        }
+        self.post_reqwest(body, auth).await
+    }
+
+    async fn post_reqwest(&self, body: bytes::Bytes, auth: Option<HeaderValue>) -> Attempt {
+        let mut req = self
+            .client
+            .client()
+            .post(self.url.clone())
+            .headers(self.headers.clone())
+            .timeout(self.timeout)
+            .body(body);
+        if let Some(auth) = auth {
+            req = req.header(AUTHORIZATION, auth);
         }
         let resp = match tokio::time::timeout(self.timeout, req.send()).await {
             Err(_) => {
@@ -135,24 +184,30 @@ impl Endpoint {
             Ok(Ok(r)) => r,
         };
         let status = resp.status();
-        let retry_after = resp
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| parse_retry_after(v, SystemTime::now()));
+        let headers = resp.headers().clone();
         // Read a little of the body for the log line; bounded in time.
         let text = tokio::time::timeout(self.timeout, resp.text())
             .await
             .ok()
             .and_then(Result::ok)
             .unwrap_or_default();
-        let mut reason = format!("HTTP {}", status.as_u16());
-        let snippet: String = text.trim().chars().take(256).collect();
-        if !snippet.is_empty() {
-            reason = format!("{reason}: {snippet}");
-        }
-        classify(status, retry_after, reason)
+        answer(status, &headers, &text)
     }
+}
+
+/// The attempt a response makes: its status, `Retry-After`, and the start
+/// of its body for the log line.
+fn answer(status: StatusCode, headers: &HeaderMap, text: &str) -> Attempt {
+    let retry_after = headers
+        .get(RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| parse_retry_after(v, SystemTime::now()));
+    let mut reason = format!("HTTP {}", status.as_u16());
+    let snippet: String = text.trim().chars().take(256).collect();
+    if !snippet.is_empty() {
+        reason = format!("{reason}: {snippet}");
+    }
+    classify(status, retry_after, reason)
 }
 
 fn classify(status: StatusCode, retry_after: Option<Duration>, reason: String) -> Attempt {

@@ -54,6 +54,8 @@ pub struct Reply {
     pub retry_after: Option<String>,
     /// Wait this long before answering (slow receiver).
     pub delay: Duration,
+    /// A `Location` header (redirects).
+    pub location: Option<String>,
 }
 
 impl Reply {
@@ -62,6 +64,7 @@ impl Reply {
             status,
             retry_after: None,
             delay: Duration::ZERO,
+            location: None,
         }
     }
 }
@@ -210,6 +213,7 @@ async fn handle(mut stream: TcpStream, state: Arc<Mutex<State>>) {
             status: 204,
             retry_after: None,
             delay: st.default_delay,
+            location: None,
         });
         st.received.push(Received {
             at: Instant::now(),
@@ -228,6 +232,9 @@ async fn handle(mut stream: TcpStream, state: Arc<Mutex<State>>) {
     );
     if let Some(ra) = &reply.retry_after {
         resp.push_str(&format!("Retry-After: {ra}\r\n"));
+    }
+    if let Some(to) = &reply.location {
+        resp.push_str(&format!("Location: {to}\r\n"));
     }
     resp.push_str("\r\n");
     let _ = stream.write_all(resp.as_bytes()).await;

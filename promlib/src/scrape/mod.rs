@@ -20,3 +20,4 @@ pub use error::{ClientError, ScrapeError, error_chain, redact_url};
 pub use headers::{
     ACCEPT_ENCODING_HEADER, ACCEPT_HEADER, TIMEOUT_HEADER, format_timeout_seconds, user_agent,
 };
+pub use plain::{PlainPoster, PostResponse};

@@ -38,6 +38,9 @@ use super::client::{reaches_limit, reserve_for_body};
 use super::error::{ScrapeError, error_chain};
 use super::headers::{ACCEPT_ENCODING_HEADER, ACCEPT_HEADER, content_type};
 
+mod post;
+pub use post::{PlainPoster, PostResponse};
+
 /// [`TIMEOUT_HEADER`](super::headers::TIMEOUT_HEADER), parsed once (sent title-cased on the wire).
 static TIMEOUT_HEADER_NAME: HeaderName =
     HeaderName::from_static("x-prometheus-scrape-timeout-seconds");
@@ -61,17 +64,27 @@ fn compressed_limit(limit: u64) -> u64 {
     limit.saturating_add(limit / 8).saturating_add(64 << 10)
 }
 
-type Sender = http1::SendRequest<Empty<Bytes>>;
-type Driver = http1::Connection<TokioIo<TcpStream>, Empty<Bytes>>;
+type Driver<B> = http1::Connection<TokioIo<TcpStream>, B>;
+
+/// A request body type a [`Conn`] can carry (empty for scrapes, whole
+/// bytes for remote-write posts).
+trait ReqBody:
+    hyper::body::Body<Data = Bytes, Error = std::convert::Infallible> + Send + 'static
+{
+}
+impl<B> ReqBody for B where
+    B: hyper::body::Body<Data = Bytes, Error = std::convert::Infallible> + Send + 'static
+{
+}
 
 /// A connection: its request handle and its driver, which the scrape
 /// polls in its own task while it waits for the response and reads the
 /// body (no second task, so no hand-over of every body chunk between
 /// tasks and threads). An idle connection is polled by nobody; a server
 /// that closed it is noticed at its next use.
-struct Conn {
-    sender: Sender,
-    driver: Driver,
+struct Conn<B: ReqBody = Empty<Bytes>> {
+    sender: http1::SendRequest<B>,
+    driver: Driver<B>,
     /// The driver returned (the connection is closed): never pooled, never
     /// polled again.
     ended: bool,
@@ -101,8 +114,8 @@ impl Conn {
     }
 }
 
-struct Idle {
-    conn: Conn,
+struct Idle<B: ReqBody = Empty<Bytes>> {
+    conn: Conn<B>,
     since: Instant,
 }
 
@@ -405,8 +418,8 @@ enum DriverEnded {
 
 /// Runs `work` while polling `driver` in the same task; an error when the
 /// connection ends before `work` does.
-async fn drive<F: Future>(
-    driver: &mut Driver,
+async fn drive<F: Future, B: ReqBody>(
+    driver: &mut Driver<B>,
     driver_ended: &mut bool,
     work: F,
 ) -> Result<F::Output, DriverEnded> {
@@ -438,7 +451,7 @@ async fn drive<F: Future>(
 }
 
 /// A new connection to `target` (its driver is polled by the scrapes).
-async fn connect(target: &PlainTarget, shown: &str) -> Result<Conn, ScrapeError> {
+async fn connect<B: ReqBody>(target: &PlainTarget, shown: &str) -> Result<Conn<B>, ScrapeError> {
     let tcp = match &target.addr {
         HostAddr::Ip(ip) => TcpStream::connect(SocketAddr::new(*ip, target.port)).await,
         HostAddr::Name(name) => TcpStream::connect((name.as_str(), target.port)).await,
@@ -454,7 +467,7 @@ async fn connect(target: &PlainTarget, shown: &str) -> Result<Conn, ScrapeError>
         // Go writes canonical header names; some exporters compare names
         // case-sensitively.
         .title_case_headers(true)
-        .handshake::<_, Empty<Bytes>>(TokioIo::new(tcp))
+        .handshake::<_, B>(TokioIo::new(tcp))
         .await
         .map_err(|e| request_error(shown, &e))?;
     Ok(Conn {

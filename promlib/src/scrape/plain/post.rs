@@ -1,0 +1,361 @@
+//! POSTs to one plain `http://` URL without a proxy (the remote-write fast
+//! path): hyper's HTTP/1.1 client connections, each driven by the task
+//! that sends on it, kept alive in a list of our own.
+//!
+//! Through reqwest every request passes its redirect, timeout and service
+//! layers and hops to the connection's own task and back; at hundreds of
+//! requests per second that was a tenth of a collector's CPU. Here a send
+//! is one request on one connection, polled where it is awaited.
+//!
+//! Rules as for scrapes: a connection is put back only after the response
+//! body was read to the end and the response allows keep-alive; a send
+//! that fails on a reused connection before any response arrived is
+//! retried once on a fresh one (the server may have closed it while it was
+//! idle; a remote-write receiver takes the same samples twice without
+//! harm). Idle connections expire after [`IDLE_TIMEOUT`].
+
+use std::sync::Mutex;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{HOST, HeaderMap};
+use hyper::{Method, Request, Response, StatusCode};
+
+use super::{
+    Conn, DriverEnded, IDLE_TIMEOUT, Idle, PlainTarget, allows_keep_alive, connect, drive,
+    next_data, request_error,
+};
+use crate::scrape::error::{ScrapeError, error_chain};
+
+/// Idle connections kept (one per sending remote-write shard; Prometheus'
+/// default `max_shards` is 200).
+const MAX_IDLE: usize = 256;
+
+/// Response body bytes kept for the caller (an error message); the rest is
+/// read and dropped.
+const KEEP_BODY: usize = 4096;
+
+/// A response body longer than this is not read to its end: the
+/// connection is closed instead.
+const MAX_DRAIN: usize = 1 << 20;
+
+/// The answer to a post.
+#[derive(Debug)]
+pub struct PostResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    /// The first [`KEEP_BODY`] bytes of the body.
+    pub body: Bytes,
+}
+
+/// Posts to one URL over kept-alive connections.
+pub struct PlainPoster {
+    target: PlainTarget,
+    /// The URL as errors show it.
+    shown: String,
+    /// The most recently returned connection last.
+    idle: Mutex<Vec<Idle<Full<Bytes>>>>,
+}
+
+impl std::fmt::Debug for PlainPoster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PlainPoster")
+            .field("url", &self.shown)
+            .field("idle", &self.idle_count())
+            .finish()
+    }
+}
+
+impl PlainPoster {
+    /// `None` when the fast path does not apply to `url` (not `http://`,
+    /// or credentials in the URL): the caller uses its general client.
+    /// `shown`: the URL as errors show it (password redacted).
+    pub fn new(url: &str, shown: &str) -> Option<PlainPoster> {
+        Some(PlainPoster {
+            target: PlainTarget::parse(url)?,
+            shown: shown.to_string(),
+            idle: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Idle connections held now.
+    pub fn idle_count(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Idle<Full<Bytes>>>> {
+        // A panic while holding the lock leaves only idle connections.
+        self.idle.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn take(&self) -> Option<Conn<Full<Bytes>>> {
+        let now = Instant::now();
+        let mut idle = self.lock();
+        // The oldest are first: drop the expired ones.
+        let expired = idle
+            .iter()
+            .take_while(|i| now.duration_since(i.since) > IDLE_TIMEOUT)
+            .count();
+        let dropped: Vec<_> = idle.drain(..expired).collect();
+        let found = idle.pop().map(|i| i.conn);
+        drop(idle);
+        drop(dropped);
+        found
+    }
+
+    fn put(&self, conn: Conn<Full<Bytes>>) {
+        let mut idle = self.lock();
+        let dropped = (idle.len() >= MAX_IDLE).then(|| idle.remove(0));
+        idle.push(Idle {
+            conn,
+            since: Instant::now(),
+        });
+        drop(idle);
+        drop(dropped);
+    }
+
+    /// One POST of `body` with `headers` (the Host header is added).
+    /// Not bounded in time: the caller bounds it.
+    pub async fn post(
+        &self,
+        headers: &HeaderMap,
+        body: Bytes,
+    ) -> Result<PostResponse, ScrapeError> {
+        let (mut conn, resp) = self.send(headers, &body).await?;
+        let status = resp.status();
+        let keep_alive = allows_keep_alive(&resp);
+        let (parts, mut incoming) = resp.into_parts();
+        let read = read_body(&mut incoming, &self.shown);
+        let (kept, complete) = match drive(&mut conn.driver, &mut conn.ended, read).await {
+            Ok(r) => r?,
+            Err(e) => return Err(request_error(&self.shown, &e)),
+        };
+        if complete && keep_alive && !conn.ended {
+            self.put(conn);
+        }
+        Ok(PostResponse {
+            status,
+            headers: parts.headers,
+            body: kept,
+        })
+    }
+
+    /// The response head, on an idle connection if there is one; a failure
+    /// there before any response is retried once on a fresh connection.
+    async fn send(
+        &self,
+        headers: &HeaderMap,
+        body: &Bytes,
+    ) -> Result<(Conn<Full<Bytes>>, Response<Incoming>), ScrapeError> {
+        while let Some(mut conn) = self.take() {
+            match exchange(&mut conn, self.request(headers, body)).await {
+                Ok(Ok(resp)) => return Ok((conn, resp)),
+                Ok(Err(e)) => {
+                    tracing::debug!(
+                        url = %self.shown,
+                        error = %error_chain(&e),
+                        "post on a reused connection failed before a response; retrying on a new connection"
+                    );
+                    break;
+                }
+                // The server closed the idle connection.
+                Err(_) => continue,
+            }
+        }
+        let mut conn = connect(&self.target, &self.shown).await?;
+        let resp = match exchange(&mut conn, self.request(headers, body)).await {
+            Ok(r) => r.map_err(|e| request_error(&self.shown, &e))?,
+            Err(e) => return Err(request_error(&self.shown, &e)),
+        };
+        Ok((conn, resp))
+    }
+
+    fn request(&self, headers: &HeaderMap, body: &Bytes) -> Request<Full<Bytes>> {
+        let mut req = Request::new(Full::new(body.clone()));
+        *req.method_mut() = Method::POST;
+        *req.uri_mut() = self.target.path.clone();
+        let map = req.headers_mut();
+        map.insert(HOST, self.target.host_header.clone());
+        for (name, value) in headers {
+            map.append(name, value.clone());
+        }
+        req
+    }
+}
+
+/// Sends `req` and waits for the response head, driving the connection.
+async fn exchange(
+    conn: &mut Conn<Full<Bytes>>,
+    req: Request<Full<Bytes>>,
+) -> Result<Result<Response<Incoming>, hyper::Error>, DriverEnded> {
+    let Conn {
+        sender,
+        driver,
+        ended,
+    } = conn;
+    let exchange = async {
+        sender.ready().await?;
+        sender.send_request(req).await
+    };
+    drive(driver, ended, exchange).await
+}
+
+/// Reads the body: its first [`KEEP_BODY`] bytes, and whether it was read
+/// to its end (false: longer than [`MAX_DRAIN`], left unread).
+async fn read_body(body: &mut Incoming, shown: &str) -> Result<(Bytes, bool), ScrapeError> {
+    let mut kept = BytesMut::new();
+    let mut total = 0usize;
+    while let Some(chunk) = next_data(body, shown).await? {
+        total += chunk.len();
+        if kept.len() < KEEP_BODY {
+            let n = chunk.len().min(KEEP_BODY - kept.len());
+            kept.extend_from_slice(&chunk[..n]);
+        }
+        if total > MAX_DRAIN {
+            return Ok((kept.freeze(), false));
+        }
+    }
+    Ok((kept.freeze(), true))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A server that answers every request on a connection with `status`
+    /// (and a short body unless 204), keeping the connection open, and counts the
+    /// connections and requests it saw (the request bodies' lengths must
+    /// match their Content-Length).
+    async fn server(status: &'static str) -> (SocketAddr, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let conns = Arc::new(AtomicUsize::new(0));
+        let reqs = Arc::new(AtomicUsize::new(0));
+        let (c, r) = (Arc::clone(&conns), Arc::clone(&reqs));
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                c.fetch_add(1, Ordering::SeqCst);
+                let r = Arc::clone(&r);
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut tmp = [0u8; 4096];
+                    loop {
+                        // Head, then the body by its Content-Length.
+                        let head_end = loop {
+                            if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                                break p + 4;
+                            }
+                            match s.read(&mut tmp).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&tmp[..n]),
+                            }
+                        };
+                        let head = String::from_utf8_lossy(&buf[..head_end]).to_lowercase();
+                        let len: usize = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length: "))
+                            .and_then(|v| v.trim().parse().ok())
+                            .unwrap_or(0);
+                        while buf.len() < head_end + len {
+                            match s.read(&mut tmp).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&tmp[..n]),
+                            }
+                        }
+                        buf.drain(..head_end + len);
+                        r.fetch_add(1, Ordering::SeqCst);
+                        // A 204 has no body.
+                        let resp = if status.starts_with("204") {
+                            format!("HTTP/1.1 {status}\r\n\r\n")
+                        } else {
+                            format!(
+                                "HTTP/1.1 {status}\r\nContent-Length: 5\r\nRetry-After: 7\r\n\r\nhello"
+                            )
+                        };
+                        if s.write_all(resp.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (addr, conns, reqs)
+    }
+
+    #[tokio::test]
+    async fn posts_reuse_one_kept_alive_connection() {
+        let (addr, conns, reqs) = server("204 No Content").await;
+        let url = format!("http://{addr}/api/v1/write");
+        let p = PlainPoster::new(&url, &url).unwrap();
+        for _ in 0..3 {
+            let r = p
+                .post(&HeaderMap::new(), Bytes::from_static(b"payload"))
+                .await
+                .unwrap();
+            assert_eq!(r.status, StatusCode::NO_CONTENT);
+        }
+        assert_eq!(reqs.load(Ordering::SeqCst), 3);
+        assert_eq!(conns.load(Ordering::SeqCst), 1);
+        assert_eq!(p.idle_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_error_status_comes_back_with_headers_and_body() {
+        let (addr, _, _) = server("429 Too Many Requests").await;
+        let url = format!("http://{addr}/w");
+        let p = PlainPoster::new(&url, &url).unwrap();
+        let r = p
+            .post(&HeaderMap::new(), Bytes::from_static(b"x"))
+            .await
+            .unwrap();
+        assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(r.headers.get("retry-after").unwrap(), "7");
+        assert_eq!(&r.body[..], b"hello");
+    }
+
+    #[tokio::test]
+    async fn a_closed_idle_connection_is_replaced() {
+        // A server that closes every connection after one response.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let conns = Arc::new(AtomicUsize::new(0));
+        let c = Arc::clone(&conns);
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                c.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut tmp = [0u8; 4096];
+                    let _ = s.read(&mut tmp).await;
+                    let _ = s
+                        .write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
+                        .await;
+                    // Dropped: closed without `Connection: close`.
+                });
+            }
+        });
+        let url = format!("http://{addr}/w");
+        let p = PlainPoster::new(&url, &url).unwrap();
+        for _ in 0..3 {
+            let r = p
+                .post(&HeaderMap::new(), Bytes::from_static(b"x"))
+                .await
+                .unwrap();
+            assert_eq!(r.status, StatusCode::NO_CONTENT);
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert_eq!(conns.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn applies_to_plain_http_only() {
+        assert!(PlainPoster::new("https://h/w", "https://h/w").is_none());
+        assert!(PlainPoster::new("http://u:p@h/w", "http://u:<secret>@h/w").is_none());
+        assert!(PlainPoster::new("http://h:9/w", "http://h:9/w").is_some());
+    }
+}
