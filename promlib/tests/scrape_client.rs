@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use promshard_promlib::config::{Authorization, BasicAuth, HttpClientConfig};
-use promshard_promlib::scrape::{ACCEPT_HEADER, ClientError, ScrapeClient, ScrapeError};
+use promshard_promlib::scrape::{ACCEPT_HEADER, ClientError, ScrapeClient, ScrapeError, ScrapeUrl};
 use promshard_promlib::secret::Secret;
 
 // ---------------------------------------------------------------------------
@@ -311,7 +311,10 @@ async fn buffer_is_reused_between_scrapes() {
     // Ten 1000-byte bodies through a 4096-byte buffer: each lands inside
     // the one allocation (bytes reclaims it once earlier bodies are gone).
     for i in 0..10 {
-        let r = c.scrape_into(&url(addr), T, &mut buf).await.unwrap();
+        let r = c
+            .scrape_into(&ScrapeUrl::new(&url(addr)), T, &mut buf)
+            .await
+            .unwrap();
         assert_eq!(&r.body[..], BODY);
         let p = r.body.as_ptr() as usize;
         assert!(

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use promshard_promlib::config::HttpClientConfig;
-use promshard_promlib::scrape::{ScrapeClient, ScrapeError};
+use promshard_promlib::scrape::{ScrapeClient, ScrapeError, ScrapeUrl};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -173,7 +173,10 @@ async fn second_scrape_reuses_the_connection() {
     let c = client(0);
     let mut buf = BytesMut::new();
     for i in 0..5 {
-        let r = c.scrape_into(&server.url(), T, &mut buf).await.unwrap();
+        let r = c
+            .scrape_into(&ScrapeUrl::new(&server.url()), T, &mut buf)
+            .await
+            .unwrap();
         assert_eq!(r.body, format!("up {i}\n").as_bytes());
     }
     assert_eq!(server.requests(), 5);

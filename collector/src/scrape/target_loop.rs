@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use promshard_promlib::exposition::Format;
-use promshard_promlib::scrape::error_chain;
+use promshard_promlib::scrape::{ScrapeUrl, error_chain};
 use promshard_promlib::targets::Target;
 use tokio::sync::Notify;
 
@@ -161,7 +161,7 @@ impl TargetLoop {
         let mut append_log = LogLimit::default();
         // Derived from the job state (and the target's labels); recomputed
         // only when a reload swaps the job state.
-        let mut url = self.target.url(&job.cfg);
+        let mut url = ScrapeUrl::new(&self.target.url(&job.cfg));
         let (mut interval, mut timeout) = job.schedule_of(&self.target);
 
         loop {
@@ -175,10 +175,10 @@ impl TargetLoop {
             if !Arc::ptr_eq(&cur_job, &job) {
                 job = cur_job;
                 pipeline.set_settings(Arc::clone(&job.settings));
-                url = self.target.url(&job.cfg);
+                url = ScrapeUrl::new(&self.target.url(&job.cfg));
                 (interval, timeout) = job.schedule_of(&self.target);
                 let mut st = lock(&self.shared.status);
-                st.scrape_url = url.clone();
+                st.scrape_url = url.as_str().to_string();
                 st.interval = interval;
                 st.timeout = timeout;
             }

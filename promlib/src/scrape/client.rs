@@ -89,6 +89,29 @@ impl ScrapeClient {
     }
 }
 
+/// A target URL prepared once for many scrapes: its redacted form (for
+/// errors) and, for a plain `http://` URL, the fast path's parsed target.
+#[derive(Debug)]
+pub struct ScrapeUrl {
+    url: String,
+    shown: String,
+    plain: Option<PlainTarget>,
+}
+
+impl ScrapeUrl {
+    pub fn new(url: &str) -> ScrapeUrl {
+        ScrapeUrl {
+            url: url.to_string(),
+            shown: redact_url(url),
+            plain: PlainTarget::parse(url),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.url
+    }
+}
+
 /// Builds `builder` with `proxy_url` (unset or "" = none) as its only
 /// proxy: Prometheus reads no proxy from the environment. Shared by the
 /// scrape/remote write client and the oauth2 token client.
@@ -165,26 +188,30 @@ impl ScrapeClient {
         timeout: Duration,
     ) -> Result<ScrapeResponse, ScrapeError> {
         let mut buf = BytesMut::new();
-        self.scrape_into(url, timeout, &mut buf).await
+        self.scrape_into(&ScrapeUrl::new(url), timeout, &mut buf)
+            .await
     }
 
-    /// As [`scrape`](Self::scrape), reading into `buf`: once the returned
-    /// body is dropped, the next scrape into the same `buf` reuses its
-    /// allocation. `buf` is cleared first.
+    /// As [`scrape`](Self::scrape), for a URL prepared once for many
+    /// scrapes, reading into `buf`: once the returned body is dropped, the
+    /// next scrape into the same `buf` reuses its allocation. `buf` is
+    /// cleared first.
     pub async fn scrape_into(
         &self,
-        url: &str,
+        url: &ScrapeUrl,
         timeout: Duration,
         buf: &mut BytesMut,
     ) -> Result<ScrapeResponse, ScrapeError> {
-        let shown = redact_url(url);
+        let shown = url.shown.as_str();
         let start = Instant::now();
         buf.clear();
-        let outcome = tokio::time::timeout(timeout, self.fetch(url, &shown, timeout, buf)).await;
+        let outcome = tokio::time::timeout(timeout, self.fetch(url, timeout, buf)).await;
         match outcome {
             Err(_elapsed) => {
                 buf.clear();
-                Err(ScrapeError::Timeout { url: shown })
+                Err(ScrapeError::Timeout {
+                    url: shown.to_string(),
+                })
             }
             Ok(Err(e)) => {
                 buf.clear();
@@ -207,13 +234,13 @@ impl ScrapeClient {
     /// meets a redirect to follow; everything else goes through reqwest.
     async fn fetch(
         &self,
-        url: &str,
-        shown: &str,
+        url: &ScrapeUrl,
         timeout: Duration,
         buf: &mut BytesMut,
     ) -> Result<String, ScrapeError> {
+        let shown = url.shown.as_str();
         if let Some(pool) = &self.plain
-            && let Some(target) = PlainTarget::parse(url)
+            && let Some(target) = &url.plain
         {
             let timeout_seconds =
                 HeaderValue::try_from(format_timeout_seconds(timeout)).map_err(|e| {
@@ -232,12 +259,12 @@ impl ScrapeClient {
                 body_size_limit: self.body_size_limit,
                 follow_redirects: self.follow_redirects,
             };
-            match pool.fetch(&target, &headers, &rules, buf).await? {
+            match pool.fetch(target, &headers, &rules, buf).await? {
                 PlainOutcome::Done(content_type) => return Ok(content_type),
                 PlainOutcome::Redirect => buf.clear(),
             }
         }
-        self.fetch_reqwest(url, shown, timeout, buf).await
+        self.fetch_reqwest(&url.url, shown, timeout, buf).await
     }
 
     /// The reqwest path: https, proxies, redirects, userinfo.

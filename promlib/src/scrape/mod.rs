@@ -15,7 +15,7 @@ mod oauth2;
 mod plain;
 mod tls;
 
-pub use client::{HttpClient, ScrapeClient, ScrapeResponse};
+pub use client::{HttpClient, ScrapeClient, ScrapeResponse, ScrapeUrl};
 pub use error::{ClientError, ScrapeError, error_chain, redact_url};
 pub use headers::{
     ACCEPT_ENCODING_HEADER, ACCEPT_HEADER, TIMEOUT_HEADER, format_timeout_seconds, user_agent,

@@ -141,6 +141,7 @@ impl std::fmt::Debug for PlainPool {
 
 /// A URL the fast path can scrape: `http://`, no userinfo (reqwest turns
 /// that into basic auth; such URLs keep using reqwest).
+#[derive(Debug)]
 pub(super) struct PlainTarget {
     /// `host:port`, the pool key.
     authority: String,
@@ -151,6 +152,7 @@ pub(super) struct PlainTarget {
     path: Uri,
 }
 
+#[derive(Debug)]
 enum HostAddr {
     Ip(IpAddr),
     Name(String),
