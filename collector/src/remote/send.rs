@@ -117,12 +117,7 @@ impl Endpoint {
         let auth = match self.client.authorization(&self.shown).await {
             Ok(auth) => auth,
             // An unreadable credentials file may be fixed: retry.
-            Err(e) => {
-                return Attempt::Retry {
-                    after: None,
-                    reason: e.to_string(),
-                };
-            }
+            Err(e) => return retry(e.to_string()),
         };
         if let Some(plain) = &self.plain {
             let mut headers = self.headers.clone();
@@ -132,18 +127,8 @@ impl Endpoint {
             let resp = match tokio::time::timeout(self.timeout, plain.post(&headers, body.clone()))
                 .await
             {
-                Err(_) => {
-                    return Attempt::Retry {
-                        after: None,
-                        reason: format!("timeout after {:?}", self.timeout),
-                    };
-                }
-                Ok(Err(e)) => {
-                    return Attempt::Retry {
-                        after: None,
-                        reason: e.to_string(),
-                    };
-                }
+                Err(_) => return self.timed_out(),
+                Ok(Err(e)) => return retry(e.to_string()),
                 Ok(Ok(r)) => r,
             };
             let redirect = self.follow_redirects
@@ -169,18 +154,8 @@ impl Endpoint {
             req = req.header(AUTHORIZATION, auth);
         }
         let resp = match tokio::time::timeout(self.timeout, req.send()).await {
-            Err(_) => {
-                return Attempt::Retry {
-                    after: None,
-                    reason: format!("timeout after {:?}", self.timeout),
-                };
-            }
-            Ok(Err(e)) => {
-                return Attempt::Retry {
-                    after: None,
-                    reason: error_chain(&e.without_url()),
-                };
-            }
+            Err(_) => return self.timed_out(),
+            Ok(Err(e)) => return retry(error_chain(&e.without_url())),
             Ok(Ok(r)) => r,
         };
         let status = resp.status();
@@ -192,6 +167,20 @@ impl Endpoint {
             .and_then(Result::ok)
             .unwrap_or_default();
         answer(status, &headers, &text)
+    }
+}
+
+impl Endpoint {
+    fn timed_out(&self) -> Attempt {
+        retry(format!("timeout after {:?}", self.timeout))
+    }
+}
+
+/// Try again after the backoff.
+fn retry(reason: String) -> Attempt {
+    Attempt::Retry {
+        after: None,
+        reason,
     }
 }
 

@@ -90,14 +90,13 @@ struct Conn<B: ReqBody = Empty<Bytes>> {
     ended: bool,
 }
 
-impl Conn {
-    /// Sends the request and waits for the response head, driving the
+impl<B: ReqBody> Conn<B> {
+    /// Sends `req` and waits for the response head, driving the
     /// connection meanwhile. The outer error: the connection ended first
     /// (an idle one the server closed); the inner one: hyper's.
     async fn exchange(
         &mut self,
-        target: &PlainTarget,
-        headers: &ScrapeHeaders<'_>,
+        req: Request<B>,
     ) -> Result<Result<Response<Incoming>, hyper::Error>, DriverEnded> {
         let Conn {
             sender,
@@ -108,7 +107,7 @@ impl Conn {
             // Waits for the driver to want the next request; an error
             // means it closed meanwhile (nothing was sent).
             sender.ready().await?;
-            sender.send_request(build_request(target, headers)).await
+            sender.send_request(req).await
         };
         drive(driver, ended, exchange).await
     }
@@ -360,7 +359,7 @@ impl PlainPool {
         shown: &str,
     ) -> Result<(Conn, Response<Incoming>), ScrapeError> {
         while let Some(mut conn) = self.take(&target.authority) {
-            match conn.exchange(target, headers).await {
+            match conn.exchange(build_request(target, headers)).await {
                 Ok(Ok(resp)) => return Ok((conn, resp)),
                 Ok(Err(e)) => {
                     tracing::debug!(
@@ -375,7 +374,7 @@ impl PlainPool {
             }
         }
         let mut conn = connect(target, shown).await?;
-        let resp = match conn.exchange(target, headers).await {
+        let resp = match conn.exchange(build_request(target, headers)).await {
             Ok(r) => r.map_err(|e| request_error(shown, &e))?,
             Err(e) => return Err(request_error(shown, &e)),
         };

@@ -24,8 +24,8 @@ use hyper::header::{HOST, HeaderMap};
 use hyper::{Method, Request, Response, StatusCode};
 
 use super::{
-    Conn, DriverEnded, IDLE_TIMEOUT, Idle, PlainTarget, allows_keep_alive, connect, drive,
-    next_data, request_error,
+    Conn, IDLE_TIMEOUT, Idle, PlainTarget, allows_keep_alive, connect, drive, next_data,
+    request_error,
 };
 use crate::scrape::error::{ScrapeError, error_chain};
 
@@ -150,7 +150,7 @@ impl PlainPoster {
         body: &Bytes,
     ) -> Result<(Conn<Full<Bytes>>, Response<Incoming>), ScrapeError> {
         while let Some(mut conn) = self.take() {
-            match exchange(&mut conn, self.request(headers, body)).await {
+            match conn.exchange(self.request(headers, body)).await {
                 Ok(Ok(resp)) => return Ok((conn, resp)),
                 Ok(Err(e)) => {
                     tracing::debug!(
@@ -165,7 +165,7 @@ impl PlainPoster {
             }
         }
         let mut conn = connect(&self.target, &self.shown).await?;
-        let resp = match exchange(&mut conn, self.request(headers, body)).await {
+        let resp = match conn.exchange(self.request(headers, body)).await {
             Ok(r) => r.map_err(|e| request_error(&self.shown, &e))?,
             Err(e) => return Err(request_error(&self.shown, &e)),
         };
@@ -183,23 +183,6 @@ impl PlainPoster {
         }
         req
     }
-}
-
-/// Sends `req` and waits for the response head, driving the connection.
-async fn exchange(
-    conn: &mut Conn<Full<Bytes>>,
-    req: Request<Full<Bytes>>,
-) -> Result<Result<Response<Incoming>, hyper::Error>, DriverEnded> {
-    let Conn {
-        sender,
-        driver,
-        ended,
-    } = conn;
-    let exchange = async {
-        sender.ready().await?;
-        sender.send_request(req).await
-    };
-    drive(driver, ended, exchange).await
 }
 
 /// Reads the body: its first [`KEEP_BODY`] bytes, and whether it was read
