@@ -25,6 +25,11 @@ pub const BATCH_SAMPLES: usize = 5000;
 /// `bench-collector`); the final delivered position is always committed
 /// on stop. A crash re-sends at most about this much delivered data.
 pub const COMMIT_EVERY: Duration = Duration::from_secs(1);
+/// At the WAL's head with a partial batch, the shipper waits this long
+/// for more appends before pushing: one push then carries the scrapes of
+/// this window, instead of one push (and a wake-up of the dispatcher and
+/// of every remote shard) per scrape.
+pub const LINGER: Duration = Duration::from_millis(100);
 /// Wait before retrying after a WAL read error.
 const READ_RETRY: Duration = Duration::from_secs(1);
 
@@ -164,6 +169,8 @@ async fn run(
     let mut last_read: Option<WalPosition> = None;
     // Samples of a batch whose push was abandoned by a stop.
     let mut abandoned = 0u64;
+    // The current partial batch already waited its LINGER.
+    let mut lingered = false;
     let end = 'read: loop {
         let ctl = *control.borrow_and_update();
         if let Control::Stop { grace } = ctl {
@@ -188,7 +195,16 @@ async fn run(
                 }
             }
         }
+        if at_head && !lingered && ctl == Control::Run && !pending.batch.samples.is_empty() {
+            lingered = true;
+            tokio::select! {
+                _ = tokio::time::sleep(LINGER) => {}
+                _ = control.changed() => {}
+            }
+            continue 'read;
+        }
         if let Some(pos) = pending.ready(start) {
+            lingered = false;
             let Some(qpos) = position::encode(pos) else {
                 tracing::error!(remote = %remote, position = %pos, "WAL position out of the shipper's range; stopping this shipper");
                 break End::Grace(Duration::ZERO);
