@@ -93,12 +93,7 @@ impl Endpoint {
             reason: e.to_string(),
         })?;
         headers.insert(USER_AGENT, ua);
-        let has_proxy = cfg.http.proxy_url.as_deref().is_some_and(|p| !p.is_empty());
-        let plain = if has_proxy {
-            None
-        } else {
-            PlainPoster::new(&cfg.url, &shown)
-        };
+        let plain = PlainPoster::new(&cfg.url, &shown, &cfg.http);
         Ok(Endpoint {
             client,
             url,
@@ -120,13 +115,8 @@ impl Endpoint {
             Err(e) => return retry(e.to_string()),
         };
         if let Some(plain) = &self.plain {
-            let mut headers = self.headers.clone();
-            if let Some(a) = &auth {
-                headers.insert(AUTHORIZATION, a.clone());
-            }
-            let resp = match tokio::time::timeout(self.timeout, plain.post(&headers, body.clone()))
-                .await
-            {
+            let post = plain.post(&self.headers, auth.as_ref(), body.clone());
+            let resp = match tokio::time::timeout(self.timeout, post).await {
                 Err(_) => return self.timed_out(),
                 Ok(Err(e)) => return retry(e.to_string()),
                 Ok(Ok(r)) => r,
@@ -136,7 +126,7 @@ impl Endpoint {
                 && resp.headers.contains_key(reqwest::header::LOCATION);
             if !redirect {
                 let text = String::from_utf8_lossy(&resp.body);
-                return answer(resp.status, &resp.headers, &text);
+                return answer(resp.status, resp.headers.get(RETRY_AFTER), &text);
             }
         }
         self.post_reqwest(body, auth).await
@@ -159,18 +149,16 @@ impl Endpoint {
             Ok(Ok(r)) => r,
         };
         let status = resp.status();
-        let headers = resp.headers().clone();
+        let retry_after = resp.headers().get(RETRY_AFTER).cloned();
         // Read a little of the body for the log line; bounded in time.
         let text = tokio::time::timeout(self.timeout, resp.text())
             .await
             .ok()
             .and_then(Result::ok)
             .unwrap_or_default();
-        answer(status, &headers, &text)
+        answer(status, retry_after.as_ref(), &text)
     }
-}
 
-impl Endpoint {
     fn timed_out(&self) -> Attempt {
         retry(format!("timeout after {:?}", self.timeout))
     }
@@ -186,9 +174,8 @@ fn retry(reason: String) -> Attempt {
 
 /// The attempt a response makes: its status, `Retry-After`, and the start
 /// of its body for the log line.
-fn answer(status: StatusCode, headers: &HeaderMap, text: &str) -> Attempt {
-    let retry_after = headers
-        .get(RETRY_AFTER)
+fn answer(status: StatusCode, retry_after: Option<&HeaderValue>, text: &str) -> Attempt {
+    let retry_after = retry_after
         .and_then(|v| v.to_str().ok())
         .and_then(|v| parse_retry_after(v, SystemTime::now()));
     let mut reason = format!("HTTP {}", status.as_u16());

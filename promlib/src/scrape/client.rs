@@ -72,14 +72,13 @@ impl ScrapeClient {
         let ua = user_agent();
         let user_agent_header = HeaderValue::try_from(ua.as_str())
             .map_err(|e| ClientError::Build(format!("user agent {ua:?}: {e}")))?;
-        let has_proxy = http.proxy_url.as_deref().is_some_and(|p| !p.is_empty());
         Ok(ScrapeClient {
             http: HttpClient::new(http, base_dir)?,
             body_size_limit,
             user_agent: ua,
             user_agent_header,
             follow_redirects: http.follow_redirects,
-            plain: (!has_proxy).then(|| Arc::new(PlainPool::new())),
+            plain: (!has_proxy(http)).then(|| Arc::new(PlainPool::new())),
         })
     }
 
@@ -110,6 +109,12 @@ impl ScrapeUrl {
     pub fn as_str(&self) -> &str {
         &self.url
     }
+}
+
+/// Whether `http` names a proxy (unset or "" = none): the plain-HTTP fast
+/// paths do not apply then.
+pub(super) fn has_proxy(http: &HttpClientConfig) -> bool {
+    http.proxy_url.as_deref().is_some_and(|p| !p.is_empty())
 }
 
 /// Builds `builder` with `proxy_url` (unset or "" = none) as its only

@@ -20,13 +20,15 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{HOST, HeaderMap};
+use hyper::header::{AUTHORIZATION, HOST, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 
 use super::{
     Conn, IDLE_TIMEOUT, Idle, PlainTarget, allows_keep_alive, connect, drive, next_data,
     request_error,
 };
+use crate::config::HttpClientConfig;
+use crate::scrape::client::has_proxy;
 use crate::scrape::error::{ScrapeError, error_chain};
 
 /// Idle connections kept (one per sending remote-write shard; Prometheus'
@@ -69,10 +71,14 @@ impl std::fmt::Debug for PlainPoster {
 }
 
 impl PlainPoster {
-    /// `None` when the fast path does not apply to `url` (not `http://`,
-    /// or credentials in the URL): the caller uses its general client.
-    /// `shown`: the URL as errors show it (password redacted).
-    pub fn new(url: &str, shown: &str) -> Option<PlainPoster> {
+    /// `None` when the fast path does not apply to `url` with `http`
+    /// (not `http://`, credentials in the URL, or a proxy): the caller
+    /// uses its general client. `shown`: the URL as errors show it
+    /// (password redacted).
+    pub fn new(url: &str, shown: &str, http: &HttpClientConfig) -> Option<PlainPoster> {
+        if has_proxy(http) {
+            return None;
+        }
         Some(PlainPoster {
             target: PlainTarget::parse(url)?,
             shown: shown.to_string(),
@@ -116,14 +122,15 @@ impl PlainPoster {
         drop(dropped);
     }
 
-    /// One POST of `body` with `headers` (the Host header is added).
-    /// Not bounded in time: the caller bounds it.
+    /// One POST of `body` with `headers` and `authorization` (the Host
+    /// header is added). Not bounded in time: the caller bounds it.
     pub async fn post(
         &self,
         headers: &HeaderMap,
+        authorization: Option<&HeaderValue>,
         body: Bytes,
     ) -> Result<PostResponse, ScrapeError> {
-        let (mut conn, resp) = self.send(headers, &body).await?;
+        let (mut conn, resp) = self.send(headers, authorization, &body).await?;
         let status = resp.status();
         let keep_alive = allows_keep_alive(&resp);
         let (parts, mut incoming) = resp.into_parts();
@@ -147,10 +154,14 @@ impl PlainPoster {
     async fn send(
         &self,
         headers: &HeaderMap,
+        authorization: Option<&HeaderValue>,
         body: &Bytes,
     ) -> Result<(Conn<Full<Bytes>>, Response<Incoming>), ScrapeError> {
         while let Some(mut conn) = self.take() {
-            match conn.exchange(self.request(headers, body)).await {
+            match conn
+                .exchange(self.request(headers, authorization, body))
+                .await
+            {
                 Ok(Ok(resp)) => return Ok((conn, resp)),
                 Ok(Err(e)) => {
                     tracing::debug!(
@@ -165,14 +176,22 @@ impl PlainPoster {
             }
         }
         let mut conn = connect(&self.target, &self.shown).await?;
-        let resp = match conn.exchange(self.request(headers, body)).await {
+        let resp = match conn
+            .exchange(self.request(headers, authorization, body))
+            .await
+        {
             Ok(r) => r.map_err(|e| request_error(&self.shown, &e))?,
             Err(e) => return Err(request_error(&self.shown, &e)),
         };
         Ok((conn, resp))
     }
 
-    fn request(&self, headers: &HeaderMap, body: &Bytes) -> Request<Full<Bytes>> {
+    fn request(
+        &self,
+        headers: &HeaderMap,
+        authorization: Option<&HeaderValue>,
+        body: &Bytes,
+    ) -> Request<Full<Bytes>> {
         let mut req = Request::new(Full::new(body.clone()));
         *req.method_mut() = Method::POST;
         *req.uri_mut() = self.target.path.clone();
@@ -180,6 +199,9 @@ impl PlainPoster {
         map.insert(HOST, self.target.host_header.clone());
         for (name, value) in headers {
             map.append(name, value.clone());
+        }
+        if let Some(auth) = authorization {
+            map.insert(AUTHORIZATION, auth.clone());
         }
         req
     }
@@ -275,10 +297,10 @@ mod tests {
     async fn posts_reuse_one_kept_alive_connection() {
         let (addr, conns, reqs) = server("204 No Content").await;
         let url = format!("http://{addr}/api/v1/write");
-        let p = PlainPoster::new(&url, &url).unwrap();
+        let p = PlainPoster::new(&url, &url, &HttpClientConfig::default()).unwrap();
         for _ in 0..3 {
             let r = p
-                .post(&HeaderMap::new(), Bytes::from_static(b"payload"))
+                .post(&HeaderMap::new(), None, Bytes::from_static(b"payload"))
                 .await
                 .unwrap();
             assert_eq!(r.status, StatusCode::NO_CONTENT);
@@ -292,9 +314,9 @@ mod tests {
     async fn an_error_status_comes_back_with_headers_and_body() {
         let (addr, _, _) = server("429 Too Many Requests").await;
         let url = format!("http://{addr}/w");
-        let p = PlainPoster::new(&url, &url).unwrap();
+        let p = PlainPoster::new(&url, &url, &HttpClientConfig::default()).unwrap();
         let r = p
-            .post(&HeaderMap::new(), Bytes::from_static(b"x"))
+            .post(&HeaderMap::new(), None, Bytes::from_static(b"x"))
             .await
             .unwrap();
         assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
@@ -323,10 +345,10 @@ mod tests {
             }
         });
         let url = format!("http://{addr}/w");
-        let p = PlainPoster::new(&url, &url).unwrap();
+        let p = PlainPoster::new(&url, &url, &HttpClientConfig::default()).unwrap();
         for _ in 0..3 {
             let r = p
-                .post(&HeaderMap::new(), Bytes::from_static(b"x"))
+                .post(&HeaderMap::new(), None, Bytes::from_static(b"x"))
                 .await
                 .unwrap();
             assert_eq!(r.status, StatusCode::NO_CONTENT);
@@ -337,8 +359,14 @@ mod tests {
 
     #[test]
     fn applies_to_plain_http_only() {
-        assert!(PlainPoster::new("https://h/w", "https://h/w").is_none());
-        assert!(PlainPoster::new("http://u:p@h/w", "http://u:<secret>@h/w").is_none());
-        assert!(PlainPoster::new("http://h:9/w", "http://h:9/w").is_some());
+        let http = HttpClientConfig::default();
+        assert!(PlainPoster::new("https://h/w", "https://h/w", &http).is_none());
+        assert!(PlainPoster::new("http://u:p@h/w", "http://u:<secret>@h/w", &http).is_none());
+        assert!(PlainPoster::new("http://h:9/w", "http://h:9/w", &http).is_some());
+        let proxied = HttpClientConfig {
+            proxy_url: Some("http://proxy:3128".to_string()),
+            ..HttpClientConfig::default()
+        };
+        assert!(PlainPoster::new("http://h:9/w", "http://h:9/w", &proxied).is_none());
     }
 }
