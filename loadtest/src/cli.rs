@@ -112,6 +112,12 @@ pub struct BenchArgs {
     /// Worker threads serving the fleet.
     #[arg(long, default_value_t = 2)]
     pub fleet_threads: usize,
+    /// Samples per remote-write request of promshard and Prometheus
+    /// (their queue_config.max_samples_per_send; 0 leaves Prometheus'
+    /// default of 500). The default is what vmagent sends per request
+    /// (-remoteWrite.maxRowsPerBlock), so all three send the same requests.
+    #[arg(long, default_value_t = 10_000)]
+    pub max_samples_per_send: usize,
     /// Who runs, in this order.
     #[arg(
         long,
@@ -255,6 +261,7 @@ fn run_bench(a: BenchArgs) -> Result<()> {
         warmup: a.warmup,
         duration: a.duration,
         drain: a.drain,
+        max_samples_per_send: a.max_samples_per_send,
         contenders: a.contenders,
         binaries: Binaries {
             promshard,

@@ -21,6 +21,8 @@ fn tiny(contenders: Vec<ContenderKind>, binaries: Binaries) -> BenchConfig {
         warmup: Duration::from_secs(5),
         duration: Duration::from_secs(6),
         drain: Duration::from_secs(10),
+        // Prometheus must accept the queue_config the bench writes.
+        max_samples_per_send: 10_000,
         contenders,
         binaries,
     }

@@ -54,6 +54,11 @@ pub struct BenchConfig {
     pub duration: Duration,
     /// Longest wait after the window for its samples to arrive.
     pub drain: Duration,
+    /// `queue_config.max_samples_per_send` given to promshard and
+    /// Prometheus (0: none, Prometheus' default of 500). vmagent does not
+    /// read queue_config: it sends up to `-remoteWrite.maxRowsPerBlock`
+    /// samples per request, 10,000 by default.
+    pub max_samples_per_send: usize,
     /// Who runs, in order.
     pub contenders: Vec<ContenderKind>,
     /// Their binaries.
@@ -165,6 +170,7 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport, BenchError> {
         warmup_secs: config.warmup.as_secs_f64(),
         window_secs: config.duration.as_secs_f64(),
         cpus: std::thread::available_parallelism().map_or(1, usize::from),
+        max_samples_per_send: config.max_samples_per_send,
     };
     let Bench {
         fleet,
@@ -308,7 +314,10 @@ impl Bench<'_> {
             .map_err(|e| e.to_string())?;
         let interval = format!("{}ms", config.interval.as_millis());
         let mut yml = self.fleet.prometheus_yml(JOB, &interval);
-        yml.push_str(&format!("remote_write:\n  - url: {}\n", sink.write_url()));
+        yml.push_str(&remote_write_yml(
+            &sink.write_url(),
+            config.max_samples_per_send,
+        ));
         let config_path = dir.path().join("prometheus.yml");
         std::fs::write(&config_path, yml)
             .map_err(|e| format!("cannot write {}: {e}", config_path.display()))?;
@@ -457,4 +466,18 @@ mod tests {
         assert_eq!(summarize_log("a\nb\n"), "a | b");
         assert_eq!(summarize_log(""), "no output");
     }
+}
+
+/// The `remote_write` section to the sink: requests of up to `per_send`
+/// samples (0: Prometheus' defaults), with room for three requests per
+/// shard as Prometheus' tuning guide suggests.
+fn remote_write_yml(url: &str, per_send: usize) -> String {
+    let mut yml = format!("remote_write:\n  - url: {url}\n");
+    if per_send > 0 {
+        yml.push_str(&format!(
+            "    queue_config:\n      max_samples_per_send: {per_send}\n      capacity: {}\n",
+            per_send.saturating_mul(3)
+        ));
+    }
+    yml
 }

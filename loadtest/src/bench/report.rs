@@ -100,6 +100,9 @@ pub struct Workload {
     pub window_secs: f64,
     /// CPUs of the machine.
     pub cpus: usize,
+    /// `queue_config.max_samples_per_send` of promshard and Prometheus
+    /// (0: Prometheus' default, 500).
+    pub max_samples_per_send: usize,
 }
 
 /// The whole run.
@@ -186,8 +189,14 @@ impl BenchReport {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "workload: {} targets, {} series per scrape of the fleet, scrape interval {}s, warm-up {}s, window {}s, {} CPUs",
-            w.targets, w.series_total, w.interval_secs, w.warmup_secs, w.window_secs, w.cpus
+            "workload: {} targets, {} series per scrape of the fleet, scrape interval {}s, warm-up {}s, window {}s, {} CPUs, remote write requests of up to {} samples",
+            w.targets,
+            w.series_total,
+            w.interval_secs,
+            w.warmup_secs,
+            w.window_secs,
+            w.cpus,
+            if w.max_samples_per_send == 0 { 500 } else { w.max_samples_per_send }
         );
         let _ = writeln!(
             out,
@@ -304,6 +313,7 @@ mod tests {
             interval_secs: 1.0,
             warmup_secs: 1.0,
             window_secs: 1.0,
+            max_samples_per_send: 0,
             cpus: 2,
         }
     }
