@@ -196,7 +196,11 @@ impl BenchReport {
             w.warmup_secs,
             w.window_secs,
             w.cpus,
-            if w.max_samples_per_send == 0 { 500 } else { w.max_samples_per_send }
+            if w.max_samples_per_send == 0 {
+                500
+            } else {
+                w.max_samples_per_send
+            }
         );
         let _ = writeln!(
             out,

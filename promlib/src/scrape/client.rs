@@ -23,7 +23,7 @@ const MAX_REDIRECTS: usize = 10;
 
 /// The most memory reserved up front from a `Content-Length` hint; the
 /// buffer still grows past it as the body arrives (up to the limit).
-const MAX_PREALLOCATION: u64 = 16 << 20;
+pub(super) const MAX_PREALLOCATION: u64 = 16 << 20;
 
 /// One job's scrape client: built once from the job's `HttpClientConfig`,
 /// shared by all its targets (it is cheap to clone and `Send + Sync`).

@@ -1,11 +1,10 @@
-//! The fast path of plain `http://` scrapes without a proxy: hyper's
-//! HTTP/1.1 client connection with the smallest read buffer hyper allows
-//! (8 KiB), kept alive in a small pool of our own.
+//! The fast path of plain `http://` scrapes without a proxy: HTTP/1.1 of
+//! our own ([`wire`]), connections kept alive in a small pool of our own.
 //!
 //! reqwest keeps hyper's adaptive read buffer of every idle keep-alive
 //! connection at the size the last body grew it to (often 128 KiB and
 //! more); with one connection per target that is most of a collector's
-//! memory. Here an idle connection holds a few KiB.
+//! memory. Here an idle connection is its socket.
 //!
 //! Pool rules: a connection is taken out for one request and put back only
 //! after its body was read to the end and the response allows keep-alive,
@@ -13,8 +12,8 @@
 //! with it. At most [`MAX_IDLE_PER_AUTHORITY`] idle connections per
 //! `host:port`; idle ones expire after [`IDLE_TIMEOUT`] (Prometheus'
 //! `IdleConnTimeout`), swept every [`SWEEP_EVERY`]. A request that fails on
-//! a reused connection before any response arrived is retried once on a
-//! fresh one (the server may have closed it while it was idle).
+//! a reused connection is retried on another one, at last on a fresh one
+//! (the server may have closed it while it was idle).
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -22,31 +21,19 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
-use http_body_util::{BodyExt as _, Empty};
-use hyper::body::{Body as _, Incoming};
-use hyper::client::conn::http1;
-use hyper::header::{
-    ACCEPT, ACCEPT_ENCODING, AUTHORIZATION, CONNECTION, CONTENT_ENCODING, HOST, HeaderName,
-    HeaderValue, LOCATION, USER_AGENT,
-};
-use hyper::{Method, Request, Response, StatusCode, Uri, Version};
-use hyper_util::rt::TokioIo;
+use bytes::BytesMut;
+use hyper::StatusCode;
+use hyper::header::{CONTENT_ENCODING, HeaderValue, LOCATION};
 use tokio::net::TcpStream;
 
-use super::client::{reaches_limit, reserve_for_body};
+use super::client::reaches_limit;
 use super::error::{ScrapeError, error_chain};
-use super::headers::{ACCEPT_ENCODING_HEADER, ACCEPT_HEADER, content_type};
+use super::headers::{ACCEPT_ENCODING_HEADER, ACCEPT_HEADER, TIMEOUT_HEADER, content_type};
 
 mod post;
+mod wire;
 pub use post::{PlainPoster, PostResponse};
-
-/// [`TIMEOUT_HEADER`](super::headers::TIMEOUT_HEADER), parsed once (sent title-cased on the wire).
-static TIMEOUT_HEADER_NAME: HeaderName =
-    HeaderName::from_static("x-prometheus-scrape-timeout-seconds");
-
-/// hyper's smallest allowed read buffer: what an idle connection keeps.
-const MAX_BUF_SIZE: usize = 8192;
+use wire::{Conn, Framing, Head, WireError, put_header};
 
 /// Idle connections kept per `host:port` (a target is scraped by one loop
 /// at a time; a few more cover targets sharing an address).
@@ -64,57 +51,8 @@ fn compressed_limit(limit: u64) -> u64 {
     limit.saturating_add(limit / 8).saturating_add(64 << 10)
 }
 
-type Driver<B> = http1::Connection<TokioIo<TcpStream>, B>;
-
-/// A request body type a [`Conn`] can carry (empty for scrapes, whole
-/// bytes for remote-write posts).
-trait ReqBody:
-    hyper::body::Body<Data = Bytes, Error = std::convert::Infallible> + Send + 'static
-{
-}
-impl<B> ReqBody for B where
-    B: hyper::body::Body<Data = Bytes, Error = std::convert::Infallible> + Send + 'static
-{
-}
-
-/// A connection: its request handle and its driver, which the scrape
-/// polls in its own task while it waits for the response and reads the
-/// body (no second task, so no hand-over of every body chunk between
-/// tasks and threads). An idle connection is polled by nobody; a server
-/// that closed it is noticed at its next use.
-struct Conn<B: ReqBody = Empty<Bytes>> {
-    sender: http1::SendRequest<B>,
-    driver: Driver<B>,
-    /// The driver returned (the connection is closed): never pooled, never
-    /// polled again.
-    ended: bool,
-}
-
-impl<B: ReqBody> Conn<B> {
-    /// Sends `req` and waits for the response head, driving the
-    /// connection meanwhile. The outer error: the connection ended first
-    /// (an idle one the server closed); the inner one: hyper's.
-    async fn exchange(
-        &mut self,
-        req: Request<B>,
-    ) -> Result<Result<Response<Incoming>, hyper::Error>, DriverEnded> {
-        let Conn {
-            sender,
-            driver,
-            ended,
-        } = self;
-        let exchange = async {
-            // Waits for the driver to want the next request; an error
-            // means it closed meanwhile (nothing was sent).
-            sender.ready().await?;
-            sender.send_request(req).await
-        };
-        drive(driver, ended, exchange).await
-    }
-}
-
-struct Idle<B: ReqBody = Empty<Bytes>> {
-    conn: Conn<B>,
+struct Idle {
+    conn: Conn,
     since: Instant,
 }
 
@@ -146,9 +84,10 @@ pub(super) struct PlainTarget {
     authority: String,
     addr: HostAddr,
     port: u16,
-    host_header: HeaderValue,
+    /// The Host header's value.
+    host_header: String,
     /// Origin form: path and query.
-    path: Uri,
+    path: String,
 }
 
 #[derive(Debug)]
@@ -176,10 +115,19 @@ impl PlainTarget {
         // As reqwest (and Go): the port only when the URL names a
         // non-default one.
         let host_header = match u.port() {
-            Some(p) => HeaderValue::try_from(format!("{host}:{p}")).ok()?,
-            None => HeaderValue::try_from(host).ok()?,
+            Some(p) => format!("{host}:{p}"),
+            None => host.to_string(),
         };
-        let path = Uri::try_from(&u[url::Position::BeforePath..url::Position::AfterQuery]).ok()?;
+        // A parsed URL has no spaces or controls here (they are
+        // percent-encoded); checked anyway, as they would break the head.
+        let path = u[url::Position::BeforePath..url::Position::AfterQuery].to_string();
+        if path
+            .bytes()
+            .chain(host_header.bytes())
+            .any(|b| b <= b' ' || b == 0x7f)
+        {
+            return None;
+        }
         Some(PlainTarget {
             authority,
             addr,
@@ -305,7 +253,8 @@ impl PlainPool {
         });
     }
 
-    /// Sends the scrape request for `target` and reads the body into `buf`.
+    /// Sends the scrape request for `target` and reads the body into `buf`
+    /// (left empty on errors).
     pub(super) async fn fetch(
         &self,
         target: &PlainTarget,
@@ -313,73 +262,89 @@ impl PlainPool {
         rules: &ScrapeRules<'_>,
         buf: &mut BytesMut,
     ) -> Result<PlainOutcome, ScrapeError> {
-        let (mut conn, resp) = self.send(target, headers, rules.shown).await?;
-        let status = resp.status();
-        if status != StatusCode::OK {
+        let result = self.fetch_into(target, headers, rules, buf).await;
+        if !matches!(result, Ok(PlainOutcome::Done(_))) {
+            buf.clear();
+        }
+        result
+    }
+
+    async fn fetch_into(
+        &self,
+        target: &PlainTarget,
+        headers: &ScrapeHeaders<'_>,
+        rules: &ScrapeRules<'_>,
+        buf: &mut BytesMut,
+    ) -> Result<PlainOutcome, ScrapeError> {
+        let request = scrape_request(target, headers);
+        let (mut conn, head) = self.exchange(target, &request, buf, rules.shown).await?;
+        if head.status != StatusCode::OK {
             // The connection is dropped with the unread body.
             if rules.follow_redirects
-                && status.is_redirection()
-                && resp.headers().contains_key(LOCATION)
+                && head.status.is_redirection()
+                && head.headers.contains_key(LOCATION)
             {
                 return Ok(PlainOutcome::Redirect);
             }
-            return Err(ScrapeError::status(rules.shown, status));
+            return Err(ScrapeError::status(rules.shown, head.status));
         }
-        let content_type = content_type(resp.headers());
-        let keep_alive = allows_keep_alive(&resp);
+        let content_type = content_type(&head.headers);
         // As reqwest: only a first Content-Encoding of exactly `gzip`.
-        let gzip = resp
-            .headers()
+        let gzip = head
+            .headers
             .get(CONTENT_ENCODING)
             .is_some_and(|v| v.as_bytes() == b"gzip");
-        let mut body = resp.into_body();
-        let read = async {
-            if gzip {
-                read_gzip(&mut body, rules, buf).await
-            } else {
-                read_plain(&mut body, rules, buf).await
-            }
+        let reusable = if gzip {
+            read_gzip(&mut conn, head.framing, rules, buf).await?
+        } else {
+            conn.read_body(head.framing, buf, rules.body_size_limit)
+                .await
+                .map_err(|e| body_error(rules, e))?
         };
-        match drive(&mut conn.driver, &mut conn.ended, read).await {
-            Ok(r) => r?,
-            Err(e) => return Err(request_error(rules.shown, &e)),
-        }
-        if keep_alive && !conn.ended {
+        if reusable && head.keep_alive {
             self.put(&target.authority, conn);
         }
         Ok(PlainOutcome::Done(content_type))
     }
 
-    /// The response head, on an idle connection if there is one; a failure
-    /// there before any response is retried once on a fresh connection.
-    async fn send(
+    /// Sends `request` and reads the response head (the body's first bytes
+    /// left in `buf`), on an idle connection if there is one; a failure on
+    /// a reused connection moves on to the next, at last to a fresh one.
+    async fn exchange(
         &self,
         target: &PlainTarget,
-        headers: &ScrapeHeaders<'_>,
+        request: &[u8],
+        buf: &mut BytesMut,
         shown: &str,
-    ) -> Result<(Conn, Response<Incoming>), ScrapeError> {
+    ) -> Result<(Conn, Head), ScrapeError> {
         while let Some(mut conn) = self.take(&target.authority) {
-            match conn.exchange(build_request(target, headers)).await {
-                Ok(Ok(resp)) => return Ok((conn, resp)),
-                Ok(Err(e)) => {
-                    tracing::debug!(
-                        url = shown,
-                        error = %error_chain(&e),
-                        "scrape on a reused connection failed before a response; retrying on a new connection"
-                    );
-                    break;
-                }
-                // The server closed the idle connection.
-                Err(_) => continue,
+            match round_trip(&mut conn, request, &[], buf).await {
+                Ok(head) => return Ok((conn, head)),
+                Err(e) => tracing::debug!(
+                    url = shown,
+                    error = %e,
+                    "scrape on a reused connection failed; retrying on another connection"
+                ),
             }
         }
         let mut conn = connect(target, shown).await?;
-        let resp = match conn.exchange(build_request(target, headers)).await {
-            Ok(r) => r.map_err(|e| request_error(shown, &e))?,
-            Err(e) => return Err(request_error(shown, &e)),
-        };
-        Ok((conn, resp))
+        let head = round_trip(&mut conn, request, &[], buf)
+            .await
+            .map_err(|e| request_error(shown, &e))?;
+        Ok((conn, head))
     }
+}
+
+/// Sends a request and reads its response head into `buf` (cleared first).
+async fn round_trip(
+    conn: &mut Conn,
+    head: &[u8],
+    body: &[u8],
+    buf: &mut BytesMut,
+) -> Result<Head, WireError> {
+    buf.clear();
+    conn.send(head, body).await?;
+    conn.read_head(buf).await
 }
 
 fn request_error(shown: &str, e: &dyn std::error::Error) -> ScrapeError {
@@ -389,70 +354,38 @@ fn request_error(shown: &str, e: &dyn std::error::Error) -> ScrapeError {
     }
 }
 
-fn build_request(target: &PlainTarget, h: &ScrapeHeaders<'_>) -> Request<Empty<Bytes>> {
-    let mut req = Request::new(Empty::new());
-    *req.method_mut() = Method::GET;
-    *req.uri_mut() = target.path.clone();
-    let map = req.headers_mut();
-    map.insert(HOST, target.host_header.clone());
-    map.insert(USER_AGENT, h.user_agent.clone());
-    map.insert(ACCEPT, HeaderValue::from_static(ACCEPT_HEADER));
-    map.insert(
-        ACCEPT_ENCODING,
-        HeaderValue::from_static(ACCEPT_ENCODING_HEADER),
-    );
-    map.insert(TIMEOUT_HEADER_NAME.clone(), h.timeout_seconds.clone());
-    if let Some(auth) = &h.authorization {
-        map.insert(AUTHORIZATION, auth.clone());
+/// A body read failure: the size limit, or the request's error.
+fn body_error(rules: &ScrapeRules<'_>, e: WireError) -> ScrapeError {
+    match e {
+        WireError::Limit => limit_error(rules),
+        e => request_error(rules.shown, &e),
     }
-    req
 }
 
-/// Why a connection's driver stopped while a request was under way.
-#[derive(Debug, thiserror::Error)]
-enum DriverEnded {
-    #[error("connection closed")]
-    Closed,
-    #[error(transparent)]
-    Failed(#[from] hyper::Error),
+/// The scrape request's head, as the reqwest path sends it.
+fn scrape_request(target: &PlainTarget, h: &ScrapeHeaders<'_>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(b"GET ");
+    out.extend_from_slice(target.path.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    put_header(&mut out, "host", target.host_header.as_bytes());
+    put_header(&mut out, "user-agent", h.user_agent.as_bytes());
+    put_header(&mut out, "accept", ACCEPT_HEADER.as_bytes());
+    put_header(
+        &mut out,
+        "accept-encoding",
+        ACCEPT_ENCODING_HEADER.as_bytes(),
+    );
+    put_header(&mut out, TIMEOUT_HEADER, h.timeout_seconds.as_bytes());
+    if let Some(auth) = &h.authorization {
+        put_header(&mut out, "authorization", auth.as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+    out
 }
 
-/// Runs `work` while polling `driver` in the same task; an error when the
-/// connection ends before `work` does.
-async fn drive<F: Future, B: ReqBody>(
-    driver: &mut Driver<B>,
-    driver_ended: &mut bool,
-    work: F,
-) -> Result<F::Output, DriverEnded> {
-    let mut work = std::pin::pin!(work);
-    std::future::poll_fn(|cx| {
-        // The driver first: what it reads is what the work waits for.
-        let ended = if *driver_ended {
-            None
-        } else {
-            match std::pin::Pin::new(&mut *driver).poll(cx) {
-                std::task::Poll::Ready(r) => {
-                    *driver_ended = true;
-                    Some(r)
-                }
-                std::task::Poll::Pending => None,
-            }
-        };
-        if let std::task::Poll::Ready(out) = work.as_mut().poll(cx) {
-            return std::task::Poll::Ready(Ok(out));
-        }
-        match ended {
-            Some(Ok(())) => std::task::Poll::Ready(Err(DriverEnded::Closed)),
-            Some(Err(e)) => std::task::Poll::Ready(Err(DriverEnded::Failed(e))),
-            None if *driver_ended => std::task::Poll::Ready(Err(DriverEnded::Closed)),
-            None => std::task::Poll::Pending,
-        }
-    })
-    .await
-}
-
-/// A new connection to `target` (its driver is polled by the scrapes).
-async fn connect<B: ReqBody>(target: &PlainTarget, shown: &str) -> Result<Conn<B>, ScrapeError> {
+/// A new connection to `target`.
+async fn connect(target: &PlainTarget, shown: &str) -> Result<Conn, ScrapeError> {
     let tcp = match &target.addr {
         HostAddr::Ip(ip) => TcpStream::connect(SocketAddr::new(*ip, target.port)).await,
         HostAddr::Name(name) => TcpStream::connect((name.as_str(), target.port)).await,
@@ -461,32 +394,7 @@ async fn connect<B: ReqBody>(target: &PlainTarget, shown: &str) -> Result<Conn<B
         url: shown.to_string(),
         reason: format!("tcp connect error: {}", error_chain(&e)),
     })?;
-    // Nagle only delays the one-packet request.
-    let _ = tcp.set_nodelay(true);
-    let (sender, driver) = http1::Builder::new()
-        .max_buf_size(MAX_BUF_SIZE)
-        // Go writes canonical header names; some exporters compare names
-        // case-sensitively.
-        .title_case_headers(true)
-        .handshake::<_, B>(TokioIo::new(tcp))
-        .await
-        .map_err(|e| request_error(shown, &e))?;
-    Ok(Conn {
-        sender,
-        driver,
-        ended: false,
-    })
-}
-
-/// Whether the connection may carry the next request after this response.
-fn allows_keep_alive(resp: &Response<Incoming>) -> bool {
-    if resp.version() != Version::HTTP_11 {
-        return false;
-    }
-    !resp.headers().get_all(CONNECTION).iter().any(|v| {
-        v.to_str()
-            .is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")))
-    })
+    Ok(Conn::new(tcp))
 }
 
 fn limit_error(rules: &ScrapeRules<'_>) -> ScrapeError {
@@ -494,33 +402,6 @@ fn limit_error(rules: &ScrapeRules<'_>) -> ScrapeError {
         url: rules.shown.to_string(),
         limit: rules.body_size_limit,
     }
-}
-
-/// The next data chunk of `body` (trailers skipped), `None` at the end.
-async fn next_data(body: &mut Incoming, shown: &str) -> Result<Option<Bytes>, ScrapeError> {
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| request_error(shown, &e))?;
-        if let Ok(data) = frame.into_data() {
-            return Ok(Some(data));
-        }
-    }
-    Ok(None)
-}
-
-async fn read_plain(
-    body: &mut Incoming,
-    rules: &ScrapeRules<'_>,
-    buf: &mut BytesMut,
-) -> Result<(), ScrapeError> {
-    let limit = rules.body_size_limit;
-    reserve_for_body(buf, body.size_hint().exact(), limit);
-    while let Some(chunk) = next_data(body, rules.shown).await? {
-        if reaches_limit(limit, buf.len() as u64 + chunk.len() as u64) {
-            return Err(limit_error(rules));
-        }
-        buf.extend_from_slice(&chunk);
-    }
-    Ok(())
 }
 
 /// Decompressed output into the scrape buffer, failing once the body size
@@ -547,22 +428,32 @@ impl std::io::Write for LimitedSink<'_> {
 }
 
 /// A gzip body (one member, as reqwest decodes it; bytes after it are read
-/// and ignored) decompressed into `buf`.
+/// and ignored) decompressed into `buf`, which holds its first bytes.
+/// True when the connection may be reused.
 async fn read_gzip(
-    body: &mut Incoming,
+    conn: &mut Conn,
+    framing: Framing,
     rules: &ScrapeRules<'_>,
     buf: &mut BytesMut,
-) -> Result<(), ScrapeError> {
+) -> Result<bool, ScrapeError> {
     let limit = rules.body_size_limit;
-    let max_compressed = compressed_limit(limit);
+    // The compressed body apart; `buf` keeps its allocation for the output.
+    let mut compressed = BytesMut::from(&buf[..]);
+    buf.clear();
+    let reusable = conn
+        .read_body(framing, &mut compressed, compressed_limit(limit))
+        .await
+        .map_err(|e| body_error(rules, e))?;
+    if compressed.is_empty() {
+        // An empty body is an empty body, encoded or not.
+        return Ok(reusable);
+    }
     let sink = LimitedSink {
         buf,
         limit,
         exceeded: false,
     };
     let mut decoder = flate2::write::GzDecoder::new(sink);
-    let mut compressed = 0u64;
-    let mut ended = false;
     let decode_error = |decoder: &flate2::write::GzDecoder<LimitedSink<'_>>, e: std::io::Error| {
         if decoder.get_ref().exceeded {
             limit_error(rules)
@@ -573,25 +464,18 @@ async fn read_gzip(
             }
         }
     };
-    while let Some(chunk) = next_data(body, rules.shown).await? {
-        compressed += chunk.len() as u64;
-        if limit > 0 && compressed >= max_compressed {
-            return Err(limit_error(rules));
-        }
-        let mut rest = &chunk[..];
-        while !ended && !rest.is_empty() {
-            match decoder.write(rest) {
-                Ok(0) => ended = true,
-                Ok(n) => rest = &rest[n..],
-                Err(e) => return Err(decode_error(&decoder, e)),
-            }
+    let mut rest = &compressed[..];
+    while !rest.is_empty() {
+        match decoder.write(rest) {
+            Ok(0) => break,
+            Ok(n) => rest = &rest[n..],
+            Err(e) => return Err(decode_error(&decoder, e)),
         }
     }
-    if compressed == 0 {
-        // An empty body is an empty body, encoded or not.
-        return Ok(());
-    }
-    decoder.try_finish().map_err(|e| decode_error(&decoder, e))
+    decoder
+        .try_finish()
+        .map_err(|e| decode_error(&decoder, e))?;
+    Ok(reusable)
 }
 
 #[cfg(test)]
@@ -611,6 +495,7 @@ mod tests {
         let t = target("http://127.0.0.1:9100/metrics?a=1&b=2#frag");
         assert_eq!(t.authority, "127.0.0.1:9100");
         assert_eq!(t.host_header, "127.0.0.1:9100");
+        assert!(PlainTarget::parse("http://h:9/a b").is_some_and(|t| t.path == "/a%20b"));
         assert_eq!(t.path, "/metrics?a=1&b=2");
         assert!(matches!(t.addr, HostAddr::Ip(_)));
     }
@@ -629,9 +514,25 @@ mod tests {
     }
 
     #[test]
-    fn timeout_header_name_is_the_shared_one() {
-        let shared = crate::scrape::TIMEOUT_HEADER;
-        assert!(TIMEOUT_HEADER_NAME.as_str().eq_ignore_ascii_case(shared));
+    fn the_scrape_request_carries_the_headers_title_cased() {
+        let ua = HeaderValue::from_static("Prometheus/2.42.0");
+        let mut h = headers(&ua);
+        h.authorization = Some(HeaderValue::from_static("Bearer x"));
+        let req = scrape_request(&target("http://h:9/m?a=1"), &h);
+        let req = String::from_utf8(req).unwrap();
+        assert!(
+            req.starts_with("GET /m?a=1 HTTP/1.1\r\nHost: h:9\r\n"),
+            "{req}"
+        );
+        for line in [
+            "User-Agent: Prometheus/2.42.0\r\n",
+            "Accept-Encoding: gzip\r\n",
+            "X-Prometheus-Scrape-Timeout-Seconds: 1\r\n",
+            "Authorization: Bearer x\r\n",
+        ] {
+            assert!(req.contains(line), "{line:?} in {req}");
+        }
+        assert!(req.ends_with("\r\n\r\n"));
     }
 
     #[test]

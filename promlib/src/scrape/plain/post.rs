@@ -1,6 +1,6 @@
 //! POSTs to one plain `http://` URL without a proxy (the remote-write fast
-//! path): hyper's HTTP/1.1 client connections, each driven by the task
-//! that sends on it, kept alive in a list of our own.
+//! path): HTTP/1.1 of our own ([`super::wire`]) on connections kept alive
+//! in a list of our own.
 //!
 //! Through reqwest every request passes its redirect, timeout and service
 //! layers and hops to the connection's own task and back; at hundreds of
@@ -9,27 +9,22 @@
 //!
 //! Rules as for scrapes: a connection is put back only after the response
 //! body was read to the end and the response allows keep-alive; a send
-//! that fails on a reused connection before any response arrived is
-//! retried once on a fresh one (the server may have closed it while it was
-//! idle; a remote-write receiver takes the same samples twice without
-//! harm). Idle connections expire after [`IDLE_TIMEOUT`].
+//! that fails on a reused connection is retried on another one, at last on
+//! a fresh one (the server may have closed it while it was idle; a
+//! remote-write receiver takes the same samples twice without harm). Idle connections expire after [`IDLE_TIMEOUT`].
 
 use std::sync::Mutex;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
-use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper::header::{AUTHORIZATION, HOST, HeaderMap, HeaderValue};
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::StatusCode;
+use hyper::header::{CONTENT_LENGTH, HOST, HeaderMap, HeaderValue};
 
-use super::{
-    Conn, IDLE_TIMEOUT, Idle, PlainTarget, allows_keep_alive, connect, drive, next_data,
-    request_error,
-};
+use super::wire::{Conn, Head, WireError, put_header};
+use super::{IDLE_TIMEOUT, Idle, PlainTarget, connect, request_error, round_trip};
 use crate::config::HttpClientConfig;
 use crate::scrape::client::has_proxy;
-use crate::scrape::error::{ScrapeError, error_chain};
+use crate::scrape::error::ScrapeError;
 
 /// Idle connections kept (one per sending remote-write shard; Prometheus'
 /// default `max_shards` is 200).
@@ -58,7 +53,7 @@ pub struct PlainPoster {
     /// The URL as errors show it.
     shown: String,
     /// The most recently returned connection last.
-    idle: Mutex<Vec<Idle<Full<Bytes>>>>,
+    idle: Mutex<Vec<Idle>>,
 }
 
 impl std::fmt::Debug for PlainPoster {
@@ -91,12 +86,12 @@ impl PlainPoster {
         self.lock().len()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Idle<Full<Bytes>>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Idle>> {
         // A panic while holding the lock leaves only idle connections.
         self.idle.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn take(&self) -> Option<Conn<Full<Bytes>>> {
+    fn take(&self) -> Option<Conn> {
         let now = Instant::now();
         let mut idle = self.lock();
         // The oldest are first: drop the expired ones.
@@ -111,7 +106,7 @@ impl PlainPoster {
         found
     }
 
-    fn put(&self, conn: Conn<Full<Bytes>>) {
+    fn put(&self, conn: Conn) {
         let mut idle = self.lock();
         let dropped = (idle.len() >= MAX_IDLE).then(|| idle.remove(0));
         idle.push(Idle {
@@ -130,99 +125,83 @@ impl PlainPoster {
         authorization: Option<&HeaderValue>,
         body: Bytes,
     ) -> Result<PostResponse, ScrapeError> {
-        let (mut conn, resp) = self.send(headers, authorization, &body).await?;
-        let status = resp.status();
-        let keep_alive = allows_keep_alive(&resp);
-        let (parts, mut incoming) = resp.into_parts();
-        let read = read_body(&mut incoming, &self.shown);
-        let (kept, complete) = match drive(&mut conn.driver, &mut conn.ended, read).await {
-            Ok(r) => r?,
+        let request = self.request_head(headers, authorization, body.len());
+        let mut buf = BytesMut::new();
+        let (mut conn, head) = self.exchange(&request, &body, &mut buf).await?;
+        let complete = match conn
+            .read_body(head.framing, &mut buf, MAX_DRAIN as u64)
+            .await
+        {
+            Ok(reusable) => reusable,
+            Err(WireError::Limit) => false,
             Err(e) => return Err(request_error(&self.shown, &e)),
         };
-        if complete && keep_alive && !conn.ended {
+        if complete && head.keep_alive {
             self.put(conn);
         }
+        buf.truncate(KEEP_BODY);
         Ok(PostResponse {
-            status,
-            headers: parts.headers,
-            body: kept,
+            status: head.status,
+            headers: head.headers,
+            body: buf.freeze(),
         })
     }
 
     /// The response head, on an idle connection if there is one; a failure
-    /// there before any response is retried once on a fresh connection.
-    async fn send(
+    /// there moves on to the next, at last to a fresh connection.
+    async fn exchange(
         &self,
-        headers: &HeaderMap,
-        authorization: Option<&HeaderValue>,
-        body: &Bytes,
-    ) -> Result<(Conn<Full<Bytes>>, Response<Incoming>), ScrapeError> {
+        request: &[u8],
+        body: &[u8],
+        buf: &mut BytesMut,
+    ) -> Result<(Conn, Head), ScrapeError> {
         while let Some(mut conn) = self.take() {
-            match conn
-                .exchange(self.request(headers, authorization, body))
-                .await
-            {
-                Ok(Ok(resp)) => return Ok((conn, resp)),
-                Ok(Err(e)) => {
-                    tracing::debug!(
-                        url = %self.shown,
-                        error = %error_chain(&e),
-                        "post on a reused connection failed before a response; retrying on a new connection"
-                    );
-                    break;
-                }
-                // The server closed the idle connection.
-                Err(_) => continue,
+            match round_trip(&mut conn, request, body, buf).await {
+                Ok(head) => return Ok((conn, head)),
+                Err(e) => tracing::debug!(
+                    url = %self.shown,
+                    error = %e,
+                    "post on a reused connection failed; retrying on another connection"
+                ),
             }
         }
         let mut conn = connect(&self.target, &self.shown).await?;
-        let resp = match conn
-            .exchange(self.request(headers, authorization, body))
+        let head = round_trip(&mut conn, request, body, buf)
             .await
-        {
-            Ok(r) => r.map_err(|e| request_error(&self.shown, &e))?,
-            Err(e) => return Err(request_error(&self.shown, &e)),
-        };
-        Ok((conn, resp))
+            .map_err(|e| request_error(&self.shown, &e))?;
+        Ok((conn, head))
     }
 
-    fn request(
+    /// The request head: Host, `headers` (but Host and Content-Length),
+    /// `authorization` and the body's Content-Length.
+    fn request_head(
         &self,
         headers: &HeaderMap,
         authorization: Option<&HeaderValue>,
-        body: &Bytes,
-    ) -> Request<Full<Bytes>> {
-        let mut req = Request::new(Full::new(body.clone()));
-        *req.method_mut() = Method::POST;
-        *req.uri_mut() = self.target.path.clone();
-        let map = req.headers_mut();
-        map.insert(HOST, self.target.host_header.clone());
+        body_len: usize,
+    ) -> Vec<u8> {
+        let mut out = Vec::with_capacity(512);
+        out.extend_from_slice(b"POST ");
+        out.extend_from_slice(self.target.path.as_bytes());
+        out.extend_from_slice(b" HTTP/1.1\r\n");
+        put_header(&mut out, HOST.as_str(), self.target.host_header.as_bytes());
         for (name, value) in headers {
-            map.append(name, value.clone());
+            if name == HOST || name == CONTENT_LENGTH {
+                continue;
+            }
+            put_header(&mut out, name.as_str(), value.as_bytes());
         }
         if let Some(auth) = authorization {
-            map.insert(AUTHORIZATION, auth.clone());
+            put_header(&mut out, "authorization", auth.as_bytes());
         }
-        req
+        put_header(
+            &mut out,
+            CONTENT_LENGTH.as_str(),
+            body_len.to_string().as_bytes(),
+        );
+        out.extend_from_slice(b"\r\n");
+        out
     }
-}
-
-/// Reads the body: its first [`KEEP_BODY`] bytes, and whether it was read
-/// to its end (false: longer than [`MAX_DRAIN`], left unread).
-async fn read_body(body: &mut Incoming, shown: &str) -> Result<(Bytes, bool), ScrapeError> {
-    let mut kept = BytesMut::new();
-    let mut total = 0usize;
-    while let Some(chunk) = next_data(body, shown).await? {
-        total += chunk.len();
-        if kept.len() < KEEP_BODY {
-            let n = chunk.len().min(KEEP_BODY - kept.len());
-            kept.extend_from_slice(&chunk[..n]);
-        }
-        if total > MAX_DRAIN {
-            return Ok((kept.freeze(), false));
-        }
-    }
-    Ok((kept.freeze(), true))
 }
 
 #[cfg(test)]
