@@ -352,9 +352,10 @@ impl TargetPipeline {
             // reused since and its labels must be worked out again.
             let (cache_hit, cached_slot) = match self.cache.get(series.raw()) {
                 Some(Resolved::Dropped) => continue,
-                Some(Resolved::Series { slot, series: r }) => {
-                    (true, self.table.get_mut(slot, r).is_some().then_some(slot))
+                Some(Resolved::Series { slot }) => {
+                    (true, self.table.slot_mut(slot).is_some().then_some(slot))
                 }
+                Some(Resolved::Unset) => (true, None),
                 None => (false, None),
             };
             let slot = match cached_slot {
@@ -399,9 +400,7 @@ impl TargetPipeline {
             // A raw series new to the cache, or whose cached slot was
             // reused: (re)cache it; only a new one counts as added.
             if cached_slot.is_none() {
-                let r = e.series;
-                self.cache
-                    .insert(series.raw(), Resolved::Series { slot, series: r });
+                self.cache.insert(series.raw(), Resolved::Series { slot });
                 if !cache_hit && !sample_limit_hit {
                     counts.series_added += 1;
                 }
@@ -496,9 +495,14 @@ impl TargetPipeline {
     fn finish_iteration(&mut self, flush_cache: bool) {
         let iter = self.iter;
         self.cache.iter_done(flush_cache);
-        self.table.prune(|e| {
+        let freed = self.table.prune(|e| {
             e.tracked.is_none() && e.last_seen.saturating_add(TABLE_KEEP_ITERATIONS) <= iter
         });
+        if freed {
+            // Their slots will hold other series.
+            let table = &self.table;
+            self.cache.unset_slots(|slot| !table.holds(slot));
+        }
         if flush_cache {
             self.table.trim();
         }

@@ -3,30 +3,36 @@
 //! relabeling entirely. Entries dropped by metric relabeling are cached as
 //! dropped.
 //!
-//! Memory: an entry keeps the 128-bit xxh3 of the raw bytes, not the bytes
-//! (32 bytes per entry in a dense vector, plus a hash index of `u32`
-//! positions). Two different raw series of one target collide with a
+//! Memory: an entry keeps the 128-bit xxh3 of the raw bytes, not the bytes,
+//! and its series-table slot (24 bytes per entry in a dense vector, plus a
+//! hash index of `u32` positions). The table's owner unsets the slot of
+//! entries whose slot it frees ([`RawCache::unset_slots`]), so a cached
+//! slot always holds the series it was cached for. Two different raw series of one target collide with a
 //! probability of about n^2 / 2^129: for a million series 1e-27.
 
 use hashbrown::HashTable;
 
 use super::trim;
-use crate::series::SeriesRef;
 
 /// What a raw series resolved to the last time it was seen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Resolved {
     /// Dropped by metric_relabel_configs.
     Dropped,
-    /// A series-table slot, valid while the slot still holds `series`.
-    Series { slot: u32, series: SeriesRef },
+    /// A series-table slot.
+    Series { slot: u32 },
+    /// In the cache, but its slot was freed: the labels must be worked
+    /// out again (the series is not new to the cache).
+    Unset,
 }
 
 /// `slot` of an entry cached as dropped.
 const DROPPED: u32 = u32::MAX;
+/// `slot` of an entry whose slot was freed.
+const UNSET: u32 = u32::MAX - 1;
 
 /// The 128-bit key of a raw series, as two words (8-byte alignment keeps
-/// an entry at 32 bytes).
+/// an entry at 24 bytes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Key([u64; 2]);
 
@@ -45,7 +51,6 @@ impl Key {
 #[derive(Clone, Copy, Debug)]
 struct Entry {
     key: Key,
-    series: SeriesRef,
     /// [`DROPPED`] or a series-table slot.
     slot: u32,
     /// The cache iteration that last saw it (wraps after 2^32 flushes;
@@ -55,20 +60,18 @@ struct Entry {
 
 impl Entry {
     fn resolved(&self) -> Resolved {
-        if self.slot == DROPPED {
-            Resolved::Dropped
-        } else {
-            Resolved::Series {
-                slot: self.slot,
-                series: self.series,
-            }
+        match self.slot {
+            DROPPED => Resolved::Dropped,
+            UNSET => Resolved::Unset,
+            slot => Resolved::Series { slot },
         }
     }
 
     fn set(&mut self, resolved: Resolved) {
-        (self.slot, self.series) = match resolved {
-            Resolved::Dropped => (DROPPED, SeriesRef(0)),
-            Resolved::Series { slot, series } => (slot, series),
+        self.slot = match resolved {
+            Resolved::Dropped => DROPPED,
+            Resolved::Series { slot } => slot,
+            Resolved::Unset => UNSET,
         };
     }
 }
@@ -120,7 +123,6 @@ impl RawCache {
         let mut e = Entry {
             key,
             slot: DROPPED,
-            series: SeriesRef(0),
             last_iter: self.iter,
         };
         e.set(resolved);
@@ -161,10 +163,24 @@ impl RawCache {
     /// Drops the entries not seen in this iteration.
     fn forget_unseen(&mut self) {
         let iter = self.iter;
+        self.forget_where(|e| e.last_iter != iter);
+    }
+
+    /// Unsets the slot of entries whose series-table slot `freed` says
+    /// was freed (it will hold other series); they stay cached.
+    pub(crate) fn unset_slots(&mut self, mut freed: impl FnMut(u32) -> bool) {
+        for e in &mut self.entries {
+            if e.slot != DROPPED && e.slot != UNSET && freed(e.slot) {
+                e.slot = UNSET;
+            }
+        }
+    }
+
+    fn forget_where(&mut self, mut forget: impl FnMut(&Entry) -> bool) {
         // From the end, so an entry moved into a hole was already kept.
         for i in (0..self.entries.len()).rev() {
             let e = self.entries[i];
-            if e.last_iter == iter {
+            if !forget(&e) {
                 continue;
             }
             if let Ok(found) = self.index.find_entry(e.key.hash(), |&p| p as usize == i) {
@@ -196,10 +212,30 @@ mod tests {
     use super::*;
 
     fn series(slot: u32) -> Resolved {
-        Resolved::Series {
-            slot,
-            series: SeriesRef(100 + slot as u64),
-        }
+        Resolved::Series { slot }
+    }
+
+    #[test]
+    fn an_entry_takes_three_words() {
+        // A million series of one collector: 24 MB of entries.
+        assert_eq!(std::mem::size_of::<Entry>(), 24);
+    }
+
+    #[test]
+    fn entries_of_freed_slots_stay_cached_without_their_slot() {
+        let mut c = RawCache::default();
+        c.insert(b"a", series(1));
+        c.insert(b"b", series(2));
+        c.insert(b"c", Resolved::Dropped);
+        c.insert(b"d", series(1));
+        c.unset_slots(|slot| slot == 1);
+        assert_eq!(c.get(b"a"), Some(Resolved::Unset));
+        assert_eq!(c.get(b"d"), Some(Resolved::Unset));
+        assert_eq!(c.get(b"b"), Some(series(2)));
+        assert_eq!(c.get(b"c"), Some(Resolved::Dropped));
+        assert_eq!(c.len(), 4);
+        c.insert(b"a", series(3));
+        assert_eq!(c.get(b"a"), Some(series(3)));
     }
 
     #[test]

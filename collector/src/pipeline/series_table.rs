@@ -134,15 +134,6 @@ impl SeriesTable {
         (slot, series)
     }
 
-    /// The entry in `slot` if it still holds `series`.
-    #[inline]
-    pub(crate) fn get_mut(&mut self, slot: u32, series: SeriesRef) -> Option<&mut SeriesEntry> {
-        match self.slots.get_mut(slot as usize) {
-            Some(Some(e)) if e.series == series => Some(e),
-            _ => None,
-        }
-    }
-
     #[inline]
     pub(crate) fn slot_mut(&mut self, slot: u32) -> Option<&mut SeriesEntry> {
         self.slots.get_mut(slot as usize).and_then(Option::as_mut)
@@ -188,8 +179,14 @@ impl SeriesTable {
         )
     }
 
-    /// Drops entries for which `dead` is true.
-    pub(crate) fn prune(&mut self, mut dead: impl FnMut(&SeriesEntry) -> bool) {
+    /// Whether `slot` holds a series.
+    pub(crate) fn holds(&self, slot: u32) -> bool {
+        matches!(self.slots.get(slot as usize), Some(Some(_)))
+    }
+
+    /// Drops entries for which `dead` is true; true when any was.
+    pub(crate) fn prune(&mut self, mut dead: impl FnMut(&SeriesEntry) -> bool) -> bool {
+        let mut freed = false;
         for i in 0..self.slots.len() {
             let Some(e) = &self.slots[i] else {
                 continue;
@@ -208,11 +205,13 @@ impl SeriesTable {
             self.dead_bytes += range.len();
             self.slots[i] = None;
             self.free.push(slot);
+            freed = true;
         }
         let live = self.ids.len() - self.dead_bytes;
         if self.dead_bytes > live && self.dead_bytes > MIN_COMPACT_BYTES {
             self.compact(live);
         }
+        freed
     }
 
     /// Gives back the slack growth left in the slots and the id arena.
@@ -278,7 +277,7 @@ mod tests {
         t.get_or_insert(&labels("b"), 1, &refs);
         t.prune(|e| e.series == r1);
         assert_eq!(t.len(), 1);
-        assert!(t.get_mut(s1, r1).is_none());
+        assert!(!t.holds(s1));
         let (s3, r3) = t.get_or_insert(&labels("a"), 3, &refs);
         assert_eq!(s3, s1);
         assert_ne!(r3, r1);
