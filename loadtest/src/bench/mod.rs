@@ -451,6 +451,20 @@ impl Bench<'_> {
     }
 }
 
+/// The `remote_write` section to the sink: requests of up to `per_send`
+/// samples (0: Prometheus' defaults), with room for three requests per
+/// shard as Prometheus' tuning guide suggests.
+fn remote_write_yml(url: &str, per_send: usize) -> String {
+    let mut yml = format!("remote_write:\n  - url: {url}\n");
+    if per_send > 0 {
+        yml.push_str(&format!(
+            "    queue_config:\n      max_samples_per_send: {per_send}\n      capacity: {}\n",
+            per_send.saturating_mul(3)
+        ));
+    }
+    yml
+}
+
 #[cfg(test)]
 mod tests {
     use super::summarize_log;
@@ -466,18 +480,4 @@ mod tests {
         assert_eq!(summarize_log("a\nb\n"), "a | b");
         assert_eq!(summarize_log(""), "no output");
     }
-}
-
-/// The `remote_write` section to the sink: requests of up to `per_send`
-/// samples (0: Prometheus' defaults), with room for three requests per
-/// shard as Prometheus' tuning guide suggests.
-fn remote_write_yml(url: &str, per_send: usize) -> String {
-    let mut yml = format!("remote_write:\n  - url: {url}\n");
-    if per_send > 0 {
-        yml.push_str(&format!(
-            "    queue_config:\n      max_samples_per_send: {per_send}\n      capacity: {}\n",
-            per_send.saturating_mul(3)
-        ));
-    }
-    yml
 }
