@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use promshard_collector::remote::{QueueOptions, RemoteWriteQueue, Undelivered};
-use promshard_collector::series::{Metadata, stale_marker};
+use promshard_collector::series::{AppendBatch, Metadata, stale_marker};
 use remote_common::*;
 
 const T0: i64 = 1_700_000_000_000;
@@ -16,6 +16,11 @@ const WAIT: Duration = Duration::from_secs(20);
 
 fn opts() -> QueueOptions {
     QueueOptions::default()
+}
+
+/// Series 1 (`m`) defined, with one sample at T0.
+fn one_sample() -> AppendBatch {
+    batch(vec![def(1, &[("__name__", "m")])], vec![sample(1, T0, 1.0)])
 }
 
 async fn wait_delivered(q: &RemoteWriteQueue, pos: u64) {
@@ -266,20 +271,13 @@ async fn status_400_is_dropped_counted_and_not_retried() {
 async fn status_429_waits_for_retry_after() {
     let r = Receiver::start().await;
     r.script([Reply {
-        status: 429,
         retry_after: Some("2".to_string()),
-        delay: Duration::ZERO,
-        location: None,
+        ..Reply::status(429)
     }]);
     let dir = tempfile::tempdir().unwrap();
     let cfg = remote_config(&r.url(), "", "");
     let mut q = RemoteWriteQueue::start(&cfg, dir.path(), opts()).unwrap();
-    q.push(
-        1,
-        batch(vec![def(1, &[("__name__", "m")])], vec![sample(1, T0, 1.0)]),
-    )
-    .await
-    .unwrap();
+    q.push(1, one_sample()).await.unwrap();
     wait_delivered(&q, 1).await;
     let all = r.received();
     assert_eq!(all.len(), 2);
@@ -305,12 +303,7 @@ async fn a_redirect_is_followed_with_the_same_body() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = remote_config(&r.url(), "", "");
     let mut q = RemoteWriteQueue::start(&cfg, dir.path(), opts()).unwrap();
-    q.push(
-        1,
-        batch(vec![def(1, &[("__name__", "m")])], vec![sample(1, T0, 1.0)]),
-    )
-    .await
-    .unwrap();
+    q.push(1, one_sample()).await.unwrap();
     wait_delivered(&q, 1).await;
     let all = r.received();
     let statuses: Vec<u16> = all.iter().map(|x| x.status).collect();
@@ -469,12 +462,7 @@ async fn shutdown_reports_what_it_could_not_deliver() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = remote_config(&r.url(), "", "");
     let mut q = RemoteWriteQueue::start(&cfg, dir.path(), opts()).unwrap();
-    q.push(
-        1,
-        batch(vec![def(1, &[("__name__", "m")])], vec![sample(1, T0, 1.0)]),
-    )
-    .await
-    .unwrap();
+    q.push(1, one_sample()).await.unwrap();
     q.push(
         2,
         batch(vec![], vec![sample(1, T0 + 1, 1.0), sample(1, T0 + 2, 1.0)]),

@@ -160,12 +160,6 @@ impl RawCache {
         }
     }
 
-    /// Drops the entries not seen in this iteration.
-    fn forget_unseen(&mut self) {
-        let iter = self.iter;
-        self.forget_where(|e| e.last_iter != iter);
-    }
-
     /// Unsets the slot of entries whose series-table slot `freed` says
     /// was freed (it will hold other series); they stay cached.
     pub(crate) fn unset_slots(&mut self, mut freed: impl FnMut(u32) -> bool) {
@@ -176,11 +170,13 @@ impl RawCache {
         }
     }
 
-    fn forget_where(&mut self, mut forget: impl FnMut(&Entry) -> bool) {
+    /// Drops the entries not seen in this iteration.
+    fn forget_unseen(&mut self) {
+        let iter = self.iter;
         // From the end, so an entry moved into a hole was already kept.
         for i in (0..self.entries.len()).rev() {
             let e = self.entries[i];
-            if !forget(&e) {
+            if e.last_iter == iter {
                 continue;
             }
             if let Ok(found) = self.index.find_entry(e.key.hash(), |&p| p as usize == i) {

@@ -262,77 +262,78 @@ impl PlainPool {
         rules: &ScrapeRules<'_>,
         buf: &mut BytesMut,
     ) -> Result<PlainOutcome, ScrapeError> {
-        let result = self.fetch_into(target, headers, rules, buf).await;
+        let result: Result<PlainOutcome, ScrapeError> = async {
+            let request = scrape_request(target, headers);
+            let (mut conn, head) = exchange(
+                || self.take(&target.authority),
+                target,
+                (&request, &[]),
+                buf,
+                rules.shown,
+            )
+            .await?;
+            if head.status != StatusCode::OK {
+                // The connection is dropped with the unread body.
+                if rules.follow_redirects
+                    && head.status.is_redirection()
+                    && head.headers.contains_key(LOCATION)
+                {
+                    return Ok(PlainOutcome::Redirect);
+                }
+                return Err(ScrapeError::status(rules.shown, head.status));
+            }
+            let content_type = content_type(&head.headers);
+            // As reqwest: only a first Content-Encoding of exactly `gzip`.
+            let gzip = head
+                .headers
+                .get(CONTENT_ENCODING)
+                .is_some_and(|v| v.as_bytes() == b"gzip");
+            let reusable = if gzip {
+                read_gzip(&mut conn, head.framing, rules, buf).await?
+            } else {
+                conn.read_body(head.framing, buf, rules.body_size_limit)
+                    .await
+                    .map_err(|e| body_error(rules, e))?
+            };
+            if reusable && head.keep_alive {
+                self.put(&target.authority, conn);
+            }
+            Ok(PlainOutcome::Done(content_type))
+        }
+        .await;
         if !matches!(result, Ok(PlainOutcome::Done(_))) {
             buf.clear();
         }
         result
     }
+}
 
-    async fn fetch_into(
-        &self,
-        target: &PlainTarget,
-        headers: &ScrapeHeaders<'_>,
-        rules: &ScrapeRules<'_>,
-        buf: &mut BytesMut,
-    ) -> Result<PlainOutcome, ScrapeError> {
-        let request = scrape_request(target, headers);
-        let (mut conn, head) = self.exchange(target, &request, buf, rules.shown).await?;
-        if head.status != StatusCode::OK {
-            // The connection is dropped with the unread body.
-            if rules.follow_redirects
-                && head.status.is_redirection()
-                && head.headers.contains_key(LOCATION)
-            {
-                return Ok(PlainOutcome::Redirect);
-            }
-            return Err(ScrapeError::status(rules.shown, head.status));
+/// Sends `request` (head and body) and reads the response head (the
+/// body's first bytes left in `buf`), on an idle connection from `take` if
+/// there is one; a failure on a reused connection moves on to the next, at
+/// last to a fresh one.
+async fn exchange(
+    mut take: impl FnMut() -> Option<Conn>,
+    target: &PlainTarget,
+    (head, body): (&[u8], &[u8]),
+    buf: &mut BytesMut,
+    shown: &str,
+) -> Result<(Conn, Head), ScrapeError> {
+    while let Some(mut conn) = take() {
+        match round_trip(&mut conn, head, body, buf).await {
+            Ok(resp) => return Ok((conn, resp)),
+            Err(e) => tracing::debug!(
+                url = shown,
+                error = %e,
+                "request on a reused connection failed; retrying on another connection"
+            ),
         }
-        let content_type = content_type(&head.headers);
-        // As reqwest: only a first Content-Encoding of exactly `gzip`.
-        let gzip = head
-            .headers
-            .get(CONTENT_ENCODING)
-            .is_some_and(|v| v.as_bytes() == b"gzip");
-        let reusable = if gzip {
-            read_gzip(&mut conn, head.framing, rules, buf).await?
-        } else {
-            conn.read_body(head.framing, buf, rules.body_size_limit)
-                .await
-                .map_err(|e| body_error(rules, e))?
-        };
-        if reusable && head.keep_alive {
-            self.put(&target.authority, conn);
-        }
-        Ok(PlainOutcome::Done(content_type))
     }
-
-    /// Sends `request` and reads the response head (the body's first bytes
-    /// left in `buf`), on an idle connection if there is one; a failure on
-    /// a reused connection moves on to the next, at last to a fresh one.
-    async fn exchange(
-        &self,
-        target: &PlainTarget,
-        request: &[u8],
-        buf: &mut BytesMut,
-        shown: &str,
-    ) -> Result<(Conn, Head), ScrapeError> {
-        while let Some(mut conn) = self.take(&target.authority) {
-            match round_trip(&mut conn, request, &[], buf).await {
-                Ok(head) => return Ok((conn, head)),
-                Err(e) => tracing::debug!(
-                    url = shown,
-                    error = %e,
-                    "scrape on a reused connection failed; retrying on another connection"
-                ),
-            }
-        }
-        let mut conn = connect(target, shown).await?;
-        let head = round_trip(&mut conn, request, &[], buf)
-            .await
-            .map_err(|e| request_error(shown, &e))?;
-        Ok((conn, head))
-    }
+    let mut conn = connect(target, shown).await?;
+    let resp = round_trip(&mut conn, head, body, buf)
+        .await
+        .map_err(|e| request_error(shown, &e))?;
+    Ok((conn, resp))
 }
 
 /// Sends a request and reads its response head into `buf` (cleared first).

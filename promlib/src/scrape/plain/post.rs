@@ -20,8 +20,8 @@ use bytes::{Bytes, BytesMut};
 use hyper::StatusCode;
 use hyper::header::{CONTENT_LENGTH, HOST, HeaderMap, HeaderValue};
 
-use super::wire::{Conn, Head, WireError, put_header};
-use super::{IDLE_TIMEOUT, Idle, PlainTarget, connect, request_error, round_trip};
+use super::wire::{Conn, WireError, put_header};
+use super::{IDLE_TIMEOUT, Idle, PlainTarget, exchange, request_error};
 use crate::config::HttpClientConfig;
 use crate::scrape::client::has_proxy;
 use crate::scrape::error::ScrapeError;
@@ -127,7 +127,14 @@ impl PlainPoster {
     ) -> Result<PostResponse, ScrapeError> {
         let request = self.request_head(headers, authorization, body.len());
         let mut buf = BytesMut::new();
-        let (mut conn, head) = self.exchange(&request, &body, &mut buf).await?;
+        let (mut conn, head) = exchange(
+            || self.take(),
+            &self.target,
+            (&request, &body),
+            &mut buf,
+            &self.shown,
+        )
+        .await?;
         let complete = match conn
             .read_body(head.framing, &mut buf, MAX_DRAIN as u64)
             .await
@@ -145,31 +152,6 @@ impl PlainPoster {
             headers: head.headers,
             body: buf.freeze(),
         })
-    }
-
-    /// The response head, on an idle connection if there is one; a failure
-    /// there moves on to the next, at last to a fresh connection.
-    async fn exchange(
-        &self,
-        request: &[u8],
-        body: &[u8],
-        buf: &mut BytesMut,
-    ) -> Result<(Conn, Head), ScrapeError> {
-        while let Some(mut conn) = self.take() {
-            match round_trip(&mut conn, request, body, buf).await {
-                Ok(head) => return Ok((conn, head)),
-                Err(e) => tracing::debug!(
-                    url = %self.shown,
-                    error = %e,
-                    "post on a reused connection failed; retrying on another connection"
-                ),
-            }
-        }
-        let mut conn = connect(&self.target, &self.shown).await?;
-        let head = round_trip(&mut conn, request, body, buf)
-            .await
-            .map_err(|e| request_error(&self.shown, &e))?;
-        Ok((conn, head))
     }
 
     /// The request head: Host, `headers` (but Host and Content-Length),

@@ -84,18 +84,14 @@ impl Conn {
 
     /// Writes a whole request (head, then body if any).
     pub(crate) async fn send(&mut self, head: &[u8], body: &[u8]) -> Result<(), WireError> {
-        if body.is_empty() {
-            self.stream.write_all(head).await?;
-        } else {
-            let mut parts = [std::io::IoSlice::new(head), std::io::IoSlice::new(body)];
-            let mut parts = &mut parts[..];
-            while !parts.is_empty() {
-                let n = self.stream.write_vectored(parts).await?;
-                if n == 0 {
-                    return Err(WireError::Closed);
-                }
-                std::io::IoSlice::advance_slices(&mut parts, n);
+        let mut parts = [std::io::IoSlice::new(head), std::io::IoSlice::new(body)];
+        let mut parts = &mut parts[..];
+        while parts.iter().any(|p| !p.is_empty()) {
+            let n = self.stream.write_vectored(parts).await?;
+            if n == 0 {
+                return Err(WireError::Closed);
             }
+            std::io::IoSlice::advance_slices(&mut parts, n);
         }
         Ok(())
     }
@@ -169,20 +165,14 @@ impl Conn {
                 buf.truncate(len);
                 Ok(!extra)
             }
-            Framing::Close => {
-                loop {
-                    if over(buf.len()) {
-                        return Err(WireError::Limit);
-                    }
-                    if self.fill(buf, READ_SIZE).await? == 0 {
-                        break;
-                    }
-                }
+            Framing::Close => loop {
                 if over(buf.len()) {
                     return Err(WireError::Limit);
                 }
-                Ok(false)
-            }
+                if self.fill(buf, READ_SIZE).await? == 0 {
+                    return Ok(false);
+                }
+            },
             Framing::Chunked => {
                 let mut dechunk = Dechunker::default();
                 loop {
